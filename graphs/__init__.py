@@ -1,0 +1,34 @@
+"""Agent graphs: nodes over a pydantic state, edges, joins, routers, and durable checkpointed runs.
+
+>>> from typing import Annotated
+>>> from pydantic import BaseModel
+>>> from baobab.graphs import END, START, Graph, append
+>>> class State(BaseModel):
+...     log: Annotated[list[str], append] = []
+>>> g = Graph(State).node("hello", lambda s: {"log": ["hi"]}).edge(START, "hello").edge("hello", END)
+>>> g.compile().run().state.log
+['hi']
+"""
+
+from baobab.graphs.checkpoint import Checkpointer, CheckpointInfo, ThreadInfo
+from baobab.graphs.errors import CheckpointError, GraphError, GraphRecursionError, NodeError
+from baobab.graphs.events import (
+    Checkpoint,
+    Event,
+    Interrupt,
+    NodeEnd,
+    NodeFailed,
+    NodeStart,
+    RunResult,
+)
+from baobab.graphs.graph import Graph, Route
+from baobab.graphs.node import END, START, Retry, RunContext, Send
+from baobab.graphs.runtime import App
+from baobab.graphs.state import InvalidUpdateError, append, merge
+
+__all__ = [
+    "END", "START", "App", "Checkpoint", "CheckpointError", "CheckpointInfo", "Checkpointer", "Event",
+    "Graph", "GraphError", "GraphRecursionError", "Interrupt", "InvalidUpdateError", "NodeEnd", "NodeError",
+    "NodeFailed", "NodeStart", "Retry", "Route", "RunContext", "RunResult", "Send", "ThreadInfo", "append",
+    "merge",
+]

@@ -1,0 +1,239 @@
+"""Checkpoints in the store: threads, per-step writes (the deltas) and occasional snapshots.
+
+The state at a checkpoint is its nearest snapshot plus the writes of the steps after it, replayed
+through the state's reducers; the runtime takes a snapshot once the writes since the last one
+outweigh it, so storage grows with what changed and a read replays at most about one state's worth.
+"""
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+
+from baobab.graphs.errors import CheckpointError
+from baobab.store import Store
+from baobab.store.schema import checkpoints, threads, writes
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    """A thread: a named sequence of checkpoints and how its last run ended."""
+
+    id: int
+    name: str
+    graph: str
+    status: str
+    detail: Any
+    forked_from: int | None
+    created: float
+    updated: float
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint's place: thread, step, parent (in another thread after a fork) and next nodes."""
+
+    id: int
+    thread: str
+    step: int
+    parent: int | None
+    next: tuple[str, ...]
+    created: float
+    snapshot: bool
+
+
+@dataclass(frozen=True)
+class Write:
+    """One task's output in one step: an update, an error or an interrupt (JSON text)."""
+
+    step: int
+    task: int
+    node: str
+    kind: str
+    data: str
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """What it takes to rebuild a checkpoint's state: a snapshot and the update writes after it."""
+
+    info: CheckpointInfo
+    thread_id: int
+    pending: dict[str, Any]
+    snapshot: str
+    writes: list[Write]
+    chain_length: int
+
+
+class Checkpointer:
+    """Reads and writes checkpoints in a `Store`; every write that must not be lost is one transaction.
+
+    >>> cp = Checkpointer("sqlite://")
+    >>> cp.thread("nope") is None
+    True
+    """
+
+    def __init__(self, store: "Store | str | None" = None) -> None:
+        self.store = store if isinstance(store, Store) else Store(store)
+
+    def create_thread(self, name: str, graph: str, *, pending: dict[str, Any], snapshot: str | None = None,
+                      parent: CheckpointInfo | None = None, first_writes: Sequence[Write] = (),
+                      status: str = "running") -> tuple[int, int]:
+        """A new thread and its first checkpoint: at step 0 with a snapshot, or after `parent` (a fork)."""
+        now = time.time()
+        with self.store.transaction() as conn:
+            if conn.execute(select(threads.c.id).where(threads.c.name == name)).first() is not None:
+                raise CheckpointError(f"thread {name!r} already exists; pick another name or resume it")
+            thread_id = conn.execute(threads.insert(), {
+                "name": name, "graph": graph, "status": status, "detail": None,
+                "forked_from": parent.id if parent else None, "created": now, "updated": now,
+            }).inserted_primary_key[0]  # type: ignore[index]
+            checkpoint_id = conn.execute(checkpoints.insert(), {
+                "thread": thread_id, "step": parent.step + 1 if parent else 0,
+                "parent": parent.id if parent else None, "pending": json.dumps(pending),
+                "snapshot": snapshot, "created": now,
+            }).inserted_primary_key[0]  # type: ignore[index]
+            if first_writes:
+                conn.execute(writes.insert(), [_write_row(thread_id, w, now) for w in first_writes])
+        return int(thread_id), int(checkpoint_id)
+
+    def put_write(self, thread_id: int, write: Write) -> None:
+        """Commit one task's output now, so a crash later in the step does not run the task again."""
+        with self.store.transaction() as conn:
+            conn.execute(writes.insert(), _write_row(thread_id, write, time.time()))
+
+    def put_checkpoint(self, thread_id: int, step: int, parent: int | None, pending: dict[str, Any],
+                       snapshot: str | None, new_writes: Sequence[Write],
+                       status: str | None = None, detail: Any = None) -> int:
+        """Commit a step: its writes not yet committed, the checkpoint and, if given, the thread status."""
+        now = time.time()
+        with self.store.transaction() as conn:
+            if new_writes:
+                conn.execute(writes.insert(), [_write_row(thread_id, w, now) for w in new_writes])
+            checkpoint_id = conn.execute(checkpoints.insert(), {
+                "thread": thread_id, "step": step, "parent": parent, "pending": json.dumps(pending),
+                "snapshot": snapshot, "created": now,
+            }).inserted_primary_key[0]  # type: ignore[index]
+            if status is not None:
+                conn.execute(update(threads).where(threads.c.id == thread_id).values(
+                    status=status, detail=_json(detail), updated=now))
+        return int(checkpoint_id)
+
+    def set_status(self, thread_id: int, status: str, detail: Any = None) -> None:
+        """Record how the thread's run stands: running, interrupted, error or done."""
+        with self.store.transaction() as conn:
+            conn.execute(update(threads).where(threads.c.id == thread_id).values(
+                status=status, detail=_json(detail), updated=time.time()))
+
+    def thread(self, name: str) -> ThreadInfo | None:
+        """The thread called `name`, or None."""
+        with self.store.transaction() as conn:
+            row = conn.execute(select(threads).where(threads.c.name == name)).first()
+        return _thread_info(row) if row is not None else None
+
+    def threads(self, limit: int = 100) -> list[ThreadInfo]:
+        """The most recently updated threads first."""
+        with self.store.transaction() as conn:
+            rows = conn.execute(select(threads).order_by(threads.c.updated.desc()).limit(limit)).all()
+        return [_thread_info(r) for r in rows]
+
+    def latest(self, thread_id: int) -> int:
+        """The id of the thread's last checkpoint."""
+        with self.store.transaction() as conn:
+            found = conn.execute(select(checkpoints.c.id).where(checkpoints.c.thread == thread_id)
+                                 .order_by(checkpoints.c.step.desc()).limit(1)).scalar()
+        if found is None:
+            raise CheckpointError(f"thread id {thread_id} has no checkpoint")
+        return int(found)
+
+    def step_writes(self, thread_id: int, step: int) -> list[Write]:
+        """Writes already committed for a step that has no checkpoint yet (the step was cut short)."""
+        with self.store.transaction() as conn:
+            rows = conn.execute(select(writes.c.step, writes.c.task, writes.c.node, writes.c.kind,
+                                       writes.c.data)
+                                .where(writes.c.thread == thread_id, writes.c.step == step)
+                                .order_by(writes.c.id)).all()
+        return [Write(*r) for r in rows]
+
+    def thread_updates(self, thread_id: int) -> list[Write]:
+        """Every update write of a thread in the order it was applied (a subgraph's net effect)."""
+        with self.store.transaction() as conn:
+            rows = conn.execute(select(writes.c.step, writes.c.task, writes.c.node, writes.c.kind,
+                                       writes.c.data)
+                                .where(writes.c.thread == thread_id, writes.c.kind == "update")
+                                .order_by(writes.c.step, writes.c.task)).all()
+        return [Write(*r) for r in rows]
+
+    def load(self, checkpoint_id: int) -> LoadedCheckpoint:
+        """A checkpoint with its nearest snapshot and the update writes after it, in one read."""
+        with self.store.transaction() as conn:
+            chain = conn.execute(_CHAIN, {"id": checkpoint_id}).all()
+            if not chain:
+                raise CheckpointError(f"no checkpoint with id {checkpoint_id}")
+            base = chain[-1]
+            snapshot = conn.execute(select(checkpoints.c.snapshot).where(checkpoints.c.id == base.id)).scalar()
+            rows = conn.execute(_CHAIN_WRITES, {"id": checkpoint_id}).all() if len(chain) > 1 else []
+            head = conn.execute(select(checkpoints, threads.c.name).join(threads)
+                                .where(checkpoints.c.id == checkpoint_id)).one()
+        if snapshot is None:
+            raise CheckpointError(f"checkpoint {checkpoint_id}: its chain has no snapshot (damaged store)")
+        pending = json.loads(head.pending)
+        return LoadedCheckpoint(
+            info=_checkpoint_info(head, head.name, pending), thread_id=head.thread, pending=pending,
+            snapshot=snapshot, writes=[Write(r.step, r.task, r.node, "update", r.data) for r in rows],
+            chain_length=len(chain) - 1,
+        )
+
+    def history(self, thread_id: int, thread_name: str) -> list[CheckpointInfo]:
+        """The thread's checkpoints, newest first."""
+        with self.store.transaction() as conn:
+            rows = conn.execute(select(checkpoints).where(checkpoints.c.thread == thread_id)
+                                .order_by(checkpoints.c.step.desc())).all()
+        return [_checkpoint_info(r, thread_name, json.loads(r.pending)) for r in rows]
+
+    def count(self, thread_id: int) -> int:
+        """How many checkpoints the thread has."""
+        with self.store.transaction() as conn:
+            return int(conn.execute(select(func.count()).select_from(checkpoints)
+                                    .where(checkpoints.c.thread == thread_id)).scalar_one())
+
+
+# Walk parent links from a checkpoint back to the nearest one holding a snapshot (forks included).
+_CHAIN_CTE = """
+WITH RECURSIVE chain(id, thread, step, parent, has_snapshot, depth) AS (
+  SELECT id, thread, step, parent, snapshot IS NOT NULL, 0 FROM checkpoints WHERE id = :id
+  UNION ALL
+  SELECT c.id, c.thread, c.step, c.parent, c.snapshot IS NOT NULL, chain.depth + 1
+  FROM checkpoints c JOIN chain ON c.id = chain.parent WHERE NOT chain.has_snapshot
+)
+"""
+_CHAIN = text(_CHAIN_CTE + "SELECT id, depth FROM chain ORDER BY depth")
+# The update writes of every checkpoint after the snapshot, oldest step first.
+_CHAIN_WRITES = text(_CHAIN_CTE + """
+SELECT w.step, w.task, w.node, w.data FROM writes w
+JOIN chain ON w.thread = chain.thread AND w.step = chain.step
+WHERE w.kind = 'update' AND NOT chain.has_snapshot
+ORDER BY chain.depth DESC, w.task, w.id
+""")
+
+
+def _json(detail: Any) -> str | None:
+    return None if detail is None else json.dumps(detail, default=repr)
+
+
+def _write_row(thread_id: int, write: Write, now: float) -> dict[str, Any]:
+    return {"thread": thread_id, "step": write.step, "task": write.task, "node": write.node,
+            "kind": write.kind, "data": write.data, "created": now}
+
+
+def _thread_info(row: Any) -> ThreadInfo:
+    return ThreadInfo(row.id, row.name, row.graph, row.status,
+                      json.loads(row.detail) if row.detail else None, row.forked_from, row.created, row.updated)
+
+
+def _checkpoint_info(row: Any, thread_name: str, pending: dict[str, Any]) -> CheckpointInfo:
+    return CheckpointInfo(row.id, thread_name, row.step, row.parent,
+                          tuple(t[0] for t in pending.get("tasks", [])), row.created, row.snapshot is not None)

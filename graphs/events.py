@@ -1,0 +1,71 @@
+"""What a run reports: typed events from `stream()` and the `RunResult` of `run()`."""
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStart:
+    """A task began: node `node` as task `task` of super-step `step`."""
+
+    step: int
+    node: str
+    task: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEnd:
+    """A task finished with `update` (the fields it set) after `seconds`."""
+
+    step: int
+    node: str
+    task: int
+    update: dict[str, Any]
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFailed:
+    """A task raised `error` after its retries; the run stops and can be resumed."""
+
+    step: int
+    node: str
+    task: int
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A super-step's updates were merged into `state` and, with a checkpointer, committed as `id`."""
+
+    step: int
+    id: int | None
+    state: BaseModel
+    next: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupt:
+    """The run paused: `before`/`after` a node named in compile(), or a node called ctx.interrupt()."""
+
+    step: int
+    nodes: tuple[str, ...]
+    when: Literal["before", "after", "inside"]
+    payload: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ended: `done` with the final state, or `interrupted` with the pause's details."""
+
+    thread: str
+    status: Literal["done", "interrupted"]
+    state: BaseModel
+    step: int
+    checkpoint: int | None = None
+    interrupt: Interrupt | None = None
+
+
+Event = NodeStart | NodeEnd | NodeFailed | Checkpoint | Interrupt | RunResult

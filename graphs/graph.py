@@ -1,0 +1,193 @@
+"""Graph definition: nodes, edges, joins and routers over a pydantic state; validated by compile()."""
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+from pydantic import BaseModel
+
+from baobab.graphs.checkpoint import Checkpointer
+from baobab.graphs.errors import GraphError
+from baobab.graphs.export import to_dot, to_mermaid
+from baobab.graphs.node import END, START, NodeSpec, Retry, Send
+from baobab.graphs.runtime import App
+from baobab.graphs.state import StateSchema
+from baobab.store import Store
+
+
+@dataclass(frozen=True)
+class Route:
+    """A router on `source`: it returns one of `targets`, several, or `Send`s to them."""
+
+    source: str
+    router: Callable[[BaseModel], Any]
+    targets: tuple[str, ...]
+
+    async def choose(self, state: BaseModel) -> list[str | Send]:
+        """The router's choice for `state`, checked against the declared targets."""
+        choice = self.router(state)
+        if inspect.isawaitable(choice):
+            choice = await choice
+        choices = [choice] if isinstance(choice, str | Send) else list(choice) if choice is not None else []
+        for item in choices:
+            name = item.node if isinstance(item, Send) else item
+            if name not in self.targets or (isinstance(item, Send) and name == END):
+                raise GraphError(f"router {_name(self.router)} of node {self.source!r} returned {item!r}; "
+                                 f"expected one of {list(self.targets)} (or Send(node, arg) to one of them)")
+        return choices
+
+
+class Graph:
+    """A graph of nodes over a pydantic `State`; `compile()` checks it and makes a runnable `App`.
+
+    >>> class S(BaseModel):
+    ...     n: int = 0
+    >>> g = Graph(S)
+    >>> g.node("inc", lambda s: {"n": s.n + 1}).edge(START, "inc").edge("inc", END)  # doctest: +ELLIPSIS
+    <...Graph...>
+    >>> g.compile().run({"n": 1}).state.n
+    2
+    """
+
+    def __init__(self, state: type[BaseModel], *, name: str | None = None) -> None:
+        self.schema = StateSchema(state)
+        self.name = name or state.__name__
+        self.nodes: dict[str, NodeSpec] = {}
+        self.edges: list[tuple[tuple[str, ...], str]] = []
+        self.routes: list[Route] = []
+
+    def node(self, name: str | Callable[..., Any], fn: Callable[..., Any] | App | None = None, *,
+             retry: Retry | None = None, writes: Sequence[str] = (), threaded: bool = False) -> "Graph":
+        """Add a node: `fn(state)` or `fn(state, ctx)`, sync or async, returning an update dict or None.
+
+        `fn` may be a compiled graph (a subgraph). `retry` names the exceptions to retry on; `writes`
+        declares the fields the node sets, so compile() can catch parallel writes to a plain field;
+        `threaded` runs a sync node in a thread even when it runs alone (it blocks on I/O).
+
+        >>> g.node("double", lambda s: {"n": s.n * 2})  # doctest: +SKIP
+        """
+        if callable(name) and fn is None:
+            name, fn = getattr(name, "__name__", ""), name
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"a node needs a non-empty string name, got {name!r}")
+        if name in (START, END):
+            raise GraphError(f"{name!r} is reserved for the graph's start and end")
+        if name in self.nodes:
+            raise GraphError(f"node {name!r} is already in the graph")
+        if fn is None or not callable(fn):
+            raise GraphError(f"node {name!r} needs a callable or a compiled graph, got {fn!r}")
+        unknown = [w for w in writes if w not in self.schema.fields]
+        if unknown:
+            raise GraphError(f"node {name!r} declares writes to {unknown}, which {self.schema.model.__name__} "
+                             f"does not have (fields: {self.schema.fields})")
+        call = fn.run_as_node if isinstance(fn, App) else fn
+        self.nodes[name] = NodeSpec(name, call, retry, frozenset(writes), threaded)
+        return self
+
+    def edge(self, source: str | Sequence[str], target: str) -> "Graph":
+        """Run `target` after `source`; with several sources, once all of them have run (a join).
+
+        >>> g.edge(START, "a").edge(["b", "c"], "d")  # doctest: +SKIP
+        """
+        sources = (source,) if isinstance(source, str) else tuple(source)
+        if not sources:
+            raise GraphError(f"edge to {target!r} has no source")
+        self.edges.append((sources, target))
+        return self
+
+    def route(self, source: str, router: Callable[[BaseModel], Any], targets: Sequence[str]) -> "Graph":
+        """After `source`, call `router(state)`: it returns a target, a list of them, or `Send`s.
+
+        >>> g.route("check", lambda s: "fix" if s.errors else END, ["fix", END])  # doctest: +SKIP
+        """
+        self.routes.append(Route(source, router, tuple(targets)))
+        return self
+
+    def structure(self) -> "nx.DiGraph[str]":
+        """The graph as a networkx DiGraph; edges carry `kind`: edge, join or route."""
+        g: nx.DiGraph[str] = nx.DiGraph()
+        g.add_node(START)
+        g.add_nodes_from(self.nodes)
+        g.add_node(END)
+        for sources, target in self.edges:
+            for source in sources:
+                g.add_edge(source, target, kind="edge" if len(sources) == 1 else "join")
+        for route in self.routes:
+            for target in route.targets:
+                if not g.has_edge(route.source, target):
+                    g.add_edge(route.source, target, kind="route")
+        return g
+
+    def validate(self) -> None:
+        """Raise GraphError naming the node if the graph cannot run as drawn."""
+        known = set(self.nodes) | {START, END}
+        for sources, target in self.edges:
+            for name in (*sources, target):
+                if name not in known:
+                    raise GraphError(f"edge {list(sources)} -> {target!r} names unknown node {name!r}; "
+                                     f"nodes: {sorted(self.nodes)}")
+            if END in sources or target == START:
+                raise GraphError(f"edge {list(sources)} -> {target!r}: nothing leaves END or enters START")
+        for route in self.routes:
+            if route.source not in known or route.source == END:
+                raise GraphError(f"router {_name(route.router)} is on unknown node {route.source!r}")
+            if not route.targets:
+                raise GraphError(f"router {_name(route.router)} on {route.source!r} has no targets")
+            for target in route.targets:
+                if target not in known or target == START:
+                    raise GraphError(f"router {_name(route.router)} on {route.source!r} names unknown target "
+                                     f"{target!r}; nodes: {sorted(self.nodes)}")
+        g = self.structure()
+        if g.out_degree(START) == 0:
+            raise GraphError("nothing follows START: add graph.edge(START, 'first_node')")
+        unreachable = sorted(set(self.nodes) - nx.descendants(g, START))
+        if unreachable:
+            raise GraphError(f"nodes {unreachable} cannot be reached from START")
+        dead_ends = sorted(set(self.nodes) - nx.ancestors(g, END))
+        if dead_ends:
+            raise GraphError(f"nodes {dead_ends} have no path to END (add an edge to END)")
+        self._check_parallel_writes(g)
+
+    def compile(self, checkpointer: Checkpointer | Store | str | None = None, *,
+                interrupt_before: Sequence[str] = (), interrupt_after: Sequence[str] = (),
+                recursion_limit: int = 100) -> App:
+        """Validate the graph and make an `App`; with a checkpointer (a URL, Store or Checkpointer)
+        every super-step is committed and runs can be resumed, forked and read back.
+
+        >>> app = g.compile(checkpointer="sqlite:///runs.db", interrupt_before=["publish"])  # doctest: +SKIP
+        """
+        self.validate()
+        for name in (*interrupt_before, *interrupt_after):
+            if name not in self.nodes:
+                raise GraphError(f"interrupt on unknown node {name!r}; nodes: {sorted(self.nodes)}")
+        if recursion_limit < 1:
+            raise GraphError(f"recursion_limit must be at least 1, got {recursion_limit}")
+        return App(self, checkpointer, interrupt_before=interrupt_before, interrupt_after=interrupt_after,
+                   recursion_limit=recursion_limit)
+
+    def to_mermaid(self) -> str:
+        """Mermaid flowchart text of the graph."""
+        return to_mermaid(self.structure())
+
+    def to_dot(self) -> str:
+        """Graphviz DOT text of the graph."""
+        return to_dot(self.structure(), self.name)
+
+    def _check_parallel_writes(self, g: "nx.DiGraph[str]") -> None:
+        """Nodes started together (plain edges from one source, and its routes' targets) that declare
+        writes to one field without a reducer would conflict; a router's alternatives do not."""
+        for source in g.nodes:
+            together = [t for t in g.successors(source) if g.edges[source, t]["kind"] == "edge" and t in self.nodes]
+            routed = [t for t in g.successors(source) if g.edges[source, t]["kind"] == "route" and t in self.nodes]
+            pairs = [(a, b) for i, a in enumerate(together) for b in together[i + 1:] + routed]
+            for a, b in pairs:
+                both = (self.nodes[a].writes & self.nodes[b].writes) - set(self.schema.reducers)
+                if both:
+                    raise GraphError(f"nodes {a!r} and {b!r} can run in parallel after {source!r} and "
+                                     f"both write {sorted(both)}, which have no reducer")
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__name__", repr(fn))

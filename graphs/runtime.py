@@ -1,0 +1,561 @@
+"""The compiled graph: runs in super-steps, one committed checkpoint per step; resume, fork, history.
+
+In a super-step every ready task runs concurrently; their updates are merged in task order (not in
+finishing order, so reducers give one result), the routers pick the next tasks from the merged
+state, and the step is committed in one transaction before the next begins.
+"""
+
+import asyncio
+import threading
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from pydantic import BaseModel
+from pydantic_core import to_json, to_jsonable_python
+
+from baobab.graphs.checkpoint import Checkpointer, CheckpointInfo, LoadedCheckpoint, Write
+from baobab.graphs.errors import CheckpointError, GraphError, GraphRecursionError, NodeError, NodeInterrupt
+from baobab.graphs.events import Checkpoint, Event, Interrupt, NodeEnd, NodeFailed, NodeStart, RunResult
+from baobab.graphs.node import END, START, RunContext, Send
+from baobab.graphs.state import InvalidUpdateError
+from baobab.store import Store
+
+if TYPE_CHECKING:
+    from baobab.graphs.graph import Graph
+
+T = TypeVar("T")
+MISSING: Any = object()
+MAX_CHAIN = 256  # longest run of delta checkpoints between snapshots, to bound a read
+
+
+@dataclass(slots=True)
+class _Task:
+    node: str
+    arg: Any = MISSING  # a Send's input, JSON-compatible
+
+    def dump(self) -> list[Any]:
+        return [self.node] if self.arg is MISSING else [self.node, self.arg]
+
+
+@dataclass
+class _Run:
+    """Where one thread's run stands in memory; the store holds the same at each checkpoint."""
+
+    thread: str
+    thread_id: int | None
+    state: BaseModel
+    step: int
+    checkpoint: int | None
+    tasks: list[_Task]
+    joins: dict[str, list[str]]
+    done: dict[int, list[BaseModel]] = field(default_factory=dict)  # tasks of step+1 already committed
+    resumed: bool = False  # the first step's tasks get the resume value
+    resume_value: Any = None
+    delta_bytes: int = 0
+    snapshot_bytes: int = 0
+    chain_length: int = 0
+    log: list[BaseModel] = field(default_factory=list)  # updates applied, for a subgraph in memory
+
+
+class _SubgraphUpdates(list[dict[str, Any]]):
+    """A subgraph node's output: the child's updates to shared fields, applied in order."""
+
+
+class App:
+    """A compiled graph. Made by `Graph.compile()`; see `run`, `stream`, `resume`, `fork`, `history`.
+
+    >>> app = graph.compile(checkpointer="sqlite:///runs.db")  # doctest: +SKIP
+    >>> app.run({"question": "why?"}, thread="t1").state  # doctest: +SKIP
+    """
+
+    def __init__(self, graph: "Graph", checkpointer: "Checkpointer | Store | str | None" = None, *,
+                 interrupt_before: Iterable[str] = (), interrupt_after: Iterable[str] = (),
+                 recursion_limit: int = 100) -> None:
+        self.graph = graph
+        self.schema = graph.schema
+        self.checkpointer = (checkpointer if isinstance(checkpointer, Checkpointer) or checkpointer is None
+                             else Checkpointer(checkpointer))
+        self.interrupt_before = frozenset(interrupt_before)
+        self.interrupt_after = frozenset(interrupt_after)
+        self.recursion_limit = recursion_limit
+        self._edges: dict[str, list[str]] = {}
+        self._joins_from: dict[str, list[str]] = {}
+        self._join_sources: dict[str, frozenset[str]] = {}
+        for sources, target in graph.edges:
+            if len(sources) == 1:
+                self._edges.setdefault(sources[0], []).append(target)
+            else:
+                self._join_sources[target] = frozenset(sources)
+                for source in sources:
+                    self._joins_from.setdefault(source, []).append(target)
+        self._routes: dict[str, list[Any]] = {}
+        for route in graph.routes:
+            self._routes.setdefault(route.source, []).append(route)
+
+    # ---- public API -------------------------------------------------------------------------------
+
+    async def arun(self, input: Mapping[str, Any] | BaseModel | None = None, *,
+                   thread: str | None = None) -> RunResult:
+        """Run the graph from START on `input` and return how it ended (async)."""
+        return await _last(self.astream(input, thread=thread))
+
+    def run(self, input: Mapping[str, Any] | BaseModel | None = None, *, thread: str | None = None) -> RunResult:
+        """Run the graph from START on `input` and return how it ended.
+
+        A new thread starts from `input`; a finished thread takes `input` as an update and runs again.
+
+        >>> app.run({"n": 1}, thread="t1").state  # doctest: +SKIP
+        """
+        return _sync(self.arun(input, thread=thread))
+
+    async def astream(self, input: Mapping[str, Any] | BaseModel | None = None, *,
+                      thread: str | None = None) -> AsyncIterator[Event]:
+        """The run's events as they happen, ending with the `RunResult` (async)."""
+        run = await self._start(input, thread or uuid.uuid4().hex)
+        async for event in self._steps(run):
+            yield event
+
+    def stream(self, input: Mapping[str, Any] | BaseModel | None = None, *,
+               thread: str | None = None) -> Iterator[Event]:
+        """The run's events as they happen: NodeStart, NodeEnd, Checkpoint, ..., then the RunResult.
+
+        >>> for event in app.stream({"n": 1}):  # doctest: +SKIP
+        ...     print(event)
+        """
+        return _sync_iter(self.astream(input, thread=thread))
+
+    async def aresume(self, thread: str, *, value: Any = MISSING,
+                      update: Mapping[str, Any] | None = None) -> RunResult:
+        """Continue an interrupted, failed or crashed thread from its last checkpoint (async)."""
+        return await _last(self.astream_resume(thread, value=value, update=update))
+
+    def resume(self, thread: str, *, value: Any = MISSING, update: Mapping[str, Any] | None = None) -> RunResult:
+        """Continue a thread from its last checkpoint: after an interrupt, a failure or a crash.
+
+        `value` is what `ctx.interrupt()` returns to the nodes of the next step (and `ctx.resume`);
+        `update` is merged into the state first, as a human's edit.
+
+        >>> app.resume("t1", value="approved")  # doctest: +SKIP
+        """
+        return _sync(self.aresume(thread, value=value, update=update))
+
+    async def astream_resume(self, thread: str, *, value: Any = MISSING,
+                             update: Mapping[str, Any] | None = None) -> AsyncIterator[Event]:
+        """The events of `resume` as they happen."""
+        run = self._load_run(thread)
+        if update is not None:
+            if run.done:
+                raise CheckpointError(f"thread {thread!r} has results of an unfinished step; resume it "
+                                      f"without update= first")
+            self._commit_update(run, "__update__", self.schema.validate_update("__update__", update), run.tasks)
+        run.resumed, run.resume_value = value is not MISSING, None if value is MISSING else value
+        async for event in self._steps(run):
+            yield event
+
+    def fork(self, checkpoint: int, *, update: Mapping[str, Any] | None = None,
+             thread: str | None = None) -> str:
+        """A new thread starting at any past checkpoint, optionally changed by `update`; O(1).
+
+        Returns the new thread's name; `resume(name)` runs it on.
+
+        >>> branch = app.fork(history[2].id, update={"plan": "other"})  # doctest: +SKIP
+        >>> app.resume(branch)  # doctest: +SKIP
+        """
+        checkpointer = self._require_checkpointer("fork")
+        source = checkpointer.load(checkpoint)
+        name = thread or uuid.uuid4().hex
+        first = []
+        if update is not None:
+            upd = self.schema.validate_update("__fork__", update)
+            first.append(Write(source.info.step + 1, 0, "__fork__", "update", self.schema.dump_update(upd)))
+        checkpointer.create_thread(name, self.graph.name, pending=source.pending, parent=source.info,
+                                   first_writes=first, status="pending")
+        return name
+
+    def history(self, thread: str) -> list[CheckpointInfo]:
+        """The thread's checkpoints, newest first; `state(checkpoint=c.id)` reads any of them."""
+        checkpointer = self._require_checkpointer("history")
+        info = self._thread(thread)
+        return checkpointer.history(info.id, info.name)
+
+    def state(self, thread: str | None = None, *, checkpoint: int | None = None) -> BaseModel:
+        """The state at a checkpoint, or at a thread's last one.
+
+        >>> app.state("t1")  # doctest: +SKIP
+        """
+        checkpointer = self._require_checkpointer("state")
+        if checkpoint is None:
+            if thread is None:
+                raise CheckpointError("state() needs a thread or a checkpoint id")
+            checkpoint = checkpointer.latest(self._thread(thread).id)
+        return self._rebuild(checkpointer.load(checkpoint))
+
+    # ---- starting and loading runs ----------------------------------------------------------------
+
+    async def _start(self, input: Mapping[str, Any] | BaseModel | None, thread: str) -> _Run:
+        cp = self.checkpointer
+        existing = cp.thread(thread) if cp is not None else None
+        if existing is not None:
+            if existing.status != "done":
+                raise CheckpointError(f"thread {thread!r} is {existing.status}: resume({thread!r}) continues "
+                                      f"it, fork() branches from it")
+            run = self._load_run(thread)
+            upd = self.schema.validate_update("__input__", input if input is not None else {})
+            tasks, joins = await self._next(run.state, [START], {})
+            self._commit_update(run, "__input__", upd, tasks, joins)
+            return run
+        if isinstance(input, self.schema.model):
+            state: BaseModel = input
+        else:
+            try:
+                state = self.schema.model.model_validate(input if input is not None else {})
+            except ValueError as exc:
+                raise InvalidUpdateError(f"input to {self.graph.name!r}: {exc}") from exc
+        tasks, joins = await self._next(state, [START], {})
+        run = _Run(thread, None, state, 0, None, tasks, joins)
+        if cp is not None:
+            snapshot = state.model_dump_json()
+            run.thread_id, run.checkpoint = cp.create_thread(thread, self.graph.name, snapshot=snapshot,
+                                                             pending=_pending(tasks, joins))
+            run.snapshot_bytes = len(snapshot)
+        return run
+
+    def _load_run(self, thread: str) -> _Run:
+        cp = self._require_checkpointer("resume")
+        info = self._thread(thread)
+        loaded = cp.load(cp.latest(info.id))
+        run = _Run(thread, info.id, self._rebuild(loaded), loaded.info.step, loaded.info.id,
+                   [_Task(*t) for t in loaded.pending["tasks"]], loaded.pending["joins"],
+                   delta_bytes=sum(len(w.data) for w in loaded.writes), snapshot_bytes=len(loaded.snapshot),
+                   chain_length=loaded.chain_length)
+        for write in cp.step_writes(info.id, run.step + 1):
+            if write.kind == "update":
+                run.done.setdefault(write.task, []).append(self.schema.load_update(write.data))
+        if info.status != "running":
+            cp.set_status(info.id, "running")
+        return run
+
+    def _rebuild(self, loaded: LoadedCheckpoint) -> BaseModel:
+        state = self.schema.model.model_validate_json(loaded.snapshot)
+        by_step: dict[int, list[Write]] = {}
+        for write in loaded.writes:
+            by_step.setdefault(write.step, []).append(write)
+        for step_writes in by_step.values():
+            tasks = dict.fromkeys((w.task, w.node) for w in step_writes)
+            labels = dict(zip(tasks, _labels([node for _, node in tasks]), strict=True))
+            state = self.schema.apply(state, [(labels[w.task, w.node], self.schema.load_update(w.data))
+                                              for w in step_writes])
+        return state
+
+    def _commit_update(self, run: _Run, node: str, update: BaseModel, tasks: list[_Task],
+                       joins: dict[str, list[str]] | None = None) -> None:
+        """Apply an update from outside the graph (input, a human) as a step of its own."""
+        run.state = self.schema.apply(run.state, [(node, update)])
+        run.step += 1
+        run.tasks, run.joins = tasks, joins if joins is not None else run.joins
+        self._checkpoint(run, [Write(run.step, 0, node, "update", self.schema.dump_update(update))],
+                         status="running")
+
+    # ---- the super-step loop ----------------------------------------------------------------------
+
+    async def _steps(self, run: _Run) -> AsyncIterator[Event]:
+        limit = run.step + self.recursion_limit
+        skip_before = run.resumed or bool(run.done)
+        try:
+            while run.tasks:
+                nodes = tuple(dict.fromkeys(t.node for t in run.tasks))
+                before = tuple(n for n in nodes if n in self.interrupt_before)
+                if before and not skip_before:
+                    for event in self._pause(run, Interrupt(run.step + 1, before, "before")):
+                        yield event
+                    return
+                if run.step >= limit:
+                    raise GraphRecursionError(
+                        f"thread {run.thread!r} ran {self.recursion_limit} super-steps without reaching END "
+                        f"(next: {', '.join(nodes)}); raise compile(recursion_limit=...) or check for a loop")
+                step = run.step + 1
+                outcome = _Outcome(dict(run.done))
+                async for event in self._execute(run, step, outcome):
+                    yield event
+                if outcome.failures:
+                    raise self._fail(run, step, outcome.failures)
+                if outcome.pauses:
+                    task, signal = outcome.pauses[0]
+                    nodes_paused = tuple(run.tasks[i].node for i, _ in outcome.pauses)
+                    for event in self._pause(run, Interrupt(step, nodes_paused, "inside", signal.payload)):
+                        yield event
+                    return
+                labels = _labels([t.node for t in run.tasks])
+                ordered = [(labels[i], u) for i in range(len(run.tasks)) for u in outcome.updates[i]]
+                run.state = self.schema.apply(run.state, ordered)
+                run.log.extend(u for _, u in ordered)
+                ran = [t.node for t in run.tasks]
+                run.step = step
+                run.tasks, run.joins = await self._next(run.state, ran, run.joins)
+                after = tuple(n for n in nodes if n in self.interrupt_after)
+                status = "done" if not run.tasks else ("interrupted" if after else None)
+                detail = {"when": "after", "nodes": list(after), "step": step} if status == "interrupted" else None
+                self._checkpoint(run, outcome.unsaved, status=status, detail=detail)
+                yield Checkpoint(step, run.checkpoint, run.state, tuple(t.node for t in run.tasks))
+                if after and run.tasks:
+                    yield Interrupt(step, after, "after")
+                    yield self._result(run, "interrupted", Interrupt(step, after, "after"))
+                    return
+                run.resumed, run.done, skip_before = False, {}, False
+        except (GraphRecursionError, GraphError, InvalidUpdateError) as exc:
+            if self.checkpointer is not None and run.thread_id is not None:
+                self.checkpointer.set_status(run.thread_id, "error", {"error": str(exc)})
+            raise
+        yield self._result(run, "done")
+
+    async def _execute(self, run: _Run, step: int, outcome: "_Outcome") -> AsyncIterator[Event]:
+        """Run the step's tasks not already done: inline if one, concurrently (sync ones in threads) if more."""
+        todo = [i for i in range(len(run.tasks)) if i not in outcome.updates]
+        commit_each = len(todo) > 1 and self.checkpointer is not None
+        for i in todo:
+            yield NodeStart(step, run.tasks[i].node, i)
+        if len(todo) == 1:
+            i = todo[0]
+            started = asyncio.get_running_loop().time()
+            try:
+                result: Any = await self._call(run, step, i, in_thread=False)
+            except BaseException as exc:  # noqa: BLE001 - recorded and re-raised by the step as NodeError
+                result = exc
+            event = self._settle(run, step, i, result, started, outcome, commit_each)
+            if event is not None:
+                yield event
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        running = {asyncio.ensure_future(self._call(run, step, i, in_thread=True)): i for i in todo}
+        try:
+            while running:
+                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for future in sorted(finished, key=running.__getitem__):
+                    i = running.pop(future)
+                    result = future.exception() or future.result()
+                    event = self._settle(run, step, i, result, started, outcome, commit_each)
+                    if event is not None:
+                        yield event
+        finally:
+            for future in running:
+                future.cancel()
+
+    async def _call(self, run: _Run, step: int, i: int, *, in_thread: bool) -> list[BaseModel]:
+        task = run.tasks[i]
+        spec = self.graph.nodes[task.node]
+        ctx = RunContext(run.thread, step, task.node, i, run.resumed, run.resume_value, self.checkpointer)
+        out = await spec.call(run.state if task.arg is MISSING else spec.send_arg(task.arg), ctx,
+                              in_thread=in_thread)
+        if out is None:
+            return []
+        if isinstance(out, _SubgraphUpdates):
+            return [self.schema.validate_update(task.node, u) for u in out]
+        return [self.schema.validate_update(task.node, out)]
+
+    def _settle(self, run: _Run, step: int, i: int, result: list[BaseModel] | BaseException, started: float,
+                outcome: "_Outcome", commit_each: bool) -> Event | None:
+        node = run.tasks[i].node
+        if isinstance(result, NodeInterrupt):
+            outcome.pauses.append((i, result))
+            return None
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):  # KeyboardInterrupt, cancellation: not the node's failure
+                raise result
+            outcome.failures.append((i, result))
+            return NodeFailed(step, node, i, result)
+        outcome.updates[i] = result
+        writes = [Write(step, i, node, "update", self.schema.dump_update(u)) for u in result] or [
+            Write(step, i, node, "update", "{}")]  # an empty update still marks the task done
+        if commit_each and self.checkpointer is not None and run.thread_id is not None:
+            for write in writes:
+                self.checkpointer.put_write(run.thread_id, write)
+        else:
+            outcome.unsaved.extend(writes)
+        update = {k: getattr(u, k) for u in result for k in u.model_fields_set}
+        return NodeEnd(step, node, i, update, asyncio.get_running_loop().time() - started)
+
+    def _fail(self, run: _Run, step: int, failures: list[tuple[int, Exception]]) -> NodeError:
+        cp = self.checkpointer
+        errors = [(run.tasks[i].node, i, exc) for i, exc in failures]
+        if cp is not None and run.thread_id is not None:
+            for node, i, exc in errors:
+                cp.put_write(run.thread_id, Write(step, i, node, "error", to_json_text(
+                    {"type": type(exc).__name__, "message": str(exc)})))
+            cp.set_status(run.thread_id, "error", {"step": step, "nodes": [n for n, _, _ in errors],
+                                                   "error": f"{type(errors[0][2]).__name__}: {errors[0][2]}"})
+        node, _, exc = errors[0]
+        error = NodeError(node, step, run.thread, exc)
+        error.__cause__ = exc
+        return error
+
+    def _pause(self, run: _Run, interrupt: Interrupt) -> Iterator[Event]:
+        if self.checkpointer is not None and run.thread_id is not None:
+            self.checkpointer.set_status(run.thread_id, "interrupted", {
+                "when": interrupt.when, "nodes": list(interrupt.nodes), "step": interrupt.step,
+                "payload": to_jsonable_python(interrupt.payload, fallback=repr)})
+        yield interrupt
+        yield self._result(run, "interrupted", interrupt)
+
+    def _result(self, run: _Run, status: Any, interrupt: Interrupt | None = None) -> RunResult:
+        return RunResult(run.thread, status, run.state, run.step, run.checkpoint, interrupt)
+
+    def _checkpoint(self, run: _Run, unsaved: list[Write], *, status: str | None = None,
+                    detail: Any = None) -> None:
+        """Commit the step: its writes, the checkpoint and now and then a snapshot, in one transaction."""
+        cp = self.checkpointer
+        if cp is None or run.thread_id is None:
+            return
+        run.delta_bytes += sum(len(w.data) for w in unsaved)
+        run.chain_length += 1
+        snapshot = None
+        if run.delta_bytes >= run.snapshot_bytes or run.chain_length >= MAX_CHAIN:
+            snapshot = run.state.model_dump_json()
+            run.snapshot_bytes, run.delta_bytes, run.chain_length = len(snapshot), 0, 0
+        run.checkpoint = cp.put_checkpoint(run.thread_id, run.step, run.checkpoint,
+                                           _pending(run.tasks, run.joins), snapshot, unsaved, status, detail)
+
+    # ---- routing ----------------------------------------------------------------------------------
+
+    async def _next(self, state: BaseModel, ran: list[str],
+                    joins: dict[str, list[str]]) -> tuple[list[_Task], dict[str, list[str]]]:
+        tasks: list[_Task] = []
+        queued: set[str] = set()
+        waiting = {target: set(sources) for target, sources in joins.items()}
+
+        def add(node: str) -> None:
+            if node != END and node not in queued:
+                queued.add(node)
+                tasks.append(_Task(node))
+
+        for node in dict.fromkeys(ran):
+            for target in self._edges.get(node, ()):
+                add(target)
+            for target in self._joins_from.get(node, ()):
+                seen = waiting.setdefault(target, set())
+                seen.add(node)
+                if seen >= self._join_sources[target]:
+                    del waiting[target]
+                    add(target)
+            for route in self._routes.get(node, ()):
+                for choice in await route.choose(state):
+                    if isinstance(choice, Send):
+                        tasks.append(_Task(choice.node, to_jsonable_python(choice.arg)))
+                    else:
+                        add(choice)
+        return tasks, {target: sorted(seen) for target, seen in waiting.items()}
+
+    # ---- subgraphs --------------------------------------------------------------------------------
+
+    async def run_as_node(self, state: BaseModel, ctx: RunContext) -> _SubgraphUpdates:
+        """Run this graph as a node of a parent graph, on the fields the two states share.
+
+        Its thread is named after the parent's task, so a resumed parent resumes it, and its own
+        writes to shared fields become the parent's updates (a parent's list is not appended twice).
+        """
+        parent_fields = type(state).model_fields
+        shared = [f for f in self.schema.fields if f in parent_fields]
+        child = f"{ctx.thread}/{ctx.node}:{ctx.step}.{ctx.task}"
+        cp = self.checkpointer or ctx.checkpointer
+        app = self if cp is self.checkpointer else App(
+            self.graph, cp, interrupt_before=self.interrupt_before, interrupt_after=self.interrupt_after,
+            recursion_limit=self.recursion_limit)
+        if cp is not None and cp.thread(child) is not None:
+            run = app._load_run(child)
+            run.resumed, run.resume_value = ctx.resumed, ctx.resume
+        else:
+            run = await app._start({f: getattr(state, f) for f in shared}, child)
+        result = await _last(app._steps(run))
+        if result.status == "interrupted":
+            assert result.interrupt is not None
+            raise NodeInterrupt(result.interrupt.payload)
+        updates = (run.log if cp is None or run.thread_id is None else
+                   [self.schema.load_update(w.data) for w in cp.thread_updates(run.thread_id)])
+        return _SubgraphUpdates(
+            {k: getattr(u, k) for k in u.model_fields_set if k in parent_fields} for u in updates)
+
+    # ---- helpers ----------------------------------------------------------------------------------
+
+    def _require_checkpointer(self, what: str) -> Checkpointer:
+        if self.checkpointer is None:
+            raise CheckpointError(f"{what}() needs a checkpointer: compile(checkpointer='sqlite:///runs.db')")
+        return self.checkpointer
+
+    def _thread(self, name: str) -> Any:
+        info = self._require_checkpointer("this").thread(name)
+        if info is None:
+            raise CheckpointError(f"no thread named {name!r}")
+        return info
+
+
+@dataclass
+class _Outcome:
+    """What the tasks of one step produced."""
+
+    updates: dict[int, list[BaseModel]]
+    unsaved: list[Write] = field(default_factory=list)
+    pauses: list[tuple[int, NodeInterrupt]] = field(default_factory=list)
+    failures: list[tuple[int, Exception]] = field(default_factory=list)
+
+
+def to_json_text(value: Any) -> str:
+    """JSON text of any value, unknown objects as their repr."""
+    return to_json(value, fallback=repr).decode()
+
+
+def _pending(tasks: list[_Task], joins: dict[str, list[str]]) -> dict[str, Any]:
+    return {"tasks": [t.dump() for t in tasks], "joins": joins}
+
+
+def _labels(nodes: list[str]) -> list[str]:
+    """Writer names for conflict errors: the node, or node[task] when it runs more than once."""
+    counts = Counter(nodes)
+    return [node if counts[node] == 1 else f"{node}[{i}]" for i, node in enumerate(nodes)]
+
+
+async def _last(events: AsyncIterator[Event]) -> RunResult:
+    last: Event | None = None
+    async for last in events:  # noqa: B007 - only the final event, the RunResult, is wanted
+        pass
+    assert isinstance(last, RunResult)
+    return last
+
+
+_thread_local = threading.local()  # one reused event loop per thread for the sync API
+
+
+def _sync(coro: Awaitable[T]) -> T:
+    """Run a coroutine from sync code on this thread's reused event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        if asyncio.iscoroutine(coro):
+            coro.close()
+        raise RuntimeError("a sync Baobab call was made inside a running event loop; use its async form "
+                           "(arun, aresume, astream)")
+    runner = getattr(_thread_local, "runner", None)
+    if runner is None:
+        runner = _thread_local.runner = asyncio.Runner()
+    return cast(T, runner.run(cast(Any, coro)))
+
+
+def _sync_iter(events: AsyncIterator[Event]) -> Iterator[Event]:
+    async def step() -> Event:
+        return await events.__anext__()
+
+    try:
+        while True:
+            try:
+                yield _sync(step())
+            except StopAsyncIteration:
+                return
+    finally:
+        _sync(cast(Any, events).aclose())
+
+
+

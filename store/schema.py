@@ -1,0 +1,60 @@
+"""The tables Baobab keeps: a schema version row, threads, checkpoints and writes.
+
+A checkpoint is the state after one super-step. It stores a full snapshot only now and then; the
+writes of its step (the node updates, as the nodes returned them) are the delta, so a thread whose
+state grows does not write its whole state at every step.
+"""
+
+from sqlalchemy import Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+schema_info = Table(
+    "baobab_schema",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+threads = Table(
+    "threads",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("graph", String(255), nullable=False),
+    # running | interrupted | error | done | pending (forked, not started)
+    Column("status", String(16), nullable=False),
+    Column("detail", Text, nullable=True),  # JSON: the interrupt or the error that stopped the run
+    Column("forked_from", Integer, nullable=True),  # checkpoint id; no FK, the two tables refer to each other
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("thread", Integer, ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("parent", Integer, ForeignKey("checkpoints.id"), nullable=True),
+    Column("pending", Text, nullable=False),  # JSON: the tasks of the next step and join progress
+    Column("snapshot", Text, nullable=True),  # JSON of the whole state, on some checkpoints only
+    Column("created", Float, nullable=False),
+    Index("ix_checkpoints_thread_step", "thread", "step", unique=True),
+)
+
+writes = Table(
+    "writes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("thread", Integer, ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("task", Integer, nullable=False),
+    Column("node", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),  # update | error
+    Column("data", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Index("ix_writes_thread_step", "thread", "step"),
+)

@@ -76,7 +76,7 @@ class Graph:
             raise GraphError(f"{name!r} is reserved for the graph's start and end")
         if name in self.nodes:
             raise GraphError(f"node {name!r} is already in the graph")
-        if fn is None or not callable(fn):
+        if fn is None or not (isinstance(fn, App) or callable(fn)):
             raise GraphError(f"node {name!r} needs a callable or a compiled graph, got {fn!r}")
         unknown = [w for w in writes if w not in self.schema.fields]
         if unknown:

@@ -142,6 +142,11 @@ class App:
         """
         return _sync(self.aresume(thread, value=value, update=update))
 
+    def stream_resume(self, thread: str, *, value: Any = MISSING,
+                      update: Mapping[str, Any] | None = None) -> Iterator[Event]:
+        """The events of `resume` as they happen."""
+        return _sync_iter(self.astream_resume(thread, value=value, update=update))
+
     async def astream_resume(self, thread: str, *, value: Any = MISSING,
                              update: Mapping[str, Any] | None = None) -> AsyncIterator[Event]:
         """The events of `resume` as they happen."""
@@ -192,6 +197,11 @@ class App:
                 raise CheckpointError("state() needs a thread or a checkpoint id")
             checkpoint = checkpointer.latest(self._thread(thread).id)
         return self._rebuild(checkpointer.load(checkpoint))
+
+    def with_checkpointer(self, checkpointer: "Checkpointer | Store | str | None") -> "App":
+        """The same app, with its runs stored by another checkpointer."""
+        return App(self.graph, checkpointer, interrupt_before=self.interrupt_before,
+                   interrupt_after=self.interrupt_after, recursion_limit=self.recursion_limit)
 
     # ---- starting and loading runs ----------------------------------------------------------------
 
@@ -460,9 +470,7 @@ class App:
         shared = [f for f in self.schema.fields if f in parent_fields]
         child = f"{ctx.thread}/{ctx.node}:{ctx.step}.{ctx.task}"
         cp = self.checkpointer or ctx.checkpointer
-        app = self if cp is self.checkpointer else App(
-            self.graph, cp, interrupt_before=self.interrupt_before, interrupt_after=self.interrupt_after,
-            recursion_limit=self.recursion_limit)
+        app = self if cp is self.checkpointer else self.with_checkpointer(cp)
         if cp is not None and cp.thread(child) is not None:
             run = app._load_run(child)
             run.resumed, run.resume_value = ctx.resumed, ctx.resume

@@ -1,0 +1,177 @@
+"""The `baobab` command: run graphs, look at threads, draw graphs."""
+
+import importlib.util
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from baobab import __version__
+
+app = typer.Typer(help="Baobab: agent graphs with durable, resumable runs.", no_args_is_help=True)
+threads_app = typer.Typer(help="List and inspect stored threads.", no_args_is_help=True)
+graph_app = typer.Typer(help="Draw graphs.", no_args_is_help=True)
+app.add_typer(threads_app, name="threads")
+app.add_typer(graph_app, name="graph")
+console = Console()
+errors = Console(stderr=True)
+
+DbOption = Annotated[str | None, typer.Option("--db", help="Database URL (default: $BAOBAB_DB_URL, else "
+                                              "sqlite in $BAOBAB_DATA_DIR or ./.baobab).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"baobab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
+    """Baobab's command line."""
+
+
+def load_target(target: str) -> Any:
+    """The object named by `FILE.py:name` (a Graph or a compiled App).
+
+    >>> load_target("examples/quickstart.py:graph")  # doctest: +SKIP
+    """
+    path_text, sep, attr = target.rpartition(":")
+    if not sep or not path_text or not attr:
+        raise typer.BadParameter(f"{target!r}: expected FILE.py:NAME, e.g. examples/quickstart.py:graph")
+    path = Path(path_text)
+    if not path.is_file():
+        raise typer.BadParameter(f"{target!r}: file {path_text!r} not found")
+    spec = importlib.util.spec_from_file_location(f"_baobab_target_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise typer.BadParameter(f"{target!r}: {path_text!r} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent.resolve()))  # let the file import its neighbours
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent.resolve()))
+    if not hasattr(module, attr):
+        names = sorted(n for n in vars(module) if not n.startswith("_"))
+        raise typer.BadParameter(f"{target!r}: {path_text} has no {attr!r}; it defines {names}")
+    return getattr(module, attr)
+
+
+def _app(target: str, db: str | None) -> Any:
+    from baobab.graphs import App, Graph
+    from baobab.store import Store
+
+    obj = load_target(target)
+    if isinstance(obj, Graph):
+        return obj.compile(checkpointer=Store(db))
+    if isinstance(obj, App):
+        return obj if obj.checkpointer is not None and db is None else obj.with_checkpointer(Store(db))
+    raise typer.BadParameter(f"{target!r} is a {type(obj).__name__}; expected a baobab Graph or compiled App")
+
+
+def _json_option(text: str | None, option: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{option} is not valid JSON: {exc.msg} at line {exc.lineno} column "
+                                 f"{exc.colno}") from exc
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(help="FILE.py:NAME of a Graph or compiled App.")],
+    input: Annotated[str | None, typer.Option("--input", "-i", help="The input state as JSON.")] = None,
+    thread: Annotated[str | None, typer.Option("--thread", "-t", help="Thread id (default: new).")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue this interrupted/failed thread.")] = None,
+    value: Annotated[str | None, typer.Option("--value", help="JSON value for the interrupted node.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Run a graph and print its final state; each finished node is shown as it ends."""
+    from baobab.graphs import Interrupt, NodeEnd, NodeFailed, RunResult
+
+    data = _json_option(input, "--input")
+    resume_value = _json_option(value, "--value")
+    graph_app_ = _app(target, db)
+    try:
+        if resume is not None:
+            events = graph_app_.stream_resume(resume, **({} if value is None else {"value": resume_value}))
+        else:
+            events = graph_app_.stream(data, thread=thread)
+        for event in events:
+            if isinstance(event, NodeEnd):
+                console.print(f"[dim]step {event.step}[/] [bold]{event.node}[/] {event.seconds * 1000:.1f} ms")
+            elif isinstance(event, NodeFailed):
+                errors.print(f"[red]step {event.step} {event.node} failed: {event.error!r}[/]")
+            elif isinstance(event, Interrupt):
+                console.print(f"[yellow]interrupted {event.when} {', '.join(event.nodes)}[/]"
+                              + (f": {json.dumps(event.payload, default=repr)}" if event.payload is not None else ""))
+            elif isinstance(event, RunResult):
+                console.print_json(event.state.model_dump_json())
+                console.print(f"thread [bold]{event.thread}[/] {event.status} at step {event.step}")
+                if event.status == "interrupted":
+                    console.print(f"continue: baobab run {target} --resume {event.thread} --value JSON")
+    except Exception as exc:  # the run's record is in the store; show the cause and how to go on
+        errors.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+
+
+@threads_app.command("list")
+def threads_list(db: DbOption = None,
+                 limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50) -> None:
+    """The stored threads, most recently updated first."""
+    from baobab.graphs import Checkpointer
+
+    table = Table("thread", "graph", "status", "updated")
+    for info in Checkpointer(db).threads(limit):
+        table.add_row(info.name, info.graph, info.status, _time(info.updated))
+    console.print(table)
+
+
+@threads_app.command("show")
+def threads_show(thread: Annotated[str, typer.Argument(help="Thread id.")], db: DbOption = None) -> None:
+    """A thread's status and its checkpoints, newest first."""
+    from baobab.graphs import Checkpointer
+
+    checkpointer = Checkpointer(db)
+    info = checkpointer.thread(thread)
+    if info is None:
+        errors.print(f"[red]no thread named {thread!r}[/] in {checkpointer.store.safe_url}")
+        raise typer.Exit(1)
+    console.print(f"thread [bold]{info.name}[/] graph {info.graph} status [bold]{info.status}[/]"
+                  + (f" forked from checkpoint {info.forked_from}" if info.forked_from else ""))
+    if info.detail is not None:
+        console.print_json(json.dumps(info.detail))
+    table = Table("step", "checkpoint", "next", "snapshot", "time")
+    for c in checkpointer.history(info.id, info.name):
+        table.add_row(str(c.step), str(c.id), ", ".join(c.next) or "END", "yes" if c.snapshot else "",
+                      _time(c.created))
+    console.print(table)
+
+
+@graph_app.command("draw")
+def graph_draw(
+    target: Annotated[str, typer.Argument(help="FILE.py:NAME of a Graph or compiled App.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="mermaid or dot.")] = "mermaid",
+) -> None:
+    """Print the graph as Mermaid (default) or DOT text."""
+    from baobab.graphs import App, Graph
+
+    obj = load_target(target)
+    graph = obj.graph if isinstance(obj, App) else obj
+    if not isinstance(graph, Graph):
+        raise typer.BadParameter(f"{target!r} is a {type(obj).__name__}; expected a Graph or App")
+    if format not in ("mermaid", "dot"):
+        raise typer.BadParameter(f"--format must be mermaid or dot, got {format!r}")
+    print(graph.to_mermaid() if format == "mermaid" else graph.to_dot())
+
+
+def _time(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,63 @@
+"""Shared fixtures: a fresh SQLite file per test, and a real PostgreSQL server started once per session."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL on 127.0.0.1 (the server runs as the `postgres` OS user)."""
+    if not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None:
+        if os.environ.get("BAOBAB_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL binaries not found in {PG_BIN}; .ci/run installs them")
+        pytest.skip(f"PostgreSQL binaries not found in {PG_BIN} (apt-get install postgresql to run these)")
+    base = Path(tempfile.mkdtemp(prefix="baobab-pg-"))
+    shutil.chown(base, "postgres", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_pg, str(PG_BIN / "initdb"), "-D", str(base / "db"), "-A", "trust", "-U", "postgres",
+                    "--no-sync"], check=True, capture_output=True)
+    subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(base / "db"), "-l", str(base / "log"), "-w",
+                    "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(base / "db"), "-m", "immediate", "stop"],
+                       capture_output=True)
+        time.sleep(0.1)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each database Baobab supports; a PostgreSQL test gets its own fresh database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    server: str = request.getfixturevalue("postgres_url")
+    import sqlalchemy
+
+    name = f"t{abs(hash(request.node.nodeid)) % 10**12}"
+    engine = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine.dispose()
+    return server.rsplit("/", 1)[0] + f"/{name}"

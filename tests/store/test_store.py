@@ -1,0 +1,63 @@
+"""The store: URL resolution, SQLite settings, versioned schema, clear errors."""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text, update
+
+from baobab.store import SCHEMA_VERSION, Store, StoreError, default_url
+from baobab.store.schema import schema_info
+
+
+def test_default_url_uses_argument_then_env_then_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BAOBAB_DB_URL", raising=False)
+    monkeypatch.setenv("BAOBAB_DATA_DIR", str(tmp_path / "env"))
+    assert default_url(tmp_path / "arg") == f"sqlite:///{tmp_path / 'arg' / 'baobab.db'}"
+    assert default_url() == f"sqlite:///{tmp_path / 'env' / 'baobab.db'}"
+    monkeypatch.delenv("BAOBAB_DATA_DIR")
+    monkeypatch.chdir(tmp_path)
+    assert default_url() == f"sqlite:///{tmp_path / '.baobab' / 'baobab.db'}"
+    monkeypatch.setenv("BAOBAB_DB_URL", "sqlite:///elsewhere.db")
+    assert default_url() == "sqlite:///elsewhere.db"
+
+
+def test_sqlite_file_is_created_in_the_data_dir_with_wal_and_foreign_keys(tmp_path: Path) -> None:
+    store = Store(data_dir=tmp_path / "data")
+    assert (tmp_path / "data" / "baobab.db").exists()
+    with store.transaction() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    with Store(data_dir=tmp_path / "data", synchronous="FULL").transaction() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+
+
+def test_schema_version_is_recorded_once(db_url: str) -> None:
+    Store(db_url).close()
+    store = Store(db_url)  # a second open finds the schema and leaves it
+    with store.transaction() as conn:
+        assert conn.execute(text("SELECT version FROM baobab_schema")).scalars().all() == [SCHEMA_VERSION]
+
+
+def test_newer_database_is_refused_with_a_clear_error(db_url: str) -> None:
+    with Store(db_url).transaction() as conn:
+        conn.execute(update(schema_info).values(version=SCHEMA_VERSION + 1))
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}, newer than"):
+        Store(db_url)
+
+
+def test_bad_url_names_the_url_and_never_the_password() -> None:
+    with pytest.raises(StoreError, match="not a database URL: 'nonsense'"):
+        Store("nonsense")
+    with pytest.raises(StoreError) as info:
+        Store("nosuchdialect://user:s3cret@localhost/db")
+    assert "s3cret" not in str(info.value) and "***" in str(info.value)
+
+
+def test_in_memory_store_shares_one_database_across_connections() -> None:
+    store = Store("sqlite://")
+    with store.transaction() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    with store.engine.connect() as other:
+        assert other.execute(text("SELECT x FROM t")).scalar() == 1

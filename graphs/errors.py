@@ -26,7 +26,7 @@ class NodeError(RuntimeError):
         self.node, self.step, self.thread = node, step, thread
 
 
-class NodeInterrupt(Exception):  # noqa: N818 - it is a signal, not a failure
+class NodeInterrupt(Exception):
     """Raised by `RunContext.interrupt()` to pause the run until `resume(thread, value=...)`."""
 
     def __init__(self, payload: object = None) -> None:

@@ -1,5 +1,7 @@
 """Text drawings of a graph's structure: Mermaid and Graphviz DOT."""
 
+from typing import Any
+
 import networkx as nx
 
 from baobab.graphs.node import END, START
@@ -8,7 +10,7 @@ _ARROWS = {"edge": "-->", "join": "==>", "route": "-.->"}
 _DOT_STYLES = {"edge": "", "join": ' [style=bold]', "route": ' [style=dashed]'}
 
 
-def to_mermaid(g: "nx.DiGraph[str]") -> str:
+def to_mermaid(g: "nx.DiGraph[Any]") -> str:
     """Mermaid flowchart text: plain edges solid, joins thick, router targets dotted.
 
     >>> g = nx.DiGraph([(START, "a"), ("a", END)], kind="edge")
@@ -31,7 +33,7 @@ def to_mermaid(g: "nx.DiGraph[str]") -> str:
     return "\n".join(lines)
 
 
-def to_dot(g: "nx.DiGraph[str]", name: str = "graph") -> str:
+def to_dot(g: "nx.DiGraph[Any]", name: str = "graph") -> str:
     """Graphviz DOT text with the same conventions as `to_mermaid`."""
     lines = [f"digraph {_quote(name)} {{"]
     for node in _ordered(g):
@@ -43,7 +45,7 @@ def to_dot(g: "nx.DiGraph[str]", name: str = "graph") -> str:
     return "\n".join(lines)
 
 
-def _ordered(g: "nx.DiGraph[str]") -> list[str]:
+def _ordered(g: "nx.DiGraph[Any]") -> list[str]:
     return [START, *(n for n in g.nodes if n not in (START, END)), END]
 
 

@@ -69,7 +69,7 @@ class Graph:
         >>> g.node("double", lambda s: {"n": s.n * 2})  # doctest: +SKIP
         """
         if callable(name) and fn is None:
-            name, fn = getattr(name, "__name__", ""), name
+            fn, name = name, str(getattr(name, "__name__", ""))
         if not isinstance(name, str) or not name:
             raise GraphError(f"a node needs a non-empty string name, got {name!r}")
         if name in (START, END):
@@ -105,9 +105,9 @@ class Graph:
         self.routes.append(Route(source, router, tuple(targets)))
         return self
 
-    def structure(self) -> "nx.DiGraph[str]":
+    def structure(self) -> "nx.DiGraph[Any]":
         """The graph as a networkx DiGraph; edges carry `kind`: edge, join or route."""
-        g: nx.DiGraph[str] = nx.DiGraph()
+        g: nx.DiGraph[Any] = nx.DiGraph()
         g.add_node(START)
         g.add_nodes_from(self.nodes)
         g.add_node(END)
@@ -175,7 +175,7 @@ class Graph:
         """Graphviz DOT text of the graph."""
         return to_dot(self.structure(), self.name)
 
-    def _check_parallel_writes(self, g: "nx.DiGraph[str]") -> None:
+    def _check_parallel_writes(self, g: "nx.DiGraph[Any]") -> None:
         """Nodes started together (plain edges from one source, and its routes' targets) that declare
         writes to one field without a reducer would conflict; a router's alternatives do not."""
         for source in g.nodes:

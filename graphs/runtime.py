@@ -293,7 +293,7 @@ class App:
                 if outcome.failures:
                     raise self._fail(run, step, outcome.failures)
                 if outcome.pauses:
-                    task, signal = outcome.pauses[0]
+                    signal = outcome.pauses[0][1]
                     nodes_paused = tuple(run.tasks[i].node for i, _ in outcome.pauses)
                     for event in self._pause(run, Interrupt(step, nodes_paused, "inside", signal.payload)):
                         yield event
@@ -332,7 +332,7 @@ class App:
             started = asyncio.get_running_loop().time()
             try:
                 result: Any = await self._call(run, step, i, in_thread=False)
-            except BaseException as exc:  # noqa: BLE001 - recorded and re-raised by the step as NodeError
+            except BaseException as exc:
                 result = exc
             event = self._settle(run, step, i, result, started, outcome, commit_each)
             if event is not None:

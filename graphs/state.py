@@ -62,7 +62,7 @@ class StateSchema:
             else:
                 update_type = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
             update_fields[name] = (update_type, None)
-        self.update_model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        self.update_model: type[BaseModel] = create_model(
             f"{model.__name__}Update", __config__=ConfigDict(extra="forbid"), **update_fields
         )
 

@@ -2,7 +2,8 @@
 
 The state at a checkpoint is its nearest snapshot plus the writes of the steps after it, replayed
 through the state's reducers; the runtime takes a snapshot once the writes since the last one
-outweigh it, so storage grows with what changed and a read replays at most about one state's worth.
+outweigh it (each delta row counting for at least ROW_COST bytes), so storage grows with what changed
+and a read replays at most about one state's worth.
 """
 
 import json
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 
 from baobab.graphs.errors import CheckpointError
 from baobab.store import Store
@@ -78,60 +79,75 @@ class Checkpointer:
 
     def __init__(self, store: "Store | str | None" = None) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
+        # the per-step statements, compiled once and run on the driver's cursor
+        self._insert_write = self.store.compile(writes.insert(), _WRITE_COLUMNS)
+        self._insert_checkpoint = self.store.compile(
+            checkpoints.insert().returning(checkpoints.c.id),
+            ["thread", "step", "parent", "pending", "snapshot", "created"])
+        self._insert_thread = self.store.compile(
+            threads.insert().returning(threads.c.id),
+            ["name", "graph", "status", "detail", "forked_from", "created", "updated"])
+        self._select_thread = self.store.compile(select(threads).where(threads.c.name == bindparam("name")))
+        self._set_status = self.store.compile(
+            update(threads).where(threads.c.id == bindparam("thread_id")).values(
+                status=bindparam("status"), detail=bindparam("detail"), updated=bindparam("now")))
 
     def create_thread(self, name: str, graph: str, *, pending: dict[str, Any], snapshot: str | None = None,
                       parent: CheckpointInfo | None = None, first_writes: Sequence[Write] = (),
                       status: str = "running") -> tuple[int, int]:
         """A new thread and its first checkpoint: at step 0 with a snapshot, or after `parent` (a fork)."""
         now = time.time()
-        with self.store.transaction() as conn:
-            if conn.execute(select(threads.c.id).where(threads.c.name == name)).first() is not None:
-                raise CheckpointError(f"thread {name!r} already exists; pick another name or resume it")
-            thread_id = conn.execute(threads.insert(), {
+        if self.thread(name) is not None:
+            raise CheckpointError(f"thread {name!r} already exists; pick another name or resume it")
+        with self.store.raw_transaction() as cursor:
+            cursor.execute(self._insert_thread.text, self._insert_thread.params({
                 "name": name, "graph": graph, "status": status, "detail": None,
-                "forked_from": parent.id if parent else None, "created": now, "updated": now,
-            }).inserted_primary_key[0]  # type: ignore[index]
-            checkpoint_id = conn.execute(checkpoints.insert(), {
-                "thread": thread_id, "step": parent.step + 1 if parent else 0,
-                "parent": parent.id if parent else None, "pending": json.dumps(pending),
-                "snapshot": snapshot, "created": now,
-            }).inserted_primary_key[0]  # type: ignore[index]
+                "forked_from": parent.id if parent else None, "created": now, "updated": now}))
+            thread_id = cursor.fetchone()[0]
+            cursor.execute(self._insert_checkpoint.text, self._insert_checkpoint.params({
+                "thread": thread_id, "step": parent.step + 1 if parent else 0, "parent": parent.id if parent else None,
+                "pending": json.dumps(pending), "snapshot": snapshot, "created": now}))
+            checkpoint_id = cursor.fetchone()[0]
             if first_writes:
-                conn.execute(writes.insert(), [_write_row(thread_id, w, now) for w in first_writes])
+                cursor.executemany(self._insert_write.text,
+                                   [self._insert_write.params(_write_row(thread_id, w, now)) for w in first_writes])
         return int(thread_id), int(checkpoint_id)
 
     def put_write(self, thread_id: int, write: Write) -> None:
         """Commit one task's output now, so a crash later in the step does not run the task again."""
-        with self.store.transaction() as conn:
-            conn.execute(writes.insert(), _write_row(thread_id, write, time.time()))
+        with self.store.raw_transaction() as cursor:
+            row = _write_row(thread_id, write, time.time())
+            cursor.execute(self._insert_write.text, self._insert_write.params(row))
 
     def put_checkpoint(self, thread_id: int, step: int, parent: int | None, pending: dict[str, Any],
                        snapshot: str | None, new_writes: Sequence[Write],
                        status: str | None = None, detail: Any = None) -> int:
         """Commit a step: its writes not yet committed, the checkpoint and, if given, the thread status."""
         now = time.time()
-        with self.store.transaction() as conn:
+        with self.store.raw_transaction() as cursor:
             if new_writes:
-                conn.execute(writes.insert(), [_write_row(thread_id, w, now) for w in new_writes])
-            checkpoint_id = conn.execute(checkpoints.insert(), {
+                cursor.executemany(self._insert_write.text,
+                                   [self._insert_write.params(_write_row(thread_id, w, now)) for w in new_writes])
+            cursor.execute(self._insert_checkpoint.text, self._insert_checkpoint.params({
                 "thread": thread_id, "step": step, "parent": parent, "pending": json.dumps(pending),
-                "snapshot": snapshot, "created": now,
-            }).inserted_primary_key[0]  # type: ignore[index]
+                "snapshot": snapshot, "created": now}))
+            checkpoint_id = cursor.fetchone()[0]
             if status is not None:
-                conn.execute(update(threads).where(threads.c.id == thread_id).values(
-                    status=status, detail=_json(detail), updated=now))
+                cursor.execute(self._set_status.text, self._set_status.params(
+                    {"thread_id": thread_id, "status": status, "detail": _json(detail), "now": now}))
         return int(checkpoint_id)
 
     def set_status(self, thread_id: int, status: str, detail: Any = None) -> None:
         """Record how the thread's run stands: running, interrupted, error or done."""
-        with self.store.transaction() as conn:
-            conn.execute(update(threads).where(threads.c.id == thread_id).values(
-                status=status, detail=_json(detail), updated=time.time()))
+        with self.store.raw_transaction() as cursor:
+            cursor.execute(self._set_status.text, self._set_status.params(
+                {"thread_id": thread_id, "status": status, "detail": _json(detail), "now": time.time()}))
 
     def thread(self, name: str) -> ThreadInfo | None:
         """The thread called `name`, or None."""
-        with self.store.transaction() as conn:
-            row = conn.execute(select(threads).where(threads.c.name == name)).first()
+        with self.store.raw_transaction() as cursor:
+            cursor.execute(self._select_thread.text, self._select_thread.params({"name": name}))
+            row = cursor.fetchone()
         return _thread_info(row) if row is not None else None
 
     def threads(self, limit: int = 100) -> list[ThreadInfo]:
@@ -224,14 +240,17 @@ def _json(detail: Any) -> str | None:
     return None if detail is None else json.dumps(detail, default=repr)
 
 
+_WRITE_COLUMNS = ["thread", "step", "task", "node", "kind", "data", "created"]
+
+
 def _write_row(thread_id: int, write: Write, now: float) -> dict[str, Any]:
     return {"thread": thread_id, "step": write.step, "task": write.task, "node": write.node,
             "kind": write.kind, "data": write.data, "created": now}
 
 
-def _thread_info(row: Any) -> ThreadInfo:
-    return ThreadInfo(row.id, row.name, row.graph, row.status,
-                      json.loads(row.detail) if row.detail else None, row.forked_from, row.created, row.updated)
+def _thread_info(row: Sequence[Any]) -> ThreadInfo:
+    """A ThreadInfo from a row of `select(threads)` (columns in table order), raw or SQLAlchemy."""
+    return ThreadInfo(*row[:4], json.loads(row[4]) if row[4] else None, *row[5:])
 
 
 def _checkpoint_info(row: Any, thread_name: str, pending: dict[str, Any]) -> CheckpointInfo:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 MISSING: Any = object()
-MAX_CHAIN = 256  # longest run of delta checkpoints between snapshots, to bound a read
+ROW_COST = 256  # bytes a delta row counts for when choosing snapshots: bounds the rows a read replays
 
 
 @dataclass(slots=True)
@@ -422,7 +422,9 @@ class App:
         run.delta_bytes += sum(len(w.data) for w in unsaved)
         run.chain_length += 1
         snapshot = None
-        if run.delta_bytes >= run.snapshot_bytes or run.chain_length >= MAX_CHAIN:
+        # snapshot once the deltas since the last one outweigh it: storage stays within a constant factor
+        # of what changed, and a read replays at most about one snapshot's worth (or size / ROW_COST rows)
+        if run.delta_bytes + run.chain_length * ROW_COST >= run.snapshot_bytes:
             snapshot = run.state.model_dump_json()
             run.snapshot_bytes, run.delta_bytes, run.chain_length = len(snapshot), 0, 0
         run.checkpoint = cp.put_checkpoint(run.thread_id, run.step, run.checkpoint,

@@ -5,7 +5,7 @@
 'sqlite'
 """
 
-from baobab.store.db import Store, StoreError, default_url
+from baobab.store.db import SQL, Store, StoreError, default_url
 from baobab.store.schema import SCHEMA_VERSION
 
-__all__ = ["SCHEMA_VERSION", "Store", "StoreError", "default_url"]
+__all__ = ["SCHEMA_VERSION", "SQL", "Store", "StoreError", "default_url"]

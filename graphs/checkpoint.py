@@ -250,7 +250,7 @@ def _write_row(thread_id: int, write: Write, now: float) -> dict[str, Any]:
 
 def _thread_info(row: Sequence[Any]) -> ThreadInfo:
     """A ThreadInfo from a row of `select(threads)` (columns in table order), raw or SQLAlchemy."""
-    return ThreadInfo(*row[:4], json.loads(row[4]) if row[4] else None, *row[5:])
+    return ThreadInfo(row[0], row[1], row[2], row[3], json.loads(row[4]) if row[4] else None, row[5], row[6], row[7])
 
 
 def _checkpoint_info(row: Any, thread_name: str, pending: dict[str, Any]) -> CheckpointInfo:

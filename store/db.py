@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Executable, create_engine, event, inspect, select
+from sqlalchemy import ClauseElement, Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
@@ -121,7 +121,7 @@ class Store:
             finally:
                 cursor.close()
 
-    def compile(self, statement: Executable, columns: Sequence[str] | None = None) -> SQL:
+    def compile(self, statement: ClauseElement, columns: Sequence[str] | None = None) -> SQL:
         """`statement` as the driver's SQL text, for `raw_transaction()`; `columns` names an insert's values."""
         compiled = statement.compile(dialect=self.engine.dialect, column_keys=list(columns) if columns else None)
         return SQL(str(compiled), tuple(compiled.positiontup or ()) if compiled.positional else None)

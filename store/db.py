@@ -11,6 +11,7 @@ from typing import Any, Literal
 from sqlalchemy import ClauseElement, Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.pool import StaticPool
 
 from baobab.store.schema import SCHEMA_VERSION, metadata, schema_info
@@ -124,6 +125,7 @@ class Store:
     def compile(self, statement: ClauseElement, columns: Sequence[str] | None = None) -> SQL:
         """`statement` as the driver's SQL text, for `raw_transaction()`; `columns` names an insert's values."""
         compiled = statement.compile(dialect=self.engine.dialect, column_keys=list(columns) if columns else None)
+        assert isinstance(compiled, SQLCompiler)
         return SQL(str(compiled), tuple(compiled.positiontup or ()) if compiled.positional else None)
 
     def close(self) -> None:

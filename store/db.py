@@ -11,8 +11,8 @@ from typing import Any, Literal
 from sqlalchemy import ClauseElement, Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from baobab.store.schema import SCHEMA_VERSION, metadata, schema_info
 

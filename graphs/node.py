@@ -88,7 +88,9 @@ class NodeSpec:
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         except (TypeError, ValueError, NameError):  # no signature to read: call with the state only
             params = []
-        self.takes_context = len(params) >= 2
+        # a second parameter is the context unless it has a default and is not annotated as one
+        self.takes_context = len(params) >= 2 and (
+            params[1].default is inspect.Parameter.empty or params[1].annotation is RunContext)
         if params and params[0].annotation is not inspect.Parameter.empty:
             self.arg_type = params[0].annotation
 

@@ -278,3 +278,22 @@ def test_sync_api_works_from_several_threads() -> None:
     for t in threads:
         t.join()
     assert results == [2, 2, 2, 2]
+
+
+def keep_top3(current: list[int], new: int) -> list[int]:
+    """A user reducer whose update is one number, not a list."""
+    return sorted([*current, new], reverse=True)[:3]
+
+
+class Scores(BaseModel):
+    top: Annotated[list[int], keep_top3] = []
+
+
+def test_a_user_reducer_takes_its_own_update_type() -> None:
+    g = Graph(Scores)
+    for i, score in enumerate([5, 1, 9, 7]):
+        g.node(f"s{i}", lambda s, v=score: {"top": v}).edge(START, f"s{i}").edge(f"s{i}", END)
+    assert g.compile().run().state.top == [9, 7, 5]
+    bad = Graph(Scores).node("x", lambda s: {"top": [1]}).edge(START, "x").edge("x", END)
+    with pytest.raises(NodeError, match="node 'x' failed"):
+        bad.compile().run()

@@ -6,12 +6,11 @@ state, and the step is committed in one transaction before the next begins.
 """
 
 import asyncio
-import threading
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from pydantic_core import to_json, to_jsonable_python
@@ -21,12 +20,12 @@ from baobab.graphs.errors import CheckpointError, GraphError, GraphRecursionErro
 from baobab.graphs.events import Checkpoint, Event, Interrupt, NodeEnd, NodeFailed, NodeStart, RunResult
 from baobab.graphs.node import END, START, RunContext, Send
 from baobab.graphs.state import InvalidUpdateError
+from baobab.graphs.sync import run_sync, run_sync_iter
 from baobab.store import Store
 
 if TYPE_CHECKING:
     from baobab.graphs.graph import Graph
 
-T = TypeVar("T")
 MISSING: Any = object()
 ROW_COST = 256  # bytes a delta row counts for when choosing snapshots: bounds the rows a read replays
 
@@ -109,7 +108,7 @@ class App:
 
         >>> app.run({"n": 1}, thread="t1").state  # doctest: +SKIP
         """
-        return _sync(self.arun(input, thread=thread))
+        return run_sync(self.arun(input, thread=thread))
 
     async def astream(self, input: Mapping[str, Any] | BaseModel | None = None, *,
                       thread: str | None = None) -> AsyncIterator[Event]:
@@ -125,7 +124,7 @@ class App:
         >>> for event in app.stream({"n": 1}):  # doctest: +SKIP
         ...     print(event)
         """
-        return _sync_iter(self.astream(input, thread=thread))
+        return run_sync_iter(self.astream(input, thread=thread))
 
     async def aresume(self, thread: str, *, value: Any = MISSING,
                       update: Mapping[str, Any] | None = None) -> RunResult:
@@ -140,12 +139,12 @@ class App:
 
         >>> app.resume("t1", value="approved")  # doctest: +SKIP
         """
-        return _sync(self.aresume(thread, value=value, update=update))
+        return run_sync(self.aresume(thread, value=value, update=update))
 
     def stream_resume(self, thread: str, *, value: Any = MISSING,
                       update: Mapping[str, Any] | None = None) -> Iterator[Event]:
         """The events of `resume` as they happen."""
-        return _sync_iter(self.astream_resume(thread, value=value, update=update))
+        return run_sync_iter(self.astream_resume(thread, value=value, update=update))
 
     async def astream_resume(self, thread: str, *, value: Any = MISSING,
                              update: Mapping[str, Any] | None = None) -> AsyncIterator[Event]:
@@ -532,40 +531,3 @@ async def _last(events: AsyncIterator[Event]) -> RunResult:
         pass
     assert isinstance(last, RunResult)
     return last
-
-
-_thread_local = threading.local()  # one reused event loop per thread for the sync API
-
-
-def _sync(coro: Awaitable[T]) -> T:
-    """Run a coroutine from sync code on this thread's reused event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        if asyncio.iscoroutine(coro):
-            coro.close()
-        raise RuntimeError("a sync Baobab call was made inside a running event loop; use its async form "
-                           "(arun, aresume, astream)")
-    runner = getattr(_thread_local, "runner", None)
-    if runner is None:
-        runner = _thread_local.runner = asyncio.Runner()
-    return cast(T, runner.run(cast(Any, coro)))
-
-
-def _sync_iter(events: AsyncIterator[Event]) -> Iterator[Event]:
-    async def step() -> Event:
-        return await events.__anext__()
-
-    try:
-        while True:
-            try:
-                yield _sync(step())
-            except StopAsyncIteration:
-                return
-    finally:
-        _sync(cast(Any, events).aclose())
-
-
-

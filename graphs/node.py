@@ -21,6 +21,9 @@ END = "__end__"
 class Send:
     """A router's order to run `node` with `arg` as its input instead of the state (map-reduce).
 
+    `arg` must be JSON-compatible (a pydantic model, dict, list, str, number): it is stored with the
+    checkpoint; a node whose first parameter is annotated gets it validated as that type.
+
     >>> def fan_out(state):
     ...     return [Send("summarise", doc) for doc in state.docs]
     """

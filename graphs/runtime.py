@@ -52,6 +52,7 @@ class _Run:
     joins: dict[str, list[str]]
     done: dict[int, list[BaseModel]] = field(default_factory=dict)  # tasks of step+1 already committed
     resumed: bool = False  # the first step's tasks get the resume value
+    paused_before: bool = False  # the run stopped before this step's nodes, so resuming runs them
     resume_value: Any = None
     delta_bytes: int = 0
     snapshot_bytes: int = 0
@@ -240,6 +241,8 @@ class App:
                    [_Task(*t) for t in loaded.pending["tasks"]], loaded.pending["joins"],
                    delta_bytes=sum(len(w.data) for w in loaded.writes), snapshot_bytes=len(loaded.snapshot),
                    chain_length=loaded.chain_length)
+        # an interrupt before this step's nodes was shown to a human; a crash before them was not
+        run.paused_before = info.status == "interrupted" and (info.detail or {}).get("when") == "before"
         for write in cp.step_writes(info.id, run.step + 1):
             if write.kind == "update":
                 run.done.setdefault(write.task, []).append(self.schema.load_update(write.data))
@@ -272,7 +275,7 @@ class App:
 
     async def _steps(self, run: _Run) -> AsyncIterator[Event]:
         limit = run.step + self.recursion_limit
-        skip_before = run.resumed or bool(run.done)
+        skip_before = run.paused_before
         try:
             while run.tasks:
                 nodes = tuple(dict.fromkeys(t.node for t in run.tasks))

@@ -115,6 +115,12 @@ def test_interrupt_before_then_resume_with_an_edit_and_a_value(db_url: str) -> N
     assert got == ["ok"]
 
 
+def test_resume_without_a_value_passes_an_interrupt_before(db_url: str) -> None:
+    app = review_graph().compile(checkpointer=db_url, interrupt_before=["publish"])
+    assert app.run(thread="t").status == "interrupted"
+    assert app.resume("t").state.log == ["published v1"]
+
+
 def test_interrupt_after(db_url: str) -> None:
     app = review_graph().compile(checkpointer=db_url, interrupt_after=["write"])
     first = app.run(thread="t")

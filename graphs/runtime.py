@@ -20,7 +20,7 @@ from baobab.graphs.errors import CheckpointError, GraphError, GraphRecursionErro
 from baobab.graphs.events import Checkpoint, Event, Interrupt, NodeEnd, NodeFailed, NodeStart, RunResult
 from baobab.graphs.node import END, START, RunContext, Send
 from baobab.graphs.state import InvalidUpdateError
-from baobab.graphs.sync import run_sync, run_sync_iter
+from baobab.aio import run_sync, run_sync_iter
 from baobab.store import Store
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The sync API over the async runtime: one reused event loop per thread."""
+"""Sync calls into async code: one reused event loop per thread (used by every layer's sync API)."""
 
 import asyncio
 import threading
@@ -21,7 +21,7 @@ def run_sync(coro: Awaitable[T]) -> T:
         if asyncio.iscoroutine(coro):
             coro.close()
         raise RuntimeError("a sync Baobab call was made inside a running event loop; use its async form "
-                           "(arun, aresume, astream)")
+                           "(e.g. arun, astream, complete)")
     runner = getattr(_thread_local, "runner", None)
     if runner is None:
         runner = _thread_local.runner = asyncio.Runner()

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from pydantic_core import to_json, to_jsonable_python
 
+from baobab.aio import run_sync, run_sync_iter
 from baobab.graphs.checkpoint import Checkpointer, CheckpointInfo, LoadedCheckpoint, Write
 from baobab.graphs.errors import CheckpointError, GraphError, GraphRecursionError, NodeError, NodeInterrupt
 from baobab.graphs.events import Checkpoint, Event, Interrupt, NodeEnd, NodeFailed, NodeStart, RunResult
 from baobab.graphs.node import END, START, RunContext, Send
 from baobab.graphs.state import InvalidUpdateError
-from baobab.aio import run_sync, run_sync_iter
 from baobab.store import Store
 
 if TYPE_CHECKING:

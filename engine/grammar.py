@@ -1,0 +1,100 @@
+"""Constrained decoding with xgrammar: JSON that follows a schema, and tool calls as schema-checked JSON.
+
+Each sequence gets a matcher; before sampling, tokens that would break the grammar are masked out, so
+even a 135M model can only produce valid output.
+"""
+
+import json
+from typing import Any
+
+import xgrammar as xgr
+from torch import Tensor
+
+from baobab.engine.types import Request, Tool
+
+
+class JsonConstraint:
+    """One sequence's grammar state (implements the scheduler's Constraint)."""
+
+    def __init__(self, compiled: "xgr.CompiledGrammar", vocab_size: int) -> None:
+        self.matcher = xgr.GrammarMatcher(compiled)
+        self.bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+        self.vocab_size = vocab_size
+
+    def mask(self, logits: Tensor) -> Tensor:
+        """Logits with every token the grammar forbids next set to -inf."""
+        self.matcher.fill_next_token_bitmask(self.bitmask)
+        logits = logits.float().clone()[None]
+        xgr.apply_token_bitmask_inplace(logits, self.bitmask.to(logits.device))
+        return logits[0]
+
+    def accept(self, token: int) -> None:
+        """Advance the grammar past `token`."""
+        if not self.matcher.accept_token(token):
+            raise RuntimeError(f"token {token} was sampled against the grammar")
+
+    def done(self) -> bool:
+        """Whether the grammar has ended (its stop token was accepted)."""
+        return bool(self.matcher.is_terminated())
+
+
+class Grammars:
+    """Compiles grammars for one tokenizer (xgrammar caches them by schema).
+
+    >>> grammars = Grammars(tokenizer.vocab, {2})  # doctest: +SKIP
+    >>> grammars.for_request(Request(prompt="x", response_format={"type": "json_object"}))  # doctest: +SKIP
+    """
+
+    def __init__(self, vocab: list[str], stop_ids: set[int]) -> None:
+        self.vocab_size = len(vocab)
+        info = xgr.TokenizerInfo(vocab, xgr.VocabType.BYTE_LEVEL, vocab_size=len(vocab),
+                                 stop_token_ids=sorted(stop_ids))
+        self.compiler = xgr.GrammarCompiler(info, cache_enabled=True)
+
+    def for_request(self, request: Request) -> JsonConstraint | None:
+        """The constraint a request's response_format or tools ask for, or None for free text."""
+        schema = request_schema(request)
+        if schema is None:
+            if not request.response_format or request.response_format.get("type") != "json_object":
+                return None
+            compiled = self.compiler.compile_builtin_json_grammar()
+        else:
+            compiled = self.compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+        return JsonConstraint(compiled, self.vocab_size)
+
+
+def request_schema(request: Request) -> dict[str, Any] | None:
+    """The JSON schema the output must follow: the response_format's, or one of the tool calls."""
+    tools = callable_tools(request)
+    if tools:
+        options: list[dict[str, Any]] = [{
+            "type": "object", "additionalProperties": False, "required": ["name", "arguments"],
+            "properties": {"name": {"const": tool.name}, "arguments": tool.parameters}} for tool in tools]
+        if request.tool_choice == "auto":
+            options.append({"type": "object", "additionalProperties": False, "required": ["content"],
+                            "properties": {"content": {"type": "string"}}})
+        return options[0] if len(options) == 1 else {"anyOf": options}
+    return request.json_schema
+
+
+def callable_tools(request: Request) -> list[Tool]:
+    """The tools the model may call under the request's tool_choice."""
+    if not request.tools or request.tool_choice == "none":
+        return []
+    if request.tool_choice in ("auto", "required"):
+        return request.tools
+    chosen = [t for t in request.tools if t.name == request.tool_choice]
+    if not chosen:
+        raise ValueError(f"tool_choice {request.tool_choice!r} names no tool in tools")
+    return chosen
+
+
+def tools_prompt(tools: list[Tool], required: bool) -> str:
+    """The system text that tells the model which tools exist and how to call one."""
+    lines = ["You can call these tools:"]
+    lines += [f"- {t.name}: {t.description} Arguments (JSON schema): {json.dumps(t.parameters)}" for t in tools]
+    lines.append('To call a tool, reply with JSON {"name": TOOL, "arguments": {...}}.')
+    if not required:
+        lines.append('To answer directly, reply with JSON {"content": "your answer"}.')
+    return "\n".join(lines)
+

@@ -1,0 +1,104 @@
+"""Structured output on the real 135M model: JSON that validates, every time; tool calls with valid arguments."""
+
+import asyncio
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+Short = Field(max_length=24)
+Word = Annotated[str, Field(max_length=16)]
+# Every string and number is bounded, so max_tokens always suffices: a 135M model sampling an unbounded
+# float can write digits until it runs out of tokens (the grammar allows it), which is not a schema failure.
+
+
+class Person(BaseModel):
+    name: str = Short
+    age: int = Field(ge=0, le=150)
+
+
+class Recipe(BaseModel):
+    title: str = Short
+    ingredients: list[Word] = Field(max_length=3)
+    minutes: int = Field(ge=1, le=600)
+
+
+class Verdict(BaseModel):
+    answer: Literal["yes", "no", "unsure"]
+    confidence_percent: int = Field(ge=0, le=100)
+
+
+class City(BaseModel):
+    city: str = Short
+    country: str = Short
+    population_millions: int = Field(ge=0, le=100)
+
+
+class Task(BaseModel):
+    done: bool
+    priority: int = Field(ge=1, le=5)
+    tags: list[Literal["home", "work", "urgent"]] = Field(max_length=2)
+
+
+CASES: list[tuple[type[BaseModel], list[str]]] = [
+    (Person, ["Invent a person.", "Describe Ada Lovelace.", "A fictional pirate.", "Your favourite scientist.",
+              "A child who likes trains.", "An old sailor.", "A famous painter.", "Someone named Bob.",
+              "A 30 year old teacher.", "Make up a wizard."]),
+    (Recipe, ["A quick pasta.", "Pancakes.", "A salad.", "Tomato soup.", "Fried rice.", "Guacamole.", "Toast.",
+              "A smoothie.", "Omelette.", "Hot chocolate."]),
+    (Verdict, ["Is the earth round?", "Is 7 prime?", "Can pigs fly?", "Is water wet?", "Will it rain tomorrow?",
+               "Is Python a snake?", "Is 2+2=5?", "Do cats bark?", "Is the sun a star?", "Is chess a sport?"]),
+    (City, ["Tell me about Paris.", "Tokyo facts.", "A big city in Brazil.", "The capital of Kenya.", "London.",
+            "A city in Canada.", "New York.", "Berlin.", "A city in India.", "Sydney."]),
+    (Task, ["Buy milk.", "Finish the report by Friday.", "Fix the leaking tap now.", "Call mum.",
+            "Prepare slides for work.", "Water the plants.", "Pay the urgent bill.", "Book a dentist visit.",
+            "Clean the garage.", "Reply to the boss."]),
+]
+
+
+def test_fifty_varied_prompts_all_validate_against_their_schema(local_llm: Any) -> None:
+    async def one(model: type[BaseModel], prompt: str, seed: int) -> tuple[type[BaseModel], str, str]:
+        schema = model.model_json_schema()
+        result = await local_llm.complete(
+            messages=[{"role": "user", "content": f"{prompt} Answer in JSON."}], max_tokens=160,
+            temperature=0.7, seed=seed, response_format={"type": "json_schema", "json_schema": {
+                "name": model.__name__, "schema": schema}})
+        return model, result.text, result.choices[0].finish_reason
+
+    async def main() -> list[tuple[type[BaseModel], str, str]]:
+        jobs = [one(model, prompt, seed) for model, prompts in CASES for seed, prompt in enumerate(prompts)]
+        return await asyncio.gather(*jobs)
+
+    results = asyncio.run(main())
+    assert len(results) == 50
+    for model, text, finish in results:
+        assert finish == "stop", (model.__name__, text)
+        model.model_validate_json(text)  # raises if the JSON does not fit the schema
+
+
+def test_json_object_mode_gives_json(local_llm: Any) -> None:
+    ask = 'Name one colour as JSON: {"colour": ...}'
+    result = local_llm.complete_sync(messages=[{"role": "user", "content": ask}],
+                                     max_tokens=60, temperature=0, response_format={"type": "json_object"})
+    assert result.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(result.text), dict | list)
+
+
+def test_tool_calls_have_valid_arguments(local_llm: Any) -> None:
+    tools = [{"name": "add", "description": "Add two integers.", "parameters": {
+        "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+        "required": ["a", "b"], "additionalProperties": False}},
+        {"name": "weather", "description": "Weather for a city.", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"],
+            "additionalProperties": False}}]
+    result = local_llm.complete_sync(messages=[{"role": "user", "content": "What is 17 + 25? Use a tool."}],
+                                     max_tokens=60, temperature=0, tools=tools, tool_choice="required")
+    choice = result.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.text == ""
+    call = choice.tool_calls[0]
+    arguments = json.loads(call.arguments)
+    assert call.name in ("add", "weather")
+    assert set(arguments) == ({"a", "b"} if call.name == "add" else {"city"})
+    named = local_llm.complete_sync(messages=[{"role": "user", "content": "Is it sunny in Oslo?"}], max_tokens=40,
+                                    temperature=0, tools=tools, tool_choice="weather")
+    assert named.choices[0].tool_calls[0].name == "weather"

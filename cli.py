@@ -123,6 +123,67 @@ def run(
         raise typer.Exit(1) from exc
 
 
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model string: local:smollm2-135m (default), "
+                                          "local:PATH, scripted:TEXT, a litellm name, or http://host:port/v1.")]
+
+
+@app.command()
+def serve(
+    model: ModelOption = "local:smollm2-135m",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="BAOBAB_API_KEY", show_envvar=True,
+                                                help="Require this key (Authorization: Bearer KEY).")] = None,
+) -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models)."""
+    import uvicorn
+
+    from baobab.engine.server import create_app
+
+    llm = _load_model(model)
+    errors.print(f"serving [bold]{llm.name}[/] on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
+    uvicorn.run(create_app(llm, api_key=api_key), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def chat(
+    model: ModelOption = "local:smollm2-135m",
+    system: Annotated[str | None, typer.Option(help="A system message.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 512,
+    temperature: Annotated[float, typer.Option(help="0 for greedy.")] = 0.7,
+) -> None:
+    """Chat with a model in the terminal; answers stream as they are written. Empty line or /exit quits."""
+    from baobab.aio import run_sync
+
+    llm = _load_model(model)
+    messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    while True:
+        try:
+            text = console.input("[bold green]you>[/] ")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not text.strip() or text.strip() == "/exit":
+            break
+        messages.append({"role": "user", "content": text})
+        answer = []
+        console.print("[bold blue]model>[/] ", end="")
+        for piece in llm.stream_sync(messages=messages, max_tokens=max_tokens, temperature=temperature):
+            answer.append(piece.text)
+            console.print(piece.text, end="", markup=False, highlight=False)
+        console.print()
+        messages.append({"role": "assistant", "content": "".join(answer)})
+    run_sync(llm.aclose())
+
+
+def _load_model(model: str) -> Any:
+    from baobab.engine import load_llm
+
+    try:
+        return load_llm(model)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from exc
+
+
 @threads_app.command("list")
 def threads_list(db: DbOption = None,
                  limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50) -> None:

@@ -1,0 +1,211 @@
+"""`baobab serve` started for real on loopback, driven through the openai client and litellm; and the
+remote path against a fault-injecting server (429, 500, timeouts, malformed JSON)."""
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from baobab.engine import RequestError, load_llm
+from baobab.engine.remote import RemoteError, RemoteLLM
+
+KEY = "test-key-123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """`baobab serve` on the real embedded model, with an API key."""
+    port = free_port()
+    env = {**os.environ, "BAOBAB_API_KEY": KEY, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(["baobab", "serve", "--model", "local:smollm2-135m", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "baobab serve did not start"
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_openai_client_chat_and_stream(server: str) -> None:
+    client = openai.OpenAI(base_url=server, api_key=KEY)
+    assert [m.id for m in client.models.list().data] == ["local:smollm2-135m"]
+    messages: Any = [{"role": "user", "content": "What is the capital of France?"}]
+    reply = client.chat.completions.create(model="local:smollm2-135m", messages=messages, max_tokens=20,
+                                           temperature=0)
+    assert "Paris" in (reply.choices[0].message.content or "") and reply.usage is not None
+    assert reply.usage.prompt_tokens > 10 and reply.usage.completion_tokens > 0
+    pieces = client.chat.completions.create(model="x", messages=messages, max_tokens=20, temperature=0, stream=True)
+    text = "".join(p.choices[0].delta.content or "" for p in pieces if p.choices)
+    assert text == reply.choices[0].message.content
+
+
+def test_openai_client_n_stop_json_schema_tools_and_completions(server: str) -> None:
+    client = openai.OpenAI(base_url=server, api_key=KEY)
+    many = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "Say a word."}],
+                                          max_tokens=8, temperature=1.0, n=3, seed=1)
+    assert [c.index for c in many.choices] == [0, 1, 2]
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"],
+              "additionalProperties": False}
+    structured = client.chat.completions.create(
+        model="x", messages=[{"role": "user", "content": "Name a city."}], max_tokens=30, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}})
+    assert set(json.loads(structured.choices[0].message.content or "")) == {"city"}
+    tools: Any = [{"type": "function", "function": {"name": "add", "description": "Add numbers.", "parameters": {
+        "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+        "required": ["a", "b"], "additionalProperties": False}}}]
+    called = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "Add 2 and 3."}],
+                                            tools=tools, tool_choice="required", max_tokens=40, temperature=0)
+    call = called.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert called.choices[0].finish_reason == "tool_calls" and call.function.name == "add"  # type: ignore[union-attr]
+    assert set(json.loads(call.function.arguments)) == {"a", "b"}  # type: ignore[union-attr]
+    plain = client.completions.create(model="x", prompt="The capital of France is", max_tokens=10, temperature=0,
+                                      stop=["."])
+    assert plain.choices[0].text == " Paris" and plain.choices[0].finish_reason == "stop"
+
+
+def test_litellm_path_to_the_server(server: str) -> None:
+    llm = load_llm(server, api_key=KEY)
+    reply = llm.complete_sync(messages=[{"role": "user", "content": "What is the capital of France?"}],
+                              max_tokens=20, temperature=0)
+    assert "Paris" in reply.text and reply.usage.completion_tokens > 0
+    streamed = "".join(c.text for c in llm.stream_sync(
+        messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=20, temperature=0))
+    assert streamed == reply.text
+
+
+def test_api_key_and_openai_shaped_400s(server: str) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    assert httpx.post(f"{server}/chat/completions", json=body).status_code == 401
+    wrong = httpx.post(f"{server}/chat/completions", json=body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
+    auth = {"Authorization": f"Bearer {KEY}"}
+    cases = [
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
+        ({"messages": [{"role": "user", "content": "hi"}], "temperature": 5}, "temperature"),
+        ({"messages": [{"role": "user", "content": "hi"}], "temprature": 0}, "temprature"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, "tools.0"),
+    ]
+    for payload, param in cases:
+        response = httpx.post(f"{server}/chat/completions", json=payload, headers=auth)
+        error = response.json()["error"]
+        assert response.status_code == 400 and error["type"] == "invalid_request_error", payload
+        assert error["param"] == param and error["message"].startswith(param), error
+    broken = httpx.post(f"{server}/chat/completions", content=b"{not json", headers=auth)
+    assert broken.status_code == 400 and "not valid JSON" in broken.json()["error"]["message"]
+
+
+# ---- the remote path against a server that fails on purpose ------------------------------------------------
+
+OK = {"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
+      "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
+      "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+
+
+@pytest.fixture(scope="module")
+def faulty() -> Iterator[tuple[str, dict[str, list[str]]]]:
+    """A server whose answers per scenario are scripted: each request takes the next one."""
+    plans: dict[str, list[str]] = {}
+
+    async def chat(request: Request) -> Response:
+        steps = plans[request.path_params["scenario"]]
+        step = steps.pop(0) if len(steps) > 1 else steps[0]
+        if step == "429":
+            return JSONResponse({"error": {"message": "slow down"}}, status_code=429, headers={"Retry-After": "1"})
+        if step in ("500", "503", "400"):
+            return JSONResponse({"error": {"message": f"fault {step}"}}, status_code=int(step))
+        if step == "hang":
+            import asyncio
+
+            await asyncio.sleep(5)
+        if step == "garbage":
+            return PlainTextResponse("{this is not json", media_type="application/json")
+        return JSONResponse(OK)
+
+    app = Starlette(routes=[Route("/{scenario}/v1/chat/completions", chat, methods=["POST"])])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", plans
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def remote(base: str, plans: dict[str, list[str]], scenario: str, steps: list[str], **options: Any) -> RemoteLLM:
+    plans[scenario] = steps
+    return RemoteLLM("openai/fake", api_base=f"{base}/{scenario}/v1", api_key="k", **options)
+
+
+def ask(llm: RemoteLLM) -> str:
+    return llm.complete_sync(messages=[{"role": "user", "content": "hi"}], max_tokens=5).text
+
+
+def test_429_waits_for_retry_after_then_succeeds(faulty: tuple[str, dict[str, list[str]]]) -> None:
+    llm = remote(*faulty, "rate", ["429", "ok"])
+    started = time.monotonic()
+    assert ask(llm) == "fine"
+    assert llm.attempts == 2 and time.monotonic() - started >= 1.0
+
+
+def test_500s_are_retried_with_backoff(faulty: tuple[str, dict[str, list[str]]]) -> None:
+    llm = remote(*faulty, "flaky", ["500", "503", "ok"])
+    assert ask(llm) == "fine" and llm.attempts == 3
+
+
+def test_a_timeout_is_retried(faulty: tuple[str, dict[str, list[str]]]) -> None:
+    llm = remote(*faulty, "slow", ["hang", "ok"], timeout=1.0)
+    assert ask(llm) == "fine" and llm.attempts == 2
+
+
+def test_giving_up_says_how_often_it_tried(faulty: tuple[str, dict[str, list[str]]]) -> None:
+    llm = remote(*faulty, "down", ["503"], retries=2, max_wait=0.2)
+    with pytest.raises(RemoteError, match="still failing after 3 attempts"):
+        ask(llm)
+    assert llm.attempts == 3
+
+
+def test_malformed_json_is_retried_like_a_5xx_then_named(faulty: tuple[str, dict[str, list[str]]]) -> None:
+    garbage = remote(*faulty, "garbage", ["garbage"], retries=1, max_wait=0.2)
+    with pytest.raises(RemoteError, match=r"openai/fake: still failing after 2 attempts: .*Expecting property name"):
+        ask(garbage)  # litellm reports an unparsable body as a server error, so it is retried once here
+    assert garbage.attempts == 2
+    fixed = remote(*faulty, "garbage-once", ["garbage", "ok"], max_wait=0.2)
+    assert ask(fixed) == "fine" and fixed.attempts == 2
+
+
+def test_a_bad_request_fails_at_once(faulty: tuple[str, dict[str, list[str]]]) -> None:
+    refused = remote(*faulty, "refused", ["400"])
+    with pytest.raises(RequestError, match="refused the request"):
+        ask(refused)
+    assert refused.attempts == 1

@@ -18,6 +18,7 @@ from baobab.engine import weights
 from baobab.engine.grammar import Grammars, callable_tools, tools_prompt
 from baobab.engine.llm import LLM, RequestError
 from baobab.engine.model import Llama
+from baobab.engine.prefix_cache import PrefixCache, token_bytes
 from baobab.engine.sampling import SamplingParams
 from baobab.engine.scheduler import Scheduler, Sequence
 from baobab.engine.tokenizer import ChatTokenizer
@@ -34,11 +35,13 @@ class LocalLLM(LLM):
     """A local model served by a scheduler thread that batches concurrent requests.
 
     `model` is `smollm2-135m` (the embedded default), a .gguf file or a Hugging Face directory;
-    `slots` is how many sequences decode together; `context` the longest prompt plus answer.
+    `slots` is how many sequences decode together; `context` the longest prompt plus answer;
+    `prefix_cache_mb` bounds the KV kept for reuse across requests (0 turns the prefix cache off).
     """
 
     def __init__(self, model: str = weights.DEFAULT_MODEL, *, dtype: str = "float32", device: str = "cpu",
-                 slots: int = 8, context: int = 4096, threads: int | None = None) -> None:
+                 slots: int = 8, context: int = 4096, threads: int | None = None,
+                 prefix_cache_mb: int = 512) -> None:
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         if threads is not None:
@@ -47,7 +50,9 @@ class LocalLLM(LLM):
         self.name = f"local:{model}"
         self.tokenizer = ChatTokenizer(checkpoint)
         self.model = Llama.from_checkpoint(checkpoint, slots=slots, max_len=context, device=device)
-        self.scheduler = Scheduler(self.model, self.tokenizer.decode)
+        assert self.model.cache is not None
+        capacity = prefix_cache_mb * 2**20 // token_bytes(self.model.cache)
+        self.scheduler = Scheduler(self.model, self.tokenizer.decode, PrefixCache(capacity) if capacity else None)
 
     def prompt_ids(self, request: Request) -> list[int]:
         """The tokens the model sees for a request: the prompt, or the messages through the chat template."""

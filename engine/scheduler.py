@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from baobab.engine.model import Llama, Row
+from baobab.engine.prefix_cache import PrefixCache
 from baobab.engine.sampling import SamplingParams, sample
 
 
@@ -61,10 +62,13 @@ class Sequence:
 class Scheduler:
     """Owns the model and its KV slots; runs on its own thread so the event loop never waits on torch."""
 
-    def __init__(self, model: Llama, decode: Callable[[list[int]], str]) -> None:
+    def __init__(self, model: Llama, decode: Callable[[list[int]], str],
+                 prefix_cache: PrefixCache | None = None) -> None:
         assert model.cache is not None
         self.model = model
+        self.kv = model.cache
         self.decode = decode
+        self.prefix_cache = prefix_cache
         self.slots = model.cache.k.shape[1]
         self.max_len = model.cache.max_len
         self._free = list(range(self.slots))
@@ -128,8 +132,14 @@ class Scheduler:
         first = group[0]
         if all(seq.cancelled for seq in group):
             return  # released as cancelled
-        logits = self.model(torch.tensor([first.prompt]), [Row(first.slot, 0)])[0]
+        cached = 0
+        if self.prefix_cache is not None:  # the last prompt token is always computed: it gives the logits
+            cached = self.prefix_cache.load(first.prompt[:-1], self.kv, first.slot)
+        logits = self.model(torch.tensor([first.prompt[cached:]]), [Row(first.slot, cached)])[0]
+        if self.prefix_cache is not None:
+            self.prefix_cache.insert(first.prompt, self.kv, first.slot)
         for seq in group:
+            seq.cached = cached
             if seq is not first:
                 self.model.copy_slot(first.slot, seq.slot, len(first.prompt))
             self._advance(seq, logits)
@@ -192,5 +202,9 @@ class Scheduler:
                     self._finish(seq, "cancelled")
             done = [s for s in self._active if s.finish_reason is not None]
             self._active = [s for s in self._active if s.finish_reason is None]
+            if self.prefix_cache is not None:  # the answer too: the next turn resends it as history
+                for seq in done:
+                    if seq.tokens and seq.error is None:
+                        self.prefix_cache.insert(seq.prompt + seq.tokens[:-1], self.kv, seq.slot)
             self._free.extend(s.slot for s in done)
             self._free.sort()

@@ -44,4 +44,7 @@ def sample(logits: Tensor, params: SamplingParams, generator: torch.Generator | 
     """One token id from a 1-D row of logits."""
     if params.greedy:
         return int(logits.argmax())
-    return int(torch.multinomial(probabilities(logits, params), 1, generator=generator))
+    probs = probabilities(logits, params)
+    if generator is not None and probs.device != generator.device:  # seeded generators live on the CPU
+        probs = probs.cpu()
+    return int(torch.multinomial(probs, 1, generator=generator))

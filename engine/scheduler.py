@@ -135,7 +135,8 @@ class Scheduler:
         cached = 0
         if self.prefix_cache is not None:  # the last prompt token is always computed: it gives the logits
             cached = self.prefix_cache.load(first.prompt[:-1], self.kv, first.slot)
-        logits = self.model(torch.tensor([first.prompt[cached:]]), [Row(first.slot, cached)])[0]
+        new_tokens = torch.tensor([first.prompt[cached:]], device=self.kv.k.device)
+        logits = self.model(new_tokens, [Row(first.slot, cached)])[0]
         if self.prefix_cache is not None:
             self.prefix_cache.insert(first.prompt, self.kv, first.slot)
         for seq in group:
@@ -148,7 +149,7 @@ class Scheduler:
         running = [s for s in self._active if s.tokens and s.finish_reason is None and not s.cancelled]
         if not running:
             return
-        tokens = torch.tensor([[s.tokens[-1]] for s in running])
+        tokens = torch.tensor([[s.tokens[-1]] for s in running], device=self.kv.k.device)
         rows = [Row(s.slot, len(s.prompt) + len(s.tokens) - 1) for s in running]
         logits = self.model(tokens, rows)
         for seq, row in zip(running, logits, strict=True):

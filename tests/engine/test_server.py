@@ -209,3 +209,13 @@ def test_a_bad_request_fails_at_once(faulty: tuple[str, dict[str, list[str]]]) -
     with pytest.raises(RequestError, match="refused the request"):
         ask(refused)
     assert refused.attempts == 1
+
+
+def test_baobab_chat_streams_answers_in_the_terminal(tmp_path: Any) -> None:
+    """`baobab chat` as a person uses it: type a question, read the streamed answer, quit with /exit."""
+    script = "What is the capital of France?\n/exit\n"
+    out = subprocess.run(["baobab", "chat", "--model", "local:smollm2-135m", "--temperature", "0",
+                          "--max-tokens", "20"], input=script, capture_output=True, text=True, timeout=180,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    assert "you>" in out.stdout and "model>" in out.stdout and "Paris" in out.stdout

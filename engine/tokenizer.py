@@ -92,7 +92,11 @@ def _from_gguf(data: dict[str, Any], source: str) -> Tokenizer:
     vocab = {token: i for i, token in enumerate(tokens)}
     merges = [tuple(m.split(" ", 1)) for m in data["merges"]]
     tokenizer = Tokenizer(models.BPE(vocab, merges, ignore_merges=False))
-    splits = _PRE_SPLITS.get(str(data.get("pre", "default")), [_GPT2])
+    pre = str(data.get("pre", "default"))
+    if pre not in _PRE_SPLITS:
+        raise WeightsError(f"{source}: pre-tokenizer {pre!r} is not known (known: {sorted(_PRE_SPLITS)}); "
+                           f"use a Hugging Face directory with tokenizer.json")
+    splits = _PRE_SPLITS[pre]
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in splits]
         + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])

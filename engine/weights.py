@@ -111,6 +111,8 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> Checkpoint:
     names = {t.name for t in reader.tensors}
     vocab = len(reader.fields["tokenizer.ggml.tokens"].contents())
     scaling_type = meta.get(f"{arch}.rope.scaling.type")
+    if scaling_type not in (None, "none", "linear"):
+        raise WeightsError(f"{path}: RoPE scaling {scaling_type!r} is not supported (none, linear, llama3 freqs)")
     config = LlamaConfig(
         vocab_size=int(get("vocab_size", vocab)), dim=dim, n_layers=int(get("block_count")), n_heads=n_heads,
         n_kv_heads=int(get("attention.head_count_kv", n_heads)), hidden_dim=int(get("feed_forward_length")),
@@ -118,7 +120,7 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> Checkpoint:
         norm_eps=float(get("attention.layer_norm_rms_epsilon", 1e-5)),
         rope_theta=float(get("rope.freq_base", 10000.0)),
         rope_scaling={"type": scaling_type, "factor": float(get("rope.scaling.factor", 1.0))}
-        if scaling_type in ("linear",) else None,
+        if scaling_type == "linear" else None,
         max_seq_len=int(get("context_length", 4096)), tie_embeddings="output.weight" not in names,
         qkv_bias="blk.0.attn_q.bias" in names,
     )

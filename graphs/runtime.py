@@ -395,7 +395,7 @@ class App:
         errors = [(run.tasks[i].node, i, exc) for i, exc in failures]
         if cp is not None and run.thread_id is not None:
             for node, i, exc in errors:
-                cp.put_write(run.thread_id, Write(step, i, node, "error", to_json_text(
+                cp.put_write(run.thread_id, Write(step, i, node, "error", _json_text(
                     {"type": type(exc).__name__, "message": str(exc)})))
             cp.set_status(run.thread_id, "error", {"step": step, "nodes": [n for n, _, _ in errors],
                                                    "error": f"{type(errors[0][2]).__name__}: {errors[0][2]}"})
@@ -513,7 +513,7 @@ class _Outcome:
     failures: list[tuple[int, Exception]] = field(default_factory=list)
 
 
-def to_json_text(value: Any) -> str:
+def _json_text(value: Any) -> str:
     """JSON text of any value, unknown objects as their repr."""
     return to_json(value, fallback=repr).decode()
 

@@ -19,7 +19,6 @@ class JsonConstraint:
     def __init__(self, compiled: "xgr.CompiledGrammar", vocab_size: int) -> None:
         self.matcher = xgr.GrammarMatcher(compiled)
         self.bitmask = xgr.allocate_token_bitmask(1, vocab_size)
-        self.vocab_size = vocab_size
 
     def mask(self, logits: Tensor) -> Tensor:
         """Logits with every token the grammar forbids next set to -inf."""

@@ -64,11 +64,6 @@ class ChatTokenizer:
             tokens[index] = token
         return tokens
 
-    @property
-    def vocab_size(self) -> int:
-        """How many tokens the tokenizer knows."""
-        return int(self.tokenizer.get_vocab_size(with_added_tokens=True))
-
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`; special tokens written in it (<|im_start|>) become their ids."""
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)

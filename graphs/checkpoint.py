@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, select, text, update
 
 from baobab.graphs.errors import CheckpointError
 from baobab.store import Store
@@ -209,12 +209,6 @@ class Checkpointer:
             rows = conn.execute(select(checkpoints).where(checkpoints.c.thread == thread_id)
                                 .order_by(checkpoints.c.step.desc())).all()
         return [_checkpoint_info(r, thread_name, json.loads(r.pending)) for r in rows]
-
-    def count(self, thread_id: int) -> int:
-        """How many checkpoints the thread has."""
-        with self.store.transaction() as conn:
-            return int(conn.execute(select(func.count()).select_from(checkpoints)
-                                    .where(checkpoints.c.thread == thread_id)).scalar_one())
 
 
 # Walk parent links from a checkpoint back to the nearest one holding a snapshot (forks included).

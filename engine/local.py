@@ -35,21 +35,26 @@ class LocalLLM(LLM):
     """A local model served by a scheduler thread that batches concurrent requests.
 
     `model` is `smollm2-135m` (the embedded default), a .gguf file or a Hugging Face directory;
+    `dtype` is the activations' type and `weight_dtype` the projections' (default: the same; float16 weights
+    halve the bytes a decode step reads; float32 for both is the reference that matches Hugging Face);
     `slots` is how many sequences decode together; `context` the longest prompt plus answer;
     `prefix_cache_mb` bounds the KV kept for reuse across requests (0 turns the prefix cache off).
     """
 
-    def __init__(self, model: str = weights.DEFAULT_MODEL, *, dtype: str = "float32", device: str = "cpu",
-                 slots: int = 8, context: int = 4096, threads: int | None = None,
+    def __init__(self, model: str = weights.DEFAULT_MODEL, *, dtype: str = "float32", weight_dtype: str | None = None,
+                 device: str = "cpu", slots: int = 8, context: int = 4096, threads: int | None = None,
                  prefix_cache_mb: int = 512) -> None:
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        weight_dtype = weight_dtype or dtype
+        for name, value in (("dtype", dtype), ("weight_dtype", weight_dtype)):
+            if value not in _DTYPES:
+                raise ValueError(f"{name} must be one of {sorted(_DTYPES)}, got {value!r}")
         if threads is not None:
             torch.set_num_threads(threads)
         checkpoint = weights.load(weights.resolve(model), _DTYPES[dtype])
         self.name = f"local:{model}"
         self.tokenizer = ChatTokenizer(checkpoint)
-        self.model = Llama.from_checkpoint(checkpoint, slots=slots, max_len=context, device=device)
+        self.model = Llama.from_checkpoint(checkpoint, slots=slots, max_len=context, device=device,
+                                           weight_dtype=_DTYPES[weight_dtype])
         assert self.model.cache is not None
         capacity = prefix_cache_mb * 2**20 // token_bytes(self.model.cache)
         self.scheduler = Scheduler(self.model, self.tokenizer.decode, PrefixCache(capacity) if capacity else None)

@@ -23,6 +23,15 @@ class Row:
     start: int
 
 
+class Linear(nn.Linear):
+    """A projection whose weights may be stored in a narrower type than the activations (fp16 weights with
+    fp32 activations: half the bytes per token on a memory-bound CPU decode, fp32 everywhere else)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = F.linear(x.to(self.weight.dtype), self.weight, self.bias)
+        return out.to(x.dtype)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -52,10 +61,10 @@ class Attention(nn.Module):
         super().__init__()
         self.layer, self.n_heads, self.n_kv_heads, self.head_dim = (
             layer, config.n_heads, config.n_kv_heads, config.head_dim)
-        self.q_proj = nn.Linear(config.dim, config.n_heads * config.head_dim, bias=config.qkv_bias)
-        self.k_proj = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=config.qkv_bias)
-        self.v_proj = nn.Linear(config.dim, config.n_kv_heads * config.head_dim, bias=config.qkv_bias)
-        self.o_proj = nn.Linear(config.n_heads * config.head_dim, config.dim, bias=False)
+        self.q_proj = Linear(config.dim, config.n_heads * config.head_dim, bias=config.qkv_bias)
+        self.k_proj = Linear(config.dim, config.n_kv_heads * config.head_dim, bias=config.qkv_bias)
+        self.v_proj = Linear(config.dim, config.n_kv_heads * config.head_dim, bias=config.qkv_bias)
+        self.o_proj = Linear(config.n_heads * config.head_dim, config.dim, bias=False)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, rows: list[Row]) -> Tensor:
         batch, length, _ = x.shape
@@ -77,9 +86,9 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(config.dim, config.hidden_dim, bias=False)
-        self.up_proj = nn.Linear(config.dim, config.hidden_dim, bias=False)
-        self.down_proj = nn.Linear(config.hidden_dim, config.dim, bias=False)
+        self.gate_proj = Linear(config.dim, config.hidden_dim, bias=False)
+        self.up_proj = Linear(config.dim, config.hidden_dim, bias=False)
+        self.down_proj = Linear(config.hidden_dim, config.dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         down: Tensor = self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -121,21 +130,27 @@ class Llama(nn.Module):
         super().__init__()
         self.config = config
         self.model = Inner(config)
-        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.dim, config.vocab_size, bias=False)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.inv_freq: Tensor
         self.cache: KVCache | None = None
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, *, slots: int = 1, max_len: int = 2048,
-                        device: str | torch.device = "cpu") -> "Llama":
-        """A model with the checkpoint's weights and a KV cache of `slots` x `max_len` tokens."""
+                        device: str | torch.device = "cpu", weight_dtype: torch.dtype | None = None) -> "Llama":
+        """A model with the checkpoint's weights and a KV cache of `slots` x `max_len` tokens.
+
+        Activations use the checkpoint's dtype; `weight_dtype` stores the projections' weights narrower.
+        """
         config = checkpoint.config
         tensors = dict(checkpoint.tensors)
         freqs = tensors.pop("rope_freqs.weight", None)
         if config.tie_embeddings:
             tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
         dtype = tensors["model.embed_tokens.weight"].dtype
+        if weight_dtype is not None and weight_dtype != dtype:
+            projections = {name for name in tensors if name.endswith("_proj.weight") or name == "lm_head.weight"}
+            tensors = {k: v.to(weight_dtype) if k in projections else v for k, v in tensors.items()}
         with torch.device("meta"):
             model = cls(config, torch.empty(config.head_dim // 2))
         model.load_state_dict(tensors, assign=True, strict=True)

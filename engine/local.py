@@ -50,14 +50,26 @@ class LocalLLM(LLM):
                 raise ValueError(f"{name} must be one of {sorted(_DTYPES)}, got {value!r}")
         if threads is not None:
             torch.set_num_threads(threads)
-        checkpoint = weights.load(weights.resolve(model), _DTYPES[dtype])
         self.name = f"local:{model}"
-        self.tokenizer = ChatTokenizer(checkpoint)
-        self.model = Llama.from_checkpoint(checkpoint, slots=slots, max_len=context, device=device,
-                                           weight_dtype=_DTYPES[weight_dtype])
-        assert self.model.cache is not None
-        capacity = prefix_cache_mb * 2**20 // token_bytes(self.model.cache)
-        self.scheduler = Scheduler(self.model, self.tokenizer.decode, PrefixCache(capacity) if capacity else None)
+        path = weights.resolve(model)
+
+        def load() -> tuple[Llama, PrefixCache | None]:  # runs on the engine thread, like all torch work
+            if threads is not None:
+                torch.set_num_threads(threads)
+            checkpoint = weights.load(path, _DTYPES[dtype])
+            self.tokenizer = ChatTokenizer(checkpoint)
+            llama = Llama.from_checkpoint(checkpoint, slots=slots, max_len=context, device=device,
+                                          weight_dtype=_DTYPES[weight_dtype])
+            assert llama.cache is not None
+            capacity = prefix_cache_mb * 2**20 // token_bytes(llama.cache)
+            return llama, PrefixCache(capacity) if capacity else None
+
+        self.scheduler = Scheduler(load, self.decode)
+        self.model = self.scheduler.model
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of token ids."""
+        return self.tokenizer.decode(ids)
 
     def prompt_ids(self, request: Request) -> list[int]:
         """The tokens the model sees for a request: the prompt, or the messages through the chat template."""

@@ -62,22 +62,39 @@ class Sequence:
 class Scheduler:
     """Owns the model and its KV slots; runs on its own thread so the event loop never waits on torch."""
 
-    def __init__(self, model: Llama, decode: Callable[[list[int]], str],
-                 prefix_cache: PrefixCache | None = None) -> None:
-        assert model.cache is not None
-        self.model = model
-        self.kv = model.cache
+    def __init__(self, load: Callable[[], tuple[Llama, PrefixCache | None]],
+                 decode: Callable[[list[int]], str]) -> None:
+        """Start the engine thread and build the model there with `load`; return once it is ready.
+
+        Every torch operation runs on that one thread: when a second thread also drives OpenMP, libgomp
+        stops its workers spinning and small matrix products run up to 2x slower.
+        """
         self.decode = decode
-        self.prefix_cache = prefix_cache
-        self.slots = model.cache.k.shape[1]
-        self.max_len = model.cache.max_len
-        self._free = list(range(self.slots))
         self._waiting: deque[list[Sequence]] = deque()
         self._active: list[Sequence] = []
         self._wake = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="baobab-engine", daemon=True)
+        self._ready = threading.Event()
+        self._load_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, args=(load,), name="baobab-engine", daemon=True)
         self._thread.start()
+        self._ready.wait()
+        if self._load_error is not None:
+            raise self._load_error
+
+    def _start(self, load: Callable[[], tuple[Llama, PrefixCache | None]]) -> None:
+        try:
+            self.model, self.prefix_cache = load()
+            assert self.model.cache is not None
+            self.kv = self.model.cache
+            self.slots, self.max_len = self.kv.k.shape[1], self.kv.max_len
+            self._free = list(range(self.slots))
+        except BaseException as exc:  # handed to the constructor, which raises it in the caller's thread
+            self._load_error = exc
+            return
+        finally:
+            self._ready.set()
+        self._run()
 
     def submit(self, group: list[Sequence]) -> None:
         """Queue samples of one prompt; they share its prefill and are admitted together."""

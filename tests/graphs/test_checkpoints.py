@@ -78,6 +78,14 @@ def test_fork_from_a_mid_run_checkpoint_is_o1_and_leaves_the_original(db_url: st
     assert info is not None and info.forked_from == mid.id
 
 
+def test_fork_to_an_existing_thread_name_is_refused(db_url: str) -> None:
+    app = counter_graph().compile(checkpointer=db_url)
+    app.run(thread="main")
+    with pytest.raises(CheckpointError, match="thread 'main' already exists"):
+        app.fork(app.history("main")[2].id, thread="main")
+    assert app.fork(app.history("main")[2].id, thread="other") == "other"  # the failed attempt left nothing open
+
+
 def test_fork_of_a_fork(db_url: str) -> None:
     app = counter_graph().compile(checkpointer=db_url)
     app.run(thread="a")

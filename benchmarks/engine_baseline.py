@@ -88,7 +88,7 @@ def weight_bytes_per_token(llm: LocalLLM) -> int:
     """Bytes of weights a decode step reads: every matrix and norm, the embedding row aside."""
     total = 0
     for name, p in llm.model.named_parameters():
-        if name != "model.embed_tokens.weight" or llm.model.config.tie_embeddings:
+        if name != "embed_tokens":  # one row of it is read (the lm_head has its own copy when tied)
             total += p.numel() * p.element_size()
     return total
 

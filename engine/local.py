@@ -35,9 +35,9 @@ class LocalLLM(LLM):
     """A local model served by a scheduler thread that batches concurrent requests.
 
     `model` is `smollm2-135m` (the embedded default), a .gguf file or a Hugging Face directory;
-    `dtype` is the activations' type and `weight_dtype` the projections' (default on CPU: float16, which
-    halves the bytes a decode step reads, about 2x faster; float32 for both is the reference mode that
-    matches Hugging Face transformers to 1e-4);
+    `dtype` is the activations' and KV cache's type and `weight_dtype` the projections' (default on CPU:
+    float16, which halves the bytes a decode step reads, about 2x faster;
+    float32 for both is the reference mode that matches Hugging Face transformers to 1e-4);
     `slots` is how many sequences decode together; `context` the longest prompt plus answer;
     `prefix_cache_mb` bounds the KV kept for reuse across requests (0 turns the prefix cache off).
     """

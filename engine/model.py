@@ -3,6 +3,8 @@ with a preallocated KV cache of `slots` sequences.
 
 `forward` takes a batch of token rows, each with its slot and start position; rows may have different
 lengths of cached context, so each row attends over its own slot's cache (a view, never a copy).
+A decode step is memory- and dispatch-bound on a CPU: the projections are fused (q|k|v, gate|up), RoPE
+is three element-wise ops, attention is one SDPA call, and weights may be float16 (half of float32's bytes).
 """
 
 import math
@@ -12,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from baobab.engine.weights import Checkpoint, LlamaConfig
+from baobab.engine.weights import Checkpoint, LlamaConfig, WeightsError
+
+NARROW_KERNEL_ROWS = 8  # up to this many rows a narrow weight is used as stored; above, widened once (prefill)
 
 
 @dataclass(frozen=True)
@@ -23,24 +27,36 @@ class Row:
     start: int
 
 
-class Linear(nn.Linear):
-    """A projection whose weights may be stored in a narrower type than the activations (fp16 weights with
-    fp32 activations: half the bytes per token on a memory-bound CPU decode, fp32 everywhere else)."""
+class Linear(nn.Module):
+    """`x @ weight.T + bias` with the weight stored in the activations' type or a narrower float type.
+
+    A float16 weight halves the bytes a memory-bound decode step reads. Short inputs (decode) multiply in
+    the stored type; long ones (prefill) widen the weight once, so the dense product reuses it across rows
+    (CPU float16 matrix products are slow). A narrow output is promoted back by the float32 residual.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, store: torch.dtype) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.to(store), requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = F.linear(x.to(self.weight.dtype), self.weight, self.bias)
-        return out.to(x.dtype)
+        if self.weight.dtype == x.dtype:
+            return F.linear(x, self.weight, self.bias)
+        if x.numel() > NARROW_KERNEL_ROWS * x.shape[-1]:
+            out = F.linear(x, self.weight.to(x.dtype))
+        else:
+            out = F.linear(x.to(self.weight.dtype), self.weight)
+        return out if self.bias is None else out + self.bias
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float) -> None:
+    def __init__(self, weight: Tensor, eps: float) -> None:
         super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.weight, self.eps = nn.Parameter(weight, requires_grad=False), eps
 
     def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
-        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
 class KVCache(nn.Module):
@@ -56,67 +72,91 @@ class KVCache(nn.Module):
         self.max_len = max_len
 
 
+@dataclass(frozen=True)
+class Step:
+    """What every layer of one forward shares: RoPE factors, each row's attention mask, the rows."""
+
+    cos: Tensor  # batch x length x 1 x head_dim
+    sin: Tensor  # the same, negated in the first half (rotate-half as a roll)
+    masks: list[Tensor | None]
+    rows: list[Row]
+
+
 class Attention(nn.Module):
-    def __init__(self, config: LlamaConfig, layer: int) -> None:
+    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: torch.dtype) -> None:
         super().__init__()
         self.layer, self.n_heads, self.n_kv_heads, self.head_dim = (
             layer, config.n_heads, config.n_kv_heads, config.head_dim)
-        self.q_proj = Linear(config.dim, config.n_heads * config.head_dim, bias=config.qkv_bias)
-        self.k_proj = Linear(config.dim, config.n_kv_heads * config.head_dim, bias=config.qkv_bias)
-        self.v_proj = Linear(config.dim, config.n_kv_heads * config.head_dim, bias=config.qkv_bias)
-        self.o_proj = Linear(config.n_heads * config.head_dim, config.dim, bias=False)
+        names = [f"model.layers.{layer}.self_attn.{p}_proj" for p in "qkv"]
+        bias = torch.cat([take(f"{n}.bias") for n in names]) if config.qkv_bias else None
+        self.qkv_proj = Linear(torch.cat([take(f"{n}.weight") for n in names]), bias, store)
+        self.o_proj = Linear(take(f"model.layers.{layer}.self_attn.o_proj.weight"), None, store)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, rows: list[Row]) -> Tensor:
+    def forward(self, x: Tensor, step: Step, cache: KVCache) -> Tensor:
         batch, length, _ = x.shape
-        q = self.q_proj(x).view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(batch, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(batch, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-        out = torch.empty_like(q)
-        for b, row in enumerate(rows):  # each row over its own slot: views, no gather
+        heads, kv_heads, dim = self.n_heads, self.n_kv_heads, self.head_dim
+        qkv = self.qkv_proj(x)
+        qk = qkv[..., :(heads + kv_heads) * dim].view(batch, length, heads + kv_heads, dim)
+        qk = torch.addcmul(qk * step.cos, qk.roll(dim // 2, -1), step.sin)  # RoPE, rotate-half layout
+        q, k = qk[:, :, :heads].transpose(1, 2), qk[:, :, heads:].transpose(1, 2)
+        v = qkv[..., (heads + kv_heads) * dim:].view(batch, length, kv_heads, dim).transpose(1, 2)
+        keys, values = cache.k[self.layer], cache.v[self.layer]
+        outs = []
+        for b, row in enumerate(step.rows):  # each row over its own slot: views, no gather
             end = row.start + length
-            cache.k[self.layer, row.slot, :, row.start:end] = k[b]
-            cache.v[self.layer, row.slot, :, row.start:end] = v[b]
-            out[b] = grouped_attention(q[b], cache.k[self.layer, row.slot, :, :end],
-                                       cache.v[self.layer, row.slot, :, :end], row.start)
-        projected: Tensor = self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
+            keys[row.slot, :, row.start:end] = k[b]
+            values[row.slot, :, row.start:end] = v[b]
+            outs.append(F.scaled_dot_product_attention(
+                q[b:b + 1], keys[row.slot:row.slot + 1, :, :end], values[row.slot:row.slot + 1, :, :end],
+                attn_mask=step.masks[b], enable_gqa=True))
+        out = outs[0] if batch == 1 else torch.cat(outs)
+        projected: Tensor = self.o_proj(out.transpose(1, 2).reshape(batch, length, heads * dim))
         return projected
 
 
 class MLP(nn.Module):
-    def __init__(self, config: LlamaConfig) -> None:
+    def __init__(self, layer: int, take: "TensorSource", store: torch.dtype) -> None:
         super().__init__()
-        self.gate_proj = Linear(config.dim, config.hidden_dim, bias=False)
-        self.up_proj = Linear(config.dim, config.hidden_dim, bias=False)
-        self.down_proj = Linear(config.hidden_dim, config.dim, bias=False)
+        prefix = f"model.layers.{layer}.mlp"
+        gate_up = torch.cat([take(f"{prefix}.gate_proj.weight"), take(f"{prefix}.up_proj.weight")])
+        self.gate_up_proj = Linear(gate_up, None, store)
+        self.down_proj = Linear(take(f"{prefix}.down_proj.weight"), None, store)
 
     def forward(self, x: Tensor) -> Tensor:
-        down: Tensor = self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        down: Tensor = self.down_proj(F.silu(gate) * up)
         return down
 
 
 class Block(nn.Module):
-    def __init__(self, config: LlamaConfig, layer: int) -> None:
+    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: torch.dtype) -> None:
         super().__init__()
-        self.input_layernorm = RMSNorm(config.dim, config.norm_eps)
-        self.self_attn = Attention(config, layer)
-        self.post_attention_layernorm = RMSNorm(config.dim, config.norm_eps)
-        self.mlp = MLP(config)
+        prefix = f"model.layers.{layer}"
+        self.input_layernorm = RMSNorm(take(f"{prefix}.input_layernorm.weight"), config.norm_eps)
+        self.self_attn = Attention(config, layer, take, store)
+        self.post_attention_layernorm = RMSNorm(take(f"{prefix}.post_attention_layernorm.weight"), config.norm_eps)
+        self.mlp = MLP(layer, take, store)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, rows: list[Row]) -> Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, rows)
+    def forward(self, x: Tensor, step: Step, cache: KVCache) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), step, cache)
         mlp: Tensor = self.mlp(self.post_attention_layernorm(x))
         return x + mlp
 
 
-class Inner(nn.Module):
-    """The Hugging Face `model.` prefix: embeddings, blocks, final norm."""
+class TensorSource:
+    """Hands out a checkpoint's tensors by name, once each, and names what is missing or left over."""
 
-    def __init__(self, config: LlamaConfig) -> None:
-        super().__init__()
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)
-        self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
-        self.norm = RMSNorm(config.dim, config.norm_eps)
+    def __init__(self, tensors: dict[str, Tensor], source: str) -> None:
+        self.tensors, self.source = dict(tensors), source
+
+    def __call__(self, name: str) -> Tensor:
+        if name not in self.tensors:
+            raise WeightsError(f"{self.source}: tensor {name!r} is missing")
+        return self.tensors.pop(name)
+
+    def check_used(self) -> None:
+        if self.tensors:
+            raise WeightsError(f"{self.source}: unexpected tensors {sorted(self.tensors)[:5]}")
 
 
 class Llama(nn.Module):
@@ -126,12 +166,16 @@ class Llama(nn.Module):
     >>> logits = model(torch.tensor([[1, 2, 3]]), [Row(slot=0, start=0)])  # doctest: +SKIP
     """
 
-    def __init__(self, config: LlamaConfig, inv_freq: Tensor) -> None:
+    def __init__(self, config: LlamaConfig, take: TensorSource, store: torch.dtype) -> None:
         super().__init__()
         self.config = config
-        self.model = Inner(config)
-        self.lm_head = Linear(config.dim, config.vocab_size, bias=False)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.embed_tokens = nn.Parameter(take("model.embed_tokens.weight"), requires_grad=False)
+        self.layers = nn.ModuleList(Block(config, i, take, store) for i in range(config.n_layers))
+        self.norm = RMSNorm(take("model.norm.weight"), config.norm_eps)
+        head = self.embed_tokens.data if config.tie_embeddings else take("lm_head.weight")
+        self.lm_head = Linear(head, None, store)
+        self.register_buffer("inv_freq", rope_frequencies(config, take.tensors.pop("rope_freqs.weight", None)),
+                             persistent=False)
         self.inv_freq: Tensor
         self.cache: KVCache | None = None
 
@@ -140,23 +184,16 @@ class Llama(nn.Module):
                         device: str | torch.device = "cpu", weight_dtype: torch.dtype | None = None) -> "Llama":
         """A model with the checkpoint's weights and a KV cache of `slots` x `max_len` tokens.
 
-        Activations use the checkpoint's dtype; `weight_dtype` stores the projections' weights narrower.
+        Activations and the cache use the checkpoint's dtype; `weight_dtype` stores the projections' weights
+        narrower (float16 or bfloat16).
         """
-        config = checkpoint.config
-        tensors = dict(checkpoint.tensors)
-        freqs = tensors.pop("rope_freqs.weight", None)
-        if config.tie_embeddings:
-            tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
-        dtype = tensors["model.embed_tokens.weight"].dtype
-        if weight_dtype is not None and weight_dtype != dtype:
-            projections = {name for name in tensors if name.endswith("_proj.weight") or name == "lm_head.weight"}
-            tensors = {k: v.to(weight_dtype) if k in projections else v for k, v in tensors.items()}
-        with torch.device("meta"):
-            model = cls(config, torch.empty(config.head_dim // 2))
-        model.load_state_dict(tensors, assign=True, strict=True)
-        model.inv_freq = rope_frequencies(config, freqs).to(device)
+        dtype = checkpoint.tensors["model.embed_tokens.weight"].dtype
+        take = TensorSource(checkpoint.tensors, checkpoint.source or "checkpoint")
+        model = cls(checkpoint.config, take, weight_dtype or dtype)
+        take.check_used()
         model.to(device)
-        model.cache = KVCache(config, slots, min(max_len, config.max_seq_len), dtype, torch.device(device))
+        model.cache = KVCache(checkpoint.config, slots, min(max_len, checkpoint.config.max_seq_len), dtype,
+                              torch.device(device))
         return model.eval()
 
     @torch.inference_mode()
@@ -166,43 +203,31 @@ class Llama(nn.Module):
         length = tokens.shape[1]
         if any(r.start + length > self.cache.max_len for r in rows):
             raise ValueError(f"sequence longer than the KV cache ({self.cache.max_len} tokens)")
-        positions = torch.stack([torch.arange(r.start, r.start + length, device=tokens.device) for r in rows])
-        angles = positions[..., None].float() * self.inv_freq  # batch x length x head_dim/2
-        cos, sin = angles.cos()[:, None], angles.sin()[:, None]  # broadcast over heads
-        x = self.model.embed_tokens(tokens)
-        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-        for block in self.model.layers:
-            x = block(x, cos, sin, self.cache, rows)
-        x = self.model.norm(x if all_logits else x[:, -1:])
-        logits: Tensor = self.lm_head(x)
-        return logits.float() if all_logits else logits[:, -1].float()
+        x = F.embedding(tokens, self.embed_tokens)
+        step = self._step(rows, length, x.dtype)
+        for block in self.layers:
+            x = block(x, step, self.cache)
+        x = self.norm(x if all_logits else x[:, -1:])
+        logits: Tensor = self.lm_head(x).float()
+        return logits if all_logits else logits[:, -1]
+
+    def _step(self, rows: list[Row], length: int, dtype: torch.dtype) -> Step:
+        device = self.inv_freq.device
+        starts = torch.tensor([r.start for r in rows], device=device)
+        positions = starts[:, None] + torch.arange(length, device=device)
+        angles = (positions[..., None].float() * self.inv_freq)[:, :, None]  # batch x length x 1 x head_dim/2
+        cos, sin = angles.cos(), angles.sin()
+        masks: list[Tensor | None] = [None] * len(rows)  # one new token sees every cached one
+        if length > 1:  # query i sees keys up to start + i
+            masks = [torch.ones(length, r.start + length, dtype=torch.bool, device=device).tril(r.start)
+                     for r in rows]
+        return Step(torch.cat((cos, cos), -1).to(dtype), torch.cat((-sin, sin), -1).to(dtype), masks, rows)
 
     def copy_slot(self, source: int, target: int, length: int) -> None:
         """Copy the first `length` cached positions of one slot into another (n > 1 samples share a prompt)."""
         assert self.cache is not None
         self.cache.k[:, target, :, :length] = self.cache.k[:, source, :, :length]
         self.cache.v[:, target, :, :length] = self.cache.v[:, source, :, :length]
-
-
-def grouped_attention(q: Tensor, k: Tensor, v: Tensor, start: int) -> Tensor:
-    """Causal attention of queries at positions start.. over keys 0..end, each key head shared by a group
-    of query heads (GQA) without copying the keys: the group's queries are stacked instead."""
-    heads, length, dim = q.shape
-    kv_heads, end, _ = k.shape
-    group = heads // kv_heads
-    scores = q.reshape(kv_heads, group * length, dim) @ k.transpose(1, 2) * (dim ** -0.5)
-    if length > 1:  # query i sees keys up to start + i
-        visible = torch.ones(length, end, dtype=torch.bool, device=q.device).tril(start)
-        scores = scores.masked_fill(~visible.repeat(group, 1), float("-inf"))
-    weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)
-    return (weights @ v).reshape(heads, length, dim)
-
-
-def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """RoPE in the rotate-half layout: pairs (i, i + d/2) turn by the position's angle."""
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
 def rope_frequencies(config: LlamaConfig, freq_factors: Tensor | None = None) -> Tensor:

@@ -18,6 +18,7 @@ from torch import Tensor
 from baobab.engine.model import Llama, Row
 from baobab.engine.prefix_cache import PrefixCache
 from baobab.engine.sampling import SamplingParams, sample
+from baobab.engine.tokenizer import TextStream
 
 
 class Constraint(Protocol):
@@ -51,6 +52,8 @@ class Sequence:
     constraint: Constraint | None = None
     tokens: list[int] = field(default_factory=list)
     text: str = ""
+    sent: int = 0  # characters of `text` reported through on_token
+    stream: TextStream | None = None
     slot: int = -1
     cached: int = 0
     finish_reason: str | None = None
@@ -188,18 +191,16 @@ class Scheduler:
         seq.tokens.append(token)
         if seq.constraint is not None:
             seq.constraint.accept(token)
-        text = self.decode(seq.tokens)
+        if seq.stream is None:
+            seq.stream = TextStream(self.decode)
+        seq.text += seq.stream.push(token)
         finish = None
-        for stop in seq.stop_strings:
-            at = text.find(stop, max(0, len(seq.text) - len(stop)))
+        for stop in seq.stop_strings:  # text that could begin a stop string is held back, so it starts unsent
+            at = seq.text.find(stop, seq.sent)
             if at != -1:
-                text, finish = text[:at], "stop"
-        if text.endswith("\ufffd") and finish is None:  # half of a multi-byte character: wait for the rest
-            pass
-        elif len(text) > len(seq.text) or finish:
-            delta, seq.text = text[len(seq.text):], text
-            if delta:
-                seq.on_token(seq, delta)
+                seq.text, finish = seq.text[:at], "stop"
+        if finish is None:
+            self._send(seq, len(seq.text) - max((len(s) - 1 for s in seq.stop_strings), default=0))
         if finish is None and seq.constraint is not None and seq.constraint.done():
             finish = "stop"
         if finish is None and (len(seq.tokens) >= seq.max_tokens
@@ -208,8 +209,15 @@ class Scheduler:
         if finish is not None:
             self._finish(seq, finish)
 
+    def _send(self, seq: Sequence, end: int) -> None:
+        """Report the text up to `end` that was not reported yet."""
+        if end > seq.sent:
+            delta, seq.sent = seq.text[seq.sent:end], end
+            seq.on_token(seq, delta)
+
     def _finish(self, seq: Sequence, reason: str) -> None:
         if seq.finish_reason is None:
+            self._send(seq, len(seq.text))
             seq.finish_reason = reason
             seq.on_finish(seq)
 

@@ -4,6 +4,7 @@ A GGUF file carries its BPE vocabulary, merges and pre-tokenizer name; they are 
 `tokenizers.Tokenizer` with llama.cpp's splitting rules. A Hugging Face directory has tokenizer.json.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import jinja2
@@ -76,6 +77,35 @@ class ChatTokenizer:
         """The prompt for chat `messages`, ending where the assistant's answer begins."""
         return str(self.template.render(messages=messages, tools=tools, add_generation_prompt=True,
                                         bos_token=self.bos_token, eos_token=self.eos_token))
+
+
+class TextStream:
+    """The text of a growing list of tokens, decoded a few tokens at a time: O(1) per token, not O(length).
+
+    A token may end inside a multi-byte character, and some decoders change a token's text by what precedes
+    it, so each step decodes a window from the last settled point and holds text back until it is whole
+    (the method of Hugging Face's text-generation-inference).
+
+    >>> stream = TextStream(tok.decode)  # doctest: +SKIP
+    >>> stream.push(tok.encode("Hi")[0])  # doctest: +SKIP
+    'Hi'
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str]) -> None:
+        self.decode = decode
+        self.ids: list[int] = []
+        self.settled = 0  # ids before this are text already returned
+        self.window = 0  # where the decoded window starts (a few ids before `settled`, for context)
+
+    def push(self, token: int) -> str:
+        """Add a token; return the text it completes ("" while a character is still partial)."""
+        self.ids.append(token)
+        before = self.decode(self.ids[self.window:self.settled])
+        after = self.decode(self.ids[self.window:])
+        if len(after) <= len(before) or after.endswith("\ufffd"):
+            return ""
+        self.window, self.settled = self.settled, len(self.ids)
+        return after[len(before):]
 
 
 def _from_gguf(data: dict[str, Any], source: str) -> Tokenizer:

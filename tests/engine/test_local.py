@@ -9,6 +9,7 @@ import torch
 
 from baobab.engine import RequestError
 from baobab.engine.model import Row
+from baobab.engine.tokenizer import TextStream
 
 PROMPTS = [
     "What is 2+2?", "Name three primary colors.", "Write a haiku about the sea.", "Explain photosynthesis briefly.",
@@ -105,6 +106,27 @@ def test_stream_pieces_add_up_to_the_completion(local_llm: Any) -> None:
     assert "".join(c.text for c in chunks) == local_llm.complete_sync(**request).text
     assert chunks[-1].finish_reason in ("stop", "length") and chunks[-1].usage is not None
     assert chunks[-1].usage.time_to_first_token > 0
+
+
+def test_a_stop_string_is_never_streamed_even_in_part(local_llm: Any) -> None:
+    request: dict[str, Any] = {"messages": [{"role": "user", "content": "Describe rain."}], "max_tokens": 40,
+                               "temperature": 0}
+    full = local_llm.complete_sync(**request).text
+    words = full.split()
+    stop = " ".join(words[4:7])  # several tokens, in the middle of the answer
+    chunks = list(local_llm.stream_sync(**request, stop=[stop]))
+    assert "".join(c.text for c in chunks) == full[:full.index(stop)]
+    assert chunks[-1].finish_reason == "stop"
+
+
+def test_text_stream_decodes_multibyte_characters_whole(local_llm: Any) -> None:
+    text = "Grüße 🌍🚀 — naïve café, 東京."
+    ids = local_llm.tokenizer.encode(text)
+    stream = TextStream(local_llm.tokenizer.decode)
+    pieces = [stream.push(i) for i in ids]
+    assert "".join(pieces) == text
+    assert all("\ufffd" not in p for p in pieces)
+    assert len(ids) > len(text.split())  # the emoji take several byte tokens each
 
 
 def test_a_cancelled_stream_frees_its_slot(local_llm: Any) -> None:

@@ -52,18 +52,26 @@ def test_a_hugging_face_directory_gives_the_same_model(tmp_path: Path, local_llm
     run_sync(directory.aclose())
 
 
-def test_float16_weights_with_float32_activations_stay_close(local_llm: Any) -> None:
-    """The CPU default: half the bytes per decode step; logits move far less than Q4 quantisation did."""
+def test_float16_weights_with_float32_activations_are_the_cpu_default() -> None:
     default = LocalLLM(slots=1, context=128, prefix_cache_mb=0)
     assert default.model.lm_head.weight.dtype == torch.float16
     assert "Paris" in default.complete_sync(messages=[{"role": "user", "content": "What is the capital of France?"}],
                                             max_tokens=16, temperature=0).text
     run_sync(default.aclose())
+
+
+@pytest.mark.parametrize(("store", "bound"), [(torch.float16, 1e-2), (torch.bfloat16, 3e-2)])  # bf16: 3 bits less
+def test_narrow_weights_stay_close_in_decode_and_prefill(local_llm: Any, store: torch.dtype, bound: float) -> None:
+    """Logits move far less than the GGUF's own Q4 quantisation did, whether the narrow weight is used as
+    stored (one token: decode) or widened (many tokens: prefill)."""
     checkpoint = weights.load(weights.resolve(weights.DEFAULT_MODEL))
-    half = Llama.from_checkpoint(checkpoint, slots=1, max_len=128, weight_dtype=torch.float16)
-    assert half.lm_head.weight.dtype == torch.float16 and half.model.embed_tokens.weight.dtype == torch.float32
-    ids = torch.tensor([local_llm.tokenizer.encode("The quick brown fox jumps over the lazy dog")])
-    ours, ref = half(ids, [Row(0, 0)], all_logits=True), local_llm.model(ids, [Row(7, 0)], all_logits=True)
-    assert ours.dtype == torch.float32
-    assert ((ours - ref).abs().max() / ref.abs().max()).item() < 1e-2
-    assert (ours.argmax(-1) == ref.argmax(-1)).float().mean().item() > 0.9
+    narrow = Llama.from_checkpoint(checkpoint, slots=1, max_len=128, weight_dtype=store)
+    assert narrow.lm_head.weight.dtype == store and narrow.embed_tokens.dtype == torch.float32
+    text = "The quick brown fox jumps over the lazy dog. Then it ran into the forest, where the old owls sleep."
+    ids = torch.tensor([local_llm.tokenizer.encode(text)])
+    prefill, ref = narrow(ids, [Row(0, 0)], all_logits=True), local_llm.model(ids, [Row(7, 0)], all_logits=True)
+    decode = torch.stack([narrow(ids[:, i:i + 1], [Row(0, i)]) for i in range(ids.shape[1])], dim=1)
+    for ours in (prefill, decode):
+        assert ours.dtype == torch.float32
+        assert ((ours - ref).abs().max() / ref.abs().max()).item() < bound
+        assert (ours.argmax(-1) == ref.argmax(-1)).float().mean().item() > 0.9

@@ -52,9 +52,9 @@ def test_a_hugging_face_directory_gives_the_same_model(tmp_path: Path, local_llm
     run_sync(directory.aclose())
 
 
-def test_float16_weights_with_float32_activations_are_the_cpu_default() -> None:
+def test_bfloat16_weights_with_float32_activations_are_the_cpu_default() -> None:
     default = LocalLLM(slots=1, context=128, prefix_cache_mb=0)
-    assert default.model.lm_head.weight.dtype == torch.float16
+    assert default.model.lm_head.weight.dtype == torch.bfloat16 and default.model.lm_head.packed
     assert "Paris" in default.complete_sync(messages=[{"role": "user", "content": "What is the capital of France?"}],
                                             max_tokens=16, temperature=0).text
     run_sync(default.aclose())

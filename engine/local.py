@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from baobab.engine import weights
+from baobab.engine.drafters import SuffixDrafter
 from baobab.engine.grammar import Grammars, callable_tools, tools_prompt
 from baobab.engine.llm import LLM, RequestError
 from baobab.engine.model import Llama
@@ -40,12 +41,14 @@ class LocalLLM(LLM):
     than one, which speculative decoding needs; float16 decodes one token faster but k tokens k times slower;
     float32 for both is the reference mode that matches Hugging Face transformers to 1e-4);
     `slots` is how many sequences decode together; `context` the longest prompt plus answer;
-    `prefix_cache_mb` bounds the KV kept for reuse across requests (0 turns the prefix cache off).
+    `prefix_cache_mb` bounds the KV kept for reuse across requests (0 turns the prefix cache off);
+    `speculative` drafts from the request, its sibling samples and earlier outputs and verifies the drafts in
+    the decode forward (outputs unchanged); False decodes one token per forward, or pass your own drafter.
     """
 
     def __init__(self, model: str = weights.DEFAULT_MODEL, *, dtype: str = "float32", weight_dtype: str | None = None,
                  device: str = "cpu", slots: int = 8, context: int = 4096, threads: int | None = None,
-                 prefix_cache_mb: int = 512) -> None:
+                 prefix_cache_mb: int = 512, speculative: bool | SuffixDrafter = True) -> None:
         if weight_dtype is None:  # bfloat16 weights halve a CPU decode step's reads; verifying k drafts costs ~1
             weight_dtype = "bfloat16" if device == "cpu" and dtype == "float32" else dtype
         for name, value in (("dtype", dtype), ("weight_dtype", weight_dtype)):
@@ -67,7 +70,8 @@ class LocalLLM(LLM):
             capacity = prefix_cache_mb * 2**20 // token_bytes(llama.cache)
             return llama, PrefixCache(capacity) if capacity else None
 
-        self.scheduler = Scheduler(load, self.decode)
+        drafter = speculative if isinstance(speculative, SuffixDrafter) else SuffixDrafter() if speculative else None
+        self.scheduler = Scheduler(load, self.decode, drafter)
         self.model = self.scheduler.model
 
     def decode(self, ids: list[int]) -> str:
@@ -202,6 +206,7 @@ def _tool_choice(choice: Choice) -> Choice:
 def _usage(prompt: list[int], group: list[Sequence], started: float) -> Usage:
     firsts = [s.first_token_at for s in group if s.first_token_at]
     return Usage(prompt_tokens=len(prompt), completion_tokens=sum(len(s.tokens) for s in group),
-                 cached_tokens=min(s.cached for s in group),
+                 cached_tokens=min(s.cached for s in group), drafted_tokens=sum(s.drafted for s in group),
+                 accepted_tokens=sum(s.accepted for s in group), steps=sum(s.steps for s in group),
                  time_to_first_token=(min(firsts) - started) if firsts else 0.0,
                  total_time=time.perf_counter() - started)

@@ -4,7 +4,8 @@ with a preallocated KV cache of `slots` sequences.
 `forward` takes a batch of token rows, each with its slot and start position; rows may have different
 lengths of cached context, so each row attends over its own slot's cache (a view, never a copy).
 A decode step is memory- and dispatch-bound on a CPU: the projections are fused (q|k|v, gate|up), RoPE
-is three element-wise ops, attention is one SDPA call, and weights may be bfloat16 (half of float32's bytes; prepacked for oneDNN on a CPU).
+is three element-wise ops, attention is one SDPA call, and weights may be bfloat16 (half of float32's
+bytes; prepacked for oneDNN on a CPU).
 """
 
 import math
@@ -15,15 +16,37 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baobab.engine.weights import Checkpoint, LlamaConfig, WeightsError
+
 WIDEN_ABOVE_ROWS = 8  # a narrow unpacked weight is widened once for longer inputs (prefill)
 
 
 @dataclass(frozen=True)
 class Row:
-    """One sequence in a forward: its KV-cache slot and the position of its first new token."""
+    """One sequence in a forward: its KV-cache slot and the position of its first new token.
+
+    The new tokens are a chain, or a token tree given by `parents` (each token's parent among the new tokens,
+    -1 for none): a token then sits at position start + its depth and sees the cache and its ancestors. Its
+    keys and values are stored at start + its index all the same (`Llama.keep` moves an accepted path).
+    """
 
     slot: int
     start: int
+    parents: tuple[int, ...] | None = None
+
+    def positions_and_mask(self, length: int, device: torch.device) -> tuple[list[int], Tensor | None]:
+        """Each new token's position, and which cached and new tokens it sees (None: all, one new token)."""
+        if self.parents is None:
+            mask = torch.ones(length, self.start + length, dtype=torch.bool, device=device).tril(self.start)
+            return list(range(self.start, self.start + length)), mask if length > 1 else None
+        depth: list[int] = []
+        sees = torch.zeros(length, self.start + length, dtype=torch.bool)
+        sees[:, :self.start] = True
+        for i, parent in enumerate(self.parents):
+            depth.append(0 if parent < 0 else depth[parent] + 1)
+            if parent >= 0:
+                sees[i] = sees[parent]
+            sees[i, self.start + i] = True
+        return [self.start + d for d in depth], sees.to(device)
 
 
 class Linear(nn.Module):
@@ -58,7 +81,8 @@ class Linear(nn.Module):
 
 
 def _onednn_bfloat16() -> bool:
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return bool(torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+                and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class RMSNorm(nn.Module):
@@ -227,15 +251,21 @@ class Llama(nn.Module):
 
     def _step(self, rows: list[Row], length: int, dtype: torch.dtype) -> Step:
         device = self.inv_freq.device
-        starts = torch.tensor([r.start for r in rows], device=device)
-        positions = starts[:, None] + torch.arange(length, device=device)
+        placed = [r.positions_and_mask(length, device) for r in rows]
+        positions = torch.tensor([p for p, _ in placed], device=device)
+        masks = [m for _, m in placed]
         angles = (positions[..., None].float() * self.inv_freq)[:, :, None]  # batch x length x 1 x head_dim/2
         cos, sin = angles.cos(), angles.sin()
-        masks: list[Tensor | None] = [None] * len(rows)  # one new token sees every cached one
-        if length > 1:  # query i sees keys up to start + i
-            masks = [torch.ones(length, r.start + length, dtype=torch.bool, device=device).tril(r.start)
-                     for r in rows]
         return Step(torch.cat((cos, cos), -1).to(dtype), torch.cat((-sin, sin), -1).to(dtype), masks, rows)
+
+    def keep(self, slot: int, start: int, path: list[int]) -> None:
+        """After a tree forward from `start`, move the keys and values of the accepted path (indices of new
+        tokens, root first) to consecutive positions."""
+        assert self.cache is not None
+        for depth, index in enumerate(path):
+            if index != depth:  # indices grow along a path at least as fast as depth: no overwrite
+                self.cache.k[:, slot, :, start + depth] = self.cache.k[:, slot, :, start + index]
+                self.cache.v[:, slot, :, start + depth] = self.cache.v[:, slot, :, start + index]
 
     def copy_slot(self, source: int, target: int, length: int) -> None:
         """Copy the first `length` cached positions of one slot into another (n > 1 samples share a prompt)."""

@@ -1,24 +1,33 @@
 """The engine loop: one thread owns the model; concurrent requests are prefilled into free KV slots and then
 decoded together, one forward for every active sequence per step.
 
+With a drafter, each step verifies a drafted token tree per sequence in that same forward and commits the
+longest path the model itself would have produced (speculative decoding, lossless: every committed token is
+the argmax, or a sample from the model's own distribution, at its position). How many nodes to verify is
+chosen per step from the drafter's scores and the cost of a forward of k tokens, measured at start-up.
+
 Requests talk to it through `submit` (from any thread) and a callback per sequence; a sequence can be
 cancelled at any time and its slot is freed at the next step.
 """
 
+import itertools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import Tensor
 
+from baobab.engine.drafters import Draft, SuffixDrafter
 from baobab.engine.model import Llama, Row
 from baobab.engine.prefix_cache import PrefixCache
 from baobab.engine.sampling import SamplingParams, sample
 from baobab.engine.tokenizer import TextStream
+
+T = TypeVar("T")
 
 
 class Constraint(Protocol):
@@ -60,19 +69,26 @@ class Sequence:
     cancelled: bool = False
     error: BaseException | None = None
     first_token_at: float = 0.0
+    group: int = 0  # samples of one prompt share it (their drafter source "siblings")
+    drafted: int = 0
+    accepted: int = 0
+    steps: int = 0  # forwards that produced this sequence's tokens
 
 
 class Scheduler:
     """Owns the model and its KV slots; runs on its own thread so the event loop never waits on torch."""
 
     def __init__(self, load: Callable[[], tuple[Llama, PrefixCache | None]],
-                 decode: Callable[[list[int]], str]) -> None:
+                 decode: Callable[[list[int]], str], drafter: SuffixDrafter | None = None) -> None:
         """Start the engine thread and build the model there with `load`; return once it is ready.
 
         Every torch operation runs on that one thread: when a second thread also drives OpenMP, libgomp
         stops its workers spinning and small matrix products run up to 2x slower.
         """
-        self.decode = decode
+        self.decode, self.drafter = decode, drafter
+        self.verify_ms: dict[int, float] = {}  # forward time by number of tokens per row, measured at start
+        self._groups = itertools.count(1)
+        self._calls: deque[tuple[Callable[[], Any], threading.Event, dict[str, Any]]] = deque()
         self._waiting: deque[list[Sequence]] = deque()
         self._active: list[Sequence] = []
         self._wake = threading.Condition()
@@ -92,6 +108,8 @@ class Scheduler:
             self.kv = self.model.cache
             self.slots, self.max_len = self.kv.k.shape[1], self.kv.max_len
             self._free = list(range(self.slots))
+            if self.drafter is not None:
+                self.verify_ms = self._measure_verify_cost()
         except BaseException as exc:  # handed to the constructor, which raises it in the caller's thread
             self._load_error = exc
             return
@@ -105,9 +123,27 @@ class Scheduler:
             raise ValueError(f"n={len(group)} samples need more than the engine's {self.slots} slots")
         if len(group[0].prompt) >= self.max_len:
             raise ValueError(f"prompt of {len(group[0].prompt)} tokens does not fit the context of {self.max_len}")
+        group_id = next(self._groups)
+        for seq in group:
+            seq.group = group_id
         with self._wake:
             self._waiting.append(group)
             self._wake.notify()
+
+    def run_on_engine(self, work: Callable[[], T]) -> T:
+        """Run `work` on the engine thread between steps (all torch work stays on one thread); return its result.
+
+        >>> logits = llm.scheduler.run_on_engine(lambda: llm.model(ids, [Row(0, 0)]))  # doctest: +SKIP
+        """
+        done, box = threading.Event(), dict[str, Any]()
+        with self._wake:
+            self._calls.append((work, done, box))
+            self._wake.notify()
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        result: T = box["value"]
+        return result
 
     def cancel(self, sequences: list[Sequence]) -> None:
         """Stop generating these sequences; their slots free at the next step."""
@@ -126,10 +162,11 @@ class Scheduler:
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._closed and not self._waiting and not self._active:
+                while not self._closed and not self._waiting and not self._active and not self._calls:
                     self._wake.wait()
                 if self._closed:
                     return
+                calls, self._calls = list(self._calls), deque()
                 admitted = []
                 while self._waiting and len(self._waiting[0]) <= len(self._free):
                     group = self._waiting.popleft()
@@ -137,6 +174,12 @@ class Scheduler:
                         seq.slot = self._free.pop(0)
                     admitted.append(group)
                     self._active.extend(group)
+            for work, done, box in calls:
+                try:
+                    box["value"] = work()
+                except BaseException as exc:  # raised again in the caller's thread
+                    box["error"] = exc
+                done.set()
             try:
                 for group in admitted:
                     self._prefill(group)
@@ -163,23 +206,108 @@ class Scheduler:
             seq.cached = cached
             if seq is not first:
                 self.model.copy_slot(first.slot, seq.slot, len(first.prompt))
-            self._advance(seq, logits)
+            if self.drafter is not None:
+                self.drafter.begin(id(seq), seq.group, seq.prompt)
+            self._commit(seq, self._advance(seq, logits))
 
     def _decode_step(self) -> None:
         running = [s for s in self._active if s.tokens and s.finish_reason is None and not s.cancelled]
         if not running:
             return
-        tokens = torch.tensor([[s.tokens[-1]] for s in running], device=self.kv.k.device)
-        rows = [Row(s.slot, len(s.prompt) + len(s.tokens) - 1) for s in running]
-        logits = self.model(tokens, rows)
-        for seq, row in zip(running, logits, strict=True):
-            self._advance(seq, row)
+        starts = [len(s.prompt) + len(s.tokens) - 1 for s in running]
+        room = self.max_len - max(starts) - 1  # every row is padded to the longest draft
+        drafts = [self._draft(s, room) for s in running]
+        length = 1 + max(len(d) for d in drafts)
+        tokens, rows = [], []
+        for seq, start, draft in zip(running, starts, drafts, strict=True):
+            pad = length - 1 - len(draft)
+            tokens.append([seq.tokens[-1], *draft.tokens, *[seq.tokens[-1]] * pad])
+            parents = (-1, *(p + 1 for p in draft.parents), *[-1] * pad) if length > 1 else None
+            rows.append(Row(seq.slot, start, parents))
+        logits = self.model(torch.tensor(tokens, device=self.kv.k.device), rows, all_logits=length > 1)
+        for seq, row, draft, out in zip(running, rows, drafts, logits, strict=True):
+            seq.steps += 1
+            if length == 1:
+                self._commit(seq, self._advance(seq, out))
+            else:
+                self._verify(seq, row, draft, out)
 
-    def _advance(self, seq: Sequence, logits: Tensor) -> None:
-        """Pick the sequence's next token, report new text, and finish it if a stop condition holds."""
+    def _draft(self, seq: Sequence, room: int) -> Draft:
+        """The drafter's tree for a sequence, cut to the size that maximises expected tokens per second."""
+        if self.drafter is None:
+            return Draft()
+        budget = min(room, seq.max_tokens - len(seq.tokens) - 1)
+        draft = self.drafter.draft(id(seq), budget)
+        if not draft:
+            return draft
+        best, best_rate, gain = 0, 1.0 / self._cost(1), 1.0
+        for k, score in enumerate(sorted(draft.scores, reverse=True), start=1):
+            gain += score
+            if gain / self._cost(k + 1) > best_rate:
+                best, best_rate = k, gain / self._cost(k + 1)
+        return draft.best(best)
+
+    def _verify(self, seq: Sequence, row: Row, draft: Draft, logits: Tensor) -> None:
+        """Walk the tree from its root, committing the model's own choice at each node while it is a drafted
+        child; keep the keys and values of the accepted path."""
+        children: list[dict[int, int]] = [{} for _ in range(len(draft) + 1)]
+        for i, (token, parent) in enumerate(zip(draft.tokens, draft.parents, strict=True)):
+            children[parent + 1][token] = i + 1
+        path, tries = [0], 0
+        while True:
+            node = path[-1]
+            chosen = self._advance(seq, logits[node])
+            self._commit(seq, chosen)
+            if chosen is None:
+                break
+            tries += bool(children[node])
+            if chosen not in children[node]:
+                break
+            path.append(children[node][chosen])
+        accepted = len(path) - 1
+        self.model.keep(seq.slot, row.start, path)
+        seq.drafted, seq.accepted = seq.drafted + len(draft), seq.accepted + accepted
+        if self.drafter is not None:
+            self.drafter.observe(tries, accepted)
+
+    def _commit(self, seq: Sequence, token: int | None) -> None:
+        if token is not None and self.drafter is not None:
+            self.drafter.extend(id(seq), [token])
+
+    def _cost(self, tokens: int) -> float:
+        """Milliseconds of a forward of `tokens` per row, interpolated from the start-up measurements."""
+        sizes = sorted(self.verify_ms)
+        if not sizes:
+            return 1.0
+        for low, high in itertools.pairwise(sizes):
+            if tokens <= high:
+                share = (tokens - low) / (high - low)
+                return self.verify_ms[low] + max(0.0, share) * (self.verify_ms[high] - self.verify_ms[low])
+        return self.verify_ms[sizes[-1]] * tokens / sizes[-1]
+
+    def _measure_verify_cost(self) -> dict[int, float]:
+        """Time forwards of 1..32 tokens in one slot (best of three), before any request uses it."""
+        measured = {}
+        for tokens in (1, 2, 4, 8, 16, 32):
+            if tokens > self.max_len:
+                break
+            chain = torch.zeros(1, tokens, dtype=torch.long, device=self.kv.k.device)
+            best = float("inf")
+            for _ in range(3):
+                started = time.perf_counter()
+                self.model(chain, [Row(0, 0)], all_logits=True)
+                if chain.is_cuda:
+                    torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - started)
+            measured[tokens] = best * 1e3
+        return measured
+
+    def _advance(self, seq: Sequence, logits: Tensor) -> int | None:
+        """Pick the sequence's next token, report new text, and finish it if a stop condition holds.
+        Returns the token if the sequence goes on."""
         if seq.cancelled:
             self._finish(seq, "cancelled")
-            return
+            return None
         if seq.constraint is not None:
             logits = seq.constraint.mask(logits)
         token = sample(logits, seq.params, seq.generator)
@@ -187,7 +315,7 @@ class Scheduler:
             seq.first_token_at = time.perf_counter()
         if token in seq.stop_ids:  # under a grammar, only allowed once the output is complete
             self._finish(seq, "stop")
-            return
+            return None
         seq.tokens.append(token)
         if seq.constraint is not None:
             seq.constraint.accept(token)
@@ -208,6 +336,8 @@ class Scheduler:
             finish = "length"
         if finish is not None:
             self._finish(seq, finish)
+            return None
+        return token
 
     def _send(self, seq: Sequence, end: int) -> None:
         """Report the text up to `end` that was not reported yet."""
@@ -232,5 +362,9 @@ class Scheduler:
                 for seq in done:
                     if seq.tokens and seq.error is None:
                         self.prefix_cache.insert(seq.prompt + seq.tokens[:-1], self.kv, seq.slot)
+            if self.drafter is not None:
+                for seq in done:
+                    if id(seq) in self.drafter.sequences:
+                        self.drafter.end(id(seq), seq.tokens)
             self._free.extend(s.slot for s in done)
             self._free.sort()

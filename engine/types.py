@@ -106,8 +106,14 @@ class Usage(BaseModel):
     cached_tokens: int = 0
     drafted_tokens: int = 0
     accepted_tokens: int = 0
+    steps: int = 0  # decode forwards after the first token (speculation makes each yield 1 + accepted tokens)
     time_to_first_token: float = 0.0
     total_time: float = 0.0
+
+    @property
+    def accepted_per_step(self) -> float:
+        """Mean drafted tokens accepted per decode forward."""
+        return self.accepted_tokens / self.steps if self.steps else 0.0
 
 
 class Completion(BaseModel):

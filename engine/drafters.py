@@ -1,0 +1,150 @@
+"""Model-free drafters: propose a token tree to follow a sequence, retrieved from text seen before.
+
+SuffixDecoding (Snowflake) is the model: agents, retries and search expansions repeat themselves, so the
+longest earlier match of a sequence's recent tokens predicts what comes next. Sources, most local first:
+the request's own prompt and output, its siblings (the other samples of one prompt: search expansions,
+best-of-n), and a bounded global history of earlier outputs. Continuations of several matches merge into a
+tree whose nodes are scored by how often they followed and by the running acceptance rate.
+Prompt lookup is the same drafter limited to the request, one chain of fixed length.
+"""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from baobab.engine.token_index import Match, TokenIndex
+
+Source = Literal["request", "siblings", "global"]
+SOURCES: tuple[Source, ...] = ("request", "siblings", "global")
+CONTEXT = 64  # tokens of a sequence's end that are matched
+
+
+@dataclass
+class Draft:
+    """A token tree to follow a sequence's last token: node i is `tokens[i]`, a child of node `parents[i]`
+    (-1: of the last token), with `scores[i]` the estimated chance that it is accepted. Parents come first."""
+
+    tokens: list[int] = field(default_factory=list)
+    parents: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def best(self, count: int) -> "Draft":
+        """The `count` best-scored nodes, still a tree: a child never outscores its parent, and comes later."""
+        chosen = sorted(sorted(range(len(self)), key=lambda i: (-self.scores[i], i))[:count])
+        place = {node: i for i, node in enumerate(chosen)}
+        parents = [-1 if self.parents[i] < 0 else place[self.parents[i]] for i in chosen]
+        return Draft([self.tokens[i] for i in chosen], parents, [self.scores[i] for i in chosen])
+
+
+@dataclass
+class _Sequence:
+    group: int
+    tokens: list[int]
+
+
+class SuffixDrafter:
+    """Drafts by retrieval from `sources`; as a tree of up to `max_nodes`, or (`tree=False`) one chain of
+    `chain_length` tokens, which with sources=("request",) is prompt lookup.
+
+    >>> drafter = SuffixDrafter()
+    >>> drafter.begin(key=1, group=1, prompt=[5, 6, 7, 8, 5, 6])
+    >>> drafter.draft(1, budget=4).tokens
+    [7, 8, 5, 6]
+    """
+
+    def __init__(self, sources: tuple[Source, ...] = SOURCES, *, tree: bool = True, max_nodes: int = 32,
+                 chain_length: int = 10, history_tokens: int = 200_000) -> None:
+        unknown = set(sources) - set(SOURCES)
+        if unknown:
+            raise ValueError(f"drafter sources must be among {SOURCES}, got {sorted(unknown)}")
+        self.sources, self.tree, self.max_nodes, self.chain_length = sources, tree, max_nodes, chain_length
+        self.history = TokenIndex(capacity=history_tokens)
+        self.sequences: dict[int, _Sequence] = {}
+        self.requests: dict[int, TokenIndex] = {}
+        self.groups: dict[int, TokenIndex] = {}
+        self.acceptance = 0.5  # running chance that a drafted token whose parent was accepted is accepted too
+
+    def begin(self, key: int, group: int, prompt: list[int]) -> None:
+        """A sequence starts: index its prompt (siblings share `group`)."""
+        self.sequences[key] = _Sequence(group, list(prompt))
+        if "request" in self.sources:
+            index = self.requests[key] = TokenIndex(capacity=1 << 62)
+            index.extend(0, prompt)
+        self.groups.setdefault(group, TokenIndex(capacity=1 << 62))
+
+    def extend(self, key: int, tokens: list[int]) -> None:
+        """Tokens the sequence has committed."""
+        seq = self.sequences[key]
+        seq.tokens.extend(tokens)
+        if key in self.requests:
+            self.requests[key].extend(0, tokens)
+        if "siblings" in self.sources:
+            self.groups[seq.group].extend(key, tokens)
+
+    def end(self, key: int, output: list[int]) -> None:
+        """The sequence finished: its output joins the global history."""
+        seq = self.sequences.pop(key)
+        self.requests.pop(key, None)
+        if "global" in self.sources and output:
+            self.history.extend(key, output)
+        if not any(s.group == seq.group for s in self.sequences.values()):
+            self.groups.pop(seq.group, None)
+
+    def observe(self, tries: int, accepted: int) -> None:
+        """After a verify: `tries` drafted tokens were compared with what the model chose, `accepted` matched."""
+        if tries:
+            weight = min(1.0, tries / 16)
+            self.acceptance += weight * 0.25 * (accepted / tries - self.acceptance)
+
+    def draft(self, key: int, budget: int) -> Draft:
+        """Up to `budget` nodes to verify after the sequence's last token, best first."""
+        seq = self.sequences[key]
+        context = seq.tokens[-CONTEXT:]
+        best: tuple[TokenIndex, list[Match]] | None = None
+        for source in self.sources:
+            for index in self._indexes(source, key, seq.group):
+                found = [m for m in index.matches(context) if not (index is self.groups.get(seq.group)
+                                                                   and m.doc == key)]
+                if found and (best is None or found[0].length > best[1][0].length):
+                    best = (index, found)
+        if best is None or budget <= 0:
+            return Draft()
+        index, matches = best
+        if not self.tree:
+            chain = index.continuation(matches[0], min(budget, self.chain_length))
+            scores = [self.acceptance ** (depth + 1) for depth in range(len(chain))]
+            return Draft(chain, list(range(-1, len(chain) - 1)), scores)
+        depth = min(budget, self.max_nodes, 2 * matches[0].length + 2)  # a long match earns a long guess
+        return _tree([index.continuation(m, depth) for m in matches], self.acceptance).best(min(budget, self.max_nodes))
+
+    def _indexes(self, source: Source, key: int, group: int) -> list[TokenIndex]:
+        if source == "request":
+            return [self.requests[key]] if key in self.requests else []
+        if source == "siblings":
+            return [self.groups[group]] if group in self.groups else []
+        return [self.history]
+
+
+def _tree(continuations: list[list[int]], acceptance: float) -> Draft:
+    """Merge continuations into a trie; score each node by the share of continuations through it times the
+    running acceptance per level."""
+    children: list[dict[int, int]] = [{}]  # node 0 is the root (the sequence's last token)
+    counts, tokens, parents, depths = [len(continuations)], [-1], [-1], [0]
+    for chain in continuations:
+        node = 0
+        for token in chain:
+            child = children[node].get(token)
+            if child is None:
+                child = len(tokens)
+                children[node][token] = child
+                children.append({})
+                counts.append(0)
+                tokens.append(token)
+                parents.append(node)
+                depths.append(depths[node] + 1)
+            counts[child] += 1
+            node = child
+    return Draft(tokens[1:], [p - 1 for p in parents[1:]],
+                 [counts[i] / counts[0] * acceptance ** depths[i] for i in range(1, len(tokens))])

@@ -1,0 +1,196 @@
+"""Speculative decoding: drafters, tree verification, and outputs unchanged from plain decoding."""
+
+import asyncio
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from baobab.aio import run_sync
+from baobab.engine.drafters import Draft, SuffixDrafter
+from baobab.engine.local import LocalLLM
+from baobab.engine.model import Row
+from baobab.engine.token_index import TokenIndex
+from baobab.engine.types import Request
+
+SPEC_BENCH = Path(__file__).parents[1] / "data" / "spec_bench" / "excerpt.jsonl"
+
+
+def agentic_prompts() -> list[list[dict[str, str]]]:
+    """Requests shaped like an agent's: a growing tool-loop history, rewrites of a draft, repeated records."""
+    conversations = []
+    for i in range(12):
+        history = [{"role": "system", "content": "You are an agent. Call tools with JSON."},
+                   {"role": "user", "content": f"Find the weather in city {i} and then in city {i + 1}."}]
+        for step in range(i % 4):
+            history += [{"role": "assistant", "content": json.dumps({"name": "weather", "arguments": {"city": step}})},
+                        {"role": "user", "content": f"Tool result: city {step} is {10 + step} degrees and sunny."}]
+        conversations.append(history)
+    for i in range(12):
+        draft = f"def total_{i}(items):\n    result = 0\n    for item in items:\n        result += item.price * {i}\n"
+        conversations.append([{"role": "user", "content": f"Improve this code and repeat it in full:\n{draft}"}])
+    for i in range(12):
+        rows = "\n".join(f"id={j}, name=user{j}, score={(j * 7 + i) % 10}" for j in range(6))
+        conversations.append([{"role": "user", "content": f"Copy these records, then add one more:\n{rows}"}])
+    return conversations
+
+
+def all_prompts() -> list[list[dict[str, str]]]:
+    bench = [json.loads(line) for line in SPEC_BENCH.read_text().splitlines()]
+    return [[{"role": "user", "content": row["turns"][0]}] for row in bench] + agentic_prompts()
+
+
+async def _answers(llm: LocalLLM, prompts: list[list[dict[str, str]]], **options: Any) -> list[Any]:
+    return list(await asyncio.gather(*(llm.complete(messages=m, **options) for m in prompts)))
+
+
+@pytest.fixture(scope="module")
+def pair() -> Any:
+    plain = LocalLLM(slots=8, context=2048, threads=2, prefix_cache_mb=0, speculative=False)
+    spec = LocalLLM(slots=8, context=2048, threads=2, prefix_cache_mb=0)
+    yield plain, spec
+    run_sync(plain.aclose())
+    run_sync(spec.aclose())
+
+
+def test_speculation_gives_the_plain_tokens_in_float32() -> None:
+    """With float32 weights, agentic prompts and Spec-Bench ones, twice (the second time the global history
+    drafts too): token for token the plain output, greedy and sampled with the same seed."""
+    prompts = all_prompts()[::4]
+    plain = LocalLLM(slots=8, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32", speculative=False)
+    spec = LocalLLM(slots=8, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32")
+    try:
+        expected = run_sync(_answers(plain, prompts, max_tokens=32, temperature=0))
+        for _ in range(2):
+            got = run_sync(_answers(spec, prompts, max_tokens=32, temperature=0))
+            assert [c.choices[0].token_ids for c in got] == [c.choices[0].token_ids for c in expected]
+        assert sum(c.usage.accepted_tokens for c in got) > 0.2 * sum(c.usage.completion_tokens for c in got)
+        sampled = {"max_tokens": 24, "temperature": 0.8, "top_p": 0.95, "n": 4}
+        for seed, messages in enumerate(prompts[-4:]):
+            want = plain.complete_sync(messages=messages, seed=seed, **sampled)
+            for _ in range(2):
+                got_sample = spec.complete_sync(messages=messages, seed=seed, **sampled)
+                assert [c.token_ids for c in got_sample.choices] == [c.token_ids for c in want.choices]
+    finally:
+        run_sync(plain.aclose())
+        run_sync(spec.aclose())
+
+
+def test_greedy_speculation_in_bfloat16_departs_from_plain_only_at_ties(pair: Any) -> None:
+    """The default bfloat16 weights round logits to steps of 1/8 near 25, so a tree forward and a one-token
+    forward may break a tie differently; every departure must be at such a tie of the plain logits."""
+    plain, spec = pair
+    prompts = all_prompts()
+    expected = run_sync(_answers(plain, prompts, max_tokens=32, temperature=0))
+    first = run_sync(_answers(spec, prompts, max_tokens=32, temperature=0))
+    again = run_sync(_answers(spec, prompts, max_tokens=32, temperature=0))
+    assert sum(c.usage.accepted_tokens for c in again) > 0.3 * sum(c.usage.completion_tokens for c in again)
+    for messages, want, *gots in zip(prompts, expected, first, again, strict=True):
+        for got in gots:
+            if want.choices[0].token_ids != got.choices[0].token_ids:
+                _assert_near_tie(plain, messages, want.choices[0].token_ids, got.choices[0].token_ids)
+
+
+def _assert_near_tie(llm: LocalLLM, messages: list[dict[str, str]], plain: list[int], spec: list[int]) -> None:
+    at = next(i for i, (x, y) in enumerate(zip([*plain, -1], [*spec, -1], strict=False)) if x != y)
+    ids = llm.prompt_ids(Request(messages=messages)) + plain[:at]
+
+    def logits() -> torch.Tensor:
+        return llm.model(torch.tensor([ids]), [Row(0, 0)])[0]
+
+    out = llm.scheduler.run_on_engine(logits)
+    gap = (out.max() - out[spec[at]]).item() if at < len(spec) else 0.0
+    assert gap <= 0.25, f"speculation chose token {spec[at]} at {at}, {gap:.3f} below the best logit"
+
+
+def test_same_seed_same_samples_and_the_same_distribution(pair: Any) -> None:
+    """Lossless sampling: pooled second tokens match by chi-square; most seeds give the very plain sample
+    (bfloat16 logits of a tree forward and a one-token forward may differ by a rounding step)."""
+    plain, spec = pair
+    prompt = [{"role": "user", "content": "Say yes or no, then repeat it: yes yes no yes no no yes."}]
+    options: dict[str, Any] = {"max_tokens": 12, "temperature": 1.0, "top_k": 8, "n": 8}
+    want, got = [], []
+    for seed in range(16):
+        want += plain.complete_sync(messages=prompt, seed=seed, **options).choices
+        got += spec.complete_sync(messages=prompt, seed=seed, **options).choices
+    same = sum(a.token_ids == b.token_ids for a, b in zip(want, got, strict=True))
+    assert same >= 0.8 * len(want)
+    assert sum(c.usage.accepted_tokens for c in [spec.complete_sync(messages=prompt, seed=0, **options)]) > 0
+    a, b = Counter(c.token_ids[1] for c in want), Counter(c.token_ids[1] for c in got)
+    statistic = sum((a[k] - b[k]) ** 2 / (a[k] + b[k]) for k in set(a) | set(b))
+    assert statistic < _chi2_critical(len(set(a) | set(b)) - 1)
+
+
+def _chi2_critical(dof: int) -> float:
+    """The 0.999 quantile of chi-square (Wilson-Hilferty), for a test that fails by chance once in 1,000."""
+    if dof <= 0:
+        return math.inf
+    z = 3.09
+    return float(dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3)
+
+
+def test_usage_reports_speculation_and_it_can_be_turned_off(pair: Any) -> None:
+    plain, spec = pair
+    text = "alpha beta gamma delta epsilon zeta eta theta iota kappa"
+    request = {"messages": [{"role": "user", "content": f"Repeat exactly: {text}"}], "max_tokens": 24,
+               "temperature": 0}
+    on, off = spec.complete_sync(**request).usage, plain.complete_sync(**request).usage
+    assert on.drafted_tokens >= on.accepted_tokens > 0 and 0 < on.steps < on.completion_tokens - 1
+    assert on.accepted_per_step > 0.5
+    assert off.drafted_tokens == off.accepted_tokens == 0 and off.steps == off.completion_tokens - 1
+
+
+def test_tree_forward_matches_each_branch_as_a_chain(pair: Any) -> None:
+    _, spec = pair
+    model = spec.model
+
+    def check() -> None:
+        prompt = torch.tensor([list(range(100, 120))])
+        model(prompt, [Row(0, 0)])
+        model(prompt, [Row(1, 0)])
+        tree = model(torch.tensor([[11, 22, 33, 44, 55]]), [Row(0, 20, (-1, 0, 0, 1, 2))], all_logits=True)[0]
+        chain = model(torch.tensor([[11, 33, 55]]), [Row(1, 20)], all_logits=True)[0]
+        assert (tree[[0, 2, 4]] - chain).abs().max().item() < 3e-2 * chain.abs().max().item()  # bfloat16 weights
+        model.keep(0, 20, [0, 2, 4])
+        after = model(torch.tensor([[7]]), [Row(0, 23)])
+        reference = model(torch.tensor([[11, 33, 55, 7]]), [Row(1, 20)])
+        assert (after - reference).abs().max().item() < 3e-2 * reference.abs().max().item()
+
+    spec.scheduler.run_on_engine(check)
+
+
+def test_suffix_drafter_sources_and_trees() -> None:
+    drafter = SuffixDrafter()
+    drafter.begin(key=1, group=7, prompt=[1, 2, 3, 4, 5])
+    drafter.begin(key=2, group=7, prompt=[1, 2, 3, 4, 5])
+    drafter.extend(1, [9, 8, 7, 6, 9, 8])
+    assert drafter.draft(1, budget=3).tokens == [7, 6, 9]  # its own output
+    drafter.extend(2, [9])
+    assert drafter.draft(2, budget=3).tokens[:3] == [8, 7, 6]  # its sibling's output
+    drafter.end(1, [9, 8, 7, 6, 9, 8])
+    drafter.end(2, [9])
+    drafter.begin(key=3, group=8, prompt=[0, 9, 8])
+    assert drafter.draft(3, budget=2).tokens == [7, 6]  # the global history
+    lookup = SuffixDrafter(("request",), tree=False, chain_length=2)
+    lookup.begin(key=1, group=1, prompt=[4, 5, 6, 4])
+    assert lookup.draft(1, budget=10).tokens == [5, 6]
+
+
+def test_drafts_stay_trees_when_cut() -> None:
+    draft = Draft([1, 2, 3, 4], [-1, 0, -1, 2], [0.9, 0.5, 0.6, 0.1])
+    best = draft.best(3)
+    assert best.tokens == [1, 2, 3] and best.parents == [-1, 0, -1]
+    assert draft.best(1).tokens == [1]
+
+
+def test_history_stays_within_its_bound() -> None:
+    index = TokenIndex(capacity=500)
+    for doc in range(200):
+        index.extend(doc, [doc % 50 + t for t in range(20)])
+        assert index.size <= 500
+    assert index.size <= 500 and len(index.docs) == 25
+    assert all(doc in index.docs for doc, _ in (p for places in index.grams.values() for p in places))

@@ -134,13 +134,15 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="BAOBAB_API_KEY", show_envvar=True,
                                                 help="Require this key (Authorization: Bearer KEY).")] = None,
+    speculative: Annotated[bool, typer.Option(help="Local models: draft from earlier text and verify the "
+                                                   "drafts (same outputs, fewer forwards).")] = True,
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models)."""
     import uvicorn
 
     from baobab.engine.server import create_app
 
-    llm = _load_model(model)
+    llm = _load_model(model, **({} if speculative or not model.startswith("local:") else {"speculative": False}))
     errors.print(f"serving [bold]{llm.name}[/] on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
     uvicorn.run(create_app(llm, api_key=api_key), host=host, port=port, log_level="warning")
 
@@ -175,11 +177,11 @@ def chat(
     run_sync(llm.aclose())
 
 
-def _load_model(model: str) -> Any:
+def _load_model(model: str, **options: Any) -> Any:
     from baobab.engine import load_llm
 
     try:
-        return load_llm(model)
+        return load_llm(model, **options)
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from exc
 

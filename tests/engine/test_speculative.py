@@ -57,6 +57,7 @@ def pair() -> Any:
     run_sync(spec.aclose())
 
 
+@pytest.mark.timeout(900)
 def test_speculation_gives_the_plain_tokens_in_float32() -> None:
     """With float32 weights, agentic prompts and Spec-Bench ones, twice (the second time the global history
     drafts too): token for token the plain output, greedy and sampled with the same seed."""
@@ -80,6 +81,7 @@ def test_speculation_gives_the_plain_tokens_in_float32() -> None:
         run_sync(spec.aclose())
 
 
+@pytest.mark.timeout(900)
 def test_greedy_speculation_in_bfloat16_departs_from_plain_only_at_ties(pair: Any) -> None:
     """The default bfloat16 weights round logits to steps of 1/8 near 25, so a tree forward and a one-token
     forward may break a tie differently; every departure must be at such a tie of the plain logits."""

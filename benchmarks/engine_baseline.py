@@ -97,11 +97,12 @@ def median_pair(runs: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
-ENGINES = ["bandwidth", "Baobab float32", "Baobab bfloat16", "Baobab float32+fp16w", "HF transformers float32",
-           "HF transformers bfloat16", "llama.cpp Q4_1", "prefix cache"]
-# Baobab variants: activation and projection-weight types ("fp16w": float16 weights, float32 activations)
-VARIANTS = {"float32": ("float32", "float32"), "bfloat16": ("bfloat16", "bfloat16"),
-            "float32+fp16w": ("float32", "float16")}
+ENGINES = ["bandwidth", "Baobab float32", "Baobab float32+bf16w", "Baobab float32+fp16w", "Baobab default+spec",
+           "HF transformers float32", "HF transformers bfloat16", "llama.cpp Q4_1", "prefix cache"]
+# Baobab variants: activation and projection-weight types ("bf16w": bfloat16 weights prepacked for oneDNN, the
+# CPU default; "fp16w": float16 weights), plain decoding; "default+spec": the default with speculation on
+VARIANTS = {"float32": ("float32", "float32"), "float32+bf16w": ("float32", "bfloat16"),
+            "float32+fp16w": ("float32", "float16"), "default+spec": ("float32", None)}
 
 
 def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -115,7 +116,8 @@ def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
     if engine.startswith("Baobab") or engine == "prefix cache":
         dtype, weight_dtype = VARIANTS[engine.split()[-1]] if engine.startswith("Baobab") else ("float32", None)
         llm = LocalLLM(args.model, dtype=dtype, weight_dtype=weight_dtype, device=args.device, slots=2,
-                       threads=args.threads, prefix_cache_mb=512 if engine == "prefix cache" else 0)
+                       threads=args.threads, prefix_cache_mb=512 if engine == "prefix cache" else 0,
+                       speculative=engine.endswith("+spec"))
         try:
             if engine == "prefix cache":  # a 1,000-token prompt, cold, then again
                 doc = " ".join(f"Note {i}: item {i} weighs {i % 17} kg." for i in range(90))
@@ -192,7 +194,8 @@ def main() -> None:
             row["floor_ms"], row["vs_floor"] = round(floor_ms, 1), round((1000 / f["rate"]) / floor_ms, 2)
         rows.append(row)
 
-    best = max((r for r in rows if r["engine"].startswith("Baobab")), key=lambda r: r["decode_tok_s"])
+    plain = [r for r in rows if r["engine"].startswith("Baobab") and not r["engine"].endswith("+spec")]
+    best = max(plain, key=lambda r: r["decode_tok_s"])  # the goals are about plain decoding
     checks = {"4x HF": best["vs_hf_fp32"] >= 4.0, "half of llama.cpp": (best.get("vs_llama_cpp", 1.0) >= 0.5),
               "within 2x of floor": best["vs_floor"] <= 2.0, "prefix hit under 10%": prefix["ratio"] < 0.10}
     print(f"device {args.device}, {args.threads} threads, measured bandwidth {bandwidth:.1f} GB/s, {new} new tokens, "

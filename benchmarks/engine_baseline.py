@@ -18,13 +18,13 @@ import statistics
 import subprocess
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from environment import cpu_name, versions  # benchmarks/environment.py
 
 from baobab.engine import weights
 from baobab.engine.local import LocalLLM
@@ -214,10 +214,11 @@ def main() -> None:
     print(summary, "| checks:", checks)
     result = {"goal": GOAL, "met": met, "checks": checks, "summary": summary, "table": rows, "prefix_cache": prefix,
               "quick": args.quick, "new_tokens": new, "environment": {
-                  "device": args.device, "cpu": _cpu(), "threads": args.threads, "bandwidth_gbs": round(bandwidth, 1),
+                  "device": args.device, "cpu": cpu_name(), "threads": args.threads,
+                  "bandwidth_gbs": round(bandwidth, 1),
                   "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
                   "python": platform.python_version(),
-                  "versions": {p: _version(p) for p in ("baobab", "torch", "transformers", "llama_cpp_python")}}}
+                  "versions": versions("baobab", "torch", "transformers", "llama_cpp_python")}}
     name = "engine_baseline" if args.device == "cpu" else "engine_baseline_cuda"
     out_path = Path(os.environ.get("BENCH_OUT", Path(__file__).parent / "results")) / f"{name}.json"
     out_path.write_text(json.dumps(result, indent=2) + "\n")
@@ -228,20 +229,6 @@ def _req(prompt: str) -> Any:
     from baobab.engine import Request
 
     return Request.model_validate({"messages": [{"role": "user", "content": prompt}]})
-
-
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except Exception:  # not installed: the row is absent too
-        return None
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

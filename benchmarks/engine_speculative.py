@@ -22,13 +22,13 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from environment import cpu_name, versions  # benchmarks/environment.py
 
 from baobab.engine import weights
 from baobab.engine.drafters import SuffixDrafter
@@ -213,16 +213,16 @@ def main() -> None:
     checks["ahead of every peer"] = all(r["tok_s"] > peers[w] for w, r in ours.items())
     print(f"{'engine':<34} {'workload':<26} {'tok/s':>7} {'speedup':>8} {'acc/step':>9} {'identical':>10}")
     for r in table:
-        print(f"{r['engine']:<34} {r['workload']:<26} {r['tok_s']:>7} {r['speedup']:>8} {r['accepted_per_step']:>9} "
-              f"{r['identical']:>10}")
+        print(f"{r['engine']:<34} {r['workload']:<26} {r['tok_s']:>7} {r['speedup']:>8} "
+              f"{r['accepted_per_step'] if r['accepted_per_step'] is not None else '':>9} {r['identical']:>10}")
     summary = ", ".join(f"{w} {ours[w]['speedup']}x ({ours[w]['tok_s']} vs plain {plain[w]} tok/s)"
                         for w in ("agentic", "swe-agent", "spec-bench"))
     met = all(checks.values())
     print("Baobab suffix (default):", summary, "| checks:", checks)
     result = {"goal": GOAL, "met": met, "checks": checks, "summary": summary, "table": table, "quick": args.quick,
               "new_tokens": new, "requests": len(workload), "environment": {
-                  "cpu": _cpu(), "threads": 2, "python": platform.python_version(),
-                  "versions": {p: _version(p) for p in ("baobab", "torch", "transformers", "llama_cpp_python")}}}
+                  "cpu": cpu_name(), "threads": 2, "python": platform.python_version(),
+                  "versions": versions("baobab", "torch", "transformers", "llama_cpp_python")}}
     (OUT / "engine_speculative.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
@@ -253,20 +253,6 @@ def _table(workload: list[dict[str, Any]], figures: dict[str, list[dict[str, Any
     for r in rows:
         r["speedup"] = round(r["tok_s"] / base[r["workload"]], 2)
     return rows
-
-
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except Exception:  # not installed
-        return None
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
+from environment import cpu_name  # benchmarks/environment.py
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
 from pydantic import BaseModel
@@ -207,7 +208,7 @@ def main() -> None:
     result = {
         "goal": GOAL, "met": met, "summary": summary, "table": rows, "quick": args.quick,
         "environment": {
-            "cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(), "sqlite": sqlite3.sqlite_version,
             "versions": {p: version(p) for p in ("baobab", "langgraph", "langgraph-checkpoint-sqlite", "pydantic",
                                                  "sqlalchemy")},
@@ -217,16 +218,6 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

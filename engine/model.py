@@ -36,8 +36,10 @@ class Row:
     def positions_and_mask(self, length: int, device: torch.device) -> tuple[list[int], Tensor | None]:
         """Each new token's position, and which cached and new tokens it sees (None: all, one new token)."""
         if self.parents is None:
-            mask = torch.ones(length, self.start + length, dtype=torch.bool, device=device).tril(self.start)
-            return list(range(self.start, self.start + length)), mask if length > 1 else None
+            positions = list(range(self.start, self.start + length))
+            if length == 1:  # decode: no mask to build
+                return positions, None
+            return positions, torch.ones(length, self.start + length, dtype=torch.bool, device=device).tril(self.start)
         depth: list[int] = []
         sees = torch.zeros(length, self.start + length, dtype=torch.bool)
         sees[:, :self.start] = True

@@ -45,12 +45,11 @@ class TokenIndex:
         for token in tokens:
             text.append(token)
             end = len(text)
-            for n in ORDERS:
-                if n <= end:
-                    places = self.grams.setdefault(hash(tuple(text[end - n:])), [])
-                    places.append((doc, end))
-                    if len(places) > 2 * RECENT:
-                        del places[:-RECENT]
+            for key in _gram_keys(text, end):
+                places = self.grams.setdefault(key, [])
+                places.append((doc, end))
+                if len(places) > 2 * RECENT:
+                    del places[:-RECENT]
         self.size += len(tokens)
         while self.size > self.capacity and len(self.docs) > 1:  # forget the oldest documents
             self.forget(next(iter(self.docs)))
@@ -60,14 +59,12 @@ class TokenIndex:
         text = self.docs.pop(doc, [])
         self.size -= len(text)
         for end in range(1, len(text) + 1):
-            for n in ORDERS:
-                key = hash(tuple(text[end - n:end])) if n <= end else None
-                places = self.grams.get(key) if key is not None else None
-                if places is None or key is None:
-                    continue
-                places[:] = [p for p in places if p[0] != doc]
-                if not places:
-                    del self.grams[key]
+            for key in _gram_keys(text, end):
+                places = self.grams.get(key)
+                if places is not None:
+                    places[:] = [p for p in places if p[0] != doc]
+                    if not places:
+                        del self.grams[key]
 
     def matches(self, context: list[int], limit: int = RECENT) -> list[Match]:
         """Earlier places whose text ends like `context`, with something after them; longest match first,
@@ -94,3 +91,8 @@ class TokenIndex:
         while n < LONGEST and n < end and n < len(context) and text[end - 1 - n] == context[-1 - n]:
             n += 1
         return n
+
+
+def _gram_keys(text: list[int], end: int) -> list[int]:
+    """Hashes of the indexed grams of `text` that end at `end`."""
+    return [hash(tuple(text[end - n:end])) for n in ORDERS if n <= end]

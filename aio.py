@@ -1,6 +1,7 @@
 """Sync calls into async code: one reused event loop per thread (used by every layer's sync API)."""
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any, TypeVar, cast
@@ -25,7 +26,8 @@ def run_sync(coro: Awaitable[T]) -> T:
     runner = getattr(_thread_local, "runner", None)
     if runner is None:
         runner = _thread_local.runner = asyncio.Runner()
-    return cast(T, runner.run(cast(Any, coro)))
+    # the caller's context variables (an agent listener, a run's budget) reach the coroutine
+    return cast(T, runner.run(cast(Any, coro), context=contextvars.copy_context()))
 
 
 def run_sync_iter(events: AsyncIterator[E]) -> Iterator[E]:

@@ -1,14 +1,18 @@
 """The `baobab` command: run graphs, look at threads, draw graphs."""
 
+import contextlib
 import importlib.util
 import json
 import sys
+import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from baobab import __version__
@@ -87,40 +91,147 @@ def _json_option(text: str | None, option: str) -> Any:
 
 @app.command()
 def run(
-    target: Annotated[str, typer.Argument(help="FILE.py:NAME of a Graph or compiled App.")],
-    input: Annotated[str | None, typer.Option("--input", "-i", help="The input state as JSON.")] = None,
+    target: Annotated[str, typer.Argument(help="A workflow FILE.yaml (or a directory of them), or FILE.py:NAME of "
+                                               "a Graph or compiled App.")],
+    input: Annotated[list[str] | None, typer.Option(
+        "--input", "-i", help="KEY=VALUE (repeatable), or the whole input as a JSON object.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="YAML: use this model for every agent.")] = None,
     thread: Annotated[str | None, typer.Option("--thread", "-t", help="Thread id (default: new).")] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue this interrupted/failed thread.")] = None,
     value: Annotated[str | None, typer.Option("--value", help="JSON value for the interrupted node.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Run a graph and print its final state; each finished node is shown as it ends."""
-    from baobab.graphs import Interrupt, NodeEnd, NodeFailed, RunResult
+    """Run a workflow or graph and print its result; nodes, model calls and tool calls are shown live."""
+    from baobab.agents import ConfigError
 
-    data = _json_option(input, "--input")
+    data = _inputs(input or [])
     resume_value = _json_option(value, "--value")
-    graph_app_ = _app(target, db)
+    workflow = None
     try:
-        if resume is not None:
-            events = graph_app_.stream_resume(resume, **({} if value is None else {"value": resume_value}))
+        if target.endswith((".yaml", ".yml")) or Path(target).is_dir():
+            from baobab.agents import Workflow
+            from baobab.aio import run_sync
+            from baobab.store import Store
+
+            workflow = run_sync(Workflow.load(target, model=model))
+            graph_app_ = workflow.compile(Store(db))
+            start = None if resume is not None else {"task": workflow.task(data or {})}
         else:
-            events = graph_app_.stream(data, thread=thread)
-        for event in events:
-            if isinstance(event, NodeEnd):
-                console.print(f"[dim]step {event.step}[/] [bold]{event.node}[/] {event.seconds * 1000:.1f} ms")
-            elif isinstance(event, NodeFailed):
-                errors.print(f"[red]step {event.step} {event.node} failed: {event.error!r}[/]")
-            elif isinstance(event, Interrupt):
-                console.print(f"[yellow]interrupted {event.when} {', '.join(event.nodes)}[/]"
-                              + (f": {json.dumps(event.payload, default=repr)}" if event.payload is not None else ""))
-            elif isinstance(event, RunResult):
-                console.print_json(event.state.model_dump_json())
-                console.print(f"thread [bold]{event.thread}[/] {event.status} at step {event.step}")
-                if event.status == "interrupted":
-                    console.print(f"continue: baobab run {target} --resume {event.thread} --value JSON")
+            graph_app_, start = _app(target, db), data
+        with contextlib.ExitStack() as stack:
+            if workflow is not None:
+                stack.enter_context(workflow.spending())
+            _show_run(graph_app_, target, start, thread, resume, value, resume_value, stack)
+    except ConfigError as exc:
+        errors.print(f"[red]error:[/] {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    except typer.Exit:
+        raise
     except Exception as exc:  # the run's record is in the store; show the cause and how to go on
         errors.print(f"[red]error:[/] {exc}")
+        if thread or resume:
+            errors.print(f"continue: baobab run {target} --resume {resume or thread}")
         raise typer.Exit(1) from exc
+    finally:
+        if workflow is not None:
+            from baobab.aio import run_sync
+
+            run_sync(workflow.aclose())
+
+
+def _show_run(graph_app_: Any, target: str, start: Any, thread: str | None, resume: str | None,
+              value: str | None, resume_value: Any, stack: contextlib.ExitStack) -> None:
+    from baobab.agents import listen
+    from baobab.graphs import Interrupt, NodeEnd, NodeFailed, NodeStart, RunResult
+
+    progress = Progress(console)
+    stack.enter_context(listen(progress.agent_event))
+    stack.enter_context(progress.live())
+    if resume is not None:
+        events = graph_app_.stream_resume(resume, **({} if value is None else {"value": resume_value}))
+    else:
+        events = graph_app_.stream(start, thread=thread)
+    for event in events:
+        if isinstance(event, NodeStart):
+            progress.node = event.node
+        elif isinstance(event, NodeEnd):
+            console.print(f"[dim]step {event.step}[/] [bold]{event.node}[/] {event.seconds * 1000:.1f} ms")
+        elif isinstance(event, NodeFailed):
+            errors.print(f"[red]step {event.step} {event.node} failed: {event.error!r}[/]")
+        elif isinstance(event, Interrupt):
+            console.print(f"[yellow]interrupted {event.when} {', '.join(event.nodes)}[/]"
+                          + (f": {json.dumps(event.payload, default=repr)}" if event.payload is not None else ""))
+        elif isinstance(event, RunResult):
+            progress.stop()
+            console.print_json(event.state.model_dump_json())
+            console.print(f"thread [bold]{event.thread}[/] {event.status} at step {event.step}")
+            if event.status == "interrupted":
+                console.print(f"continue: baobab run {target} --resume {event.thread} --value JSON")
+
+
+class Progress:
+    """The live status line of a run (node, model calls, tokens, tokens/s, time) and a line per tool call."""
+
+    def __init__(self, out: Console) -> None:
+        self.out, self.node, self.calls, self.tokens = out, "", 0, 0
+        self.started = time.monotonic()
+        self._live: Live | None = None
+
+    @contextlib.contextmanager
+    def live(self) -> Iterator[None]:
+        with Live(self, console=self.out, refresh_per_second=4, transient=True) as live:
+            self._live = live
+            yield
+        self._live = None
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def agent_event(self, event: Any) -> None:
+        from baobab.agents import ModelCalled, ToolCalled
+
+        if isinstance(event, ModelCalled):
+            self.calls += 1
+            self.tokens += event.usage.completion_tokens
+        elif isinstance(event, ToolCalled):
+            shown = event.observation.content.strip().replace("\n", " ")
+            self.out.print(f"  [cyan]{event.agent}[/] {event.call.name}({event.call.arguments[:80]}) -> "
+                           f"{'[red]' if event.observation.error else ''}{shown[:100]}", markup=True, highlight=False)
+
+    def __rich__(self) -> str:
+        elapsed = time.monotonic() - self.started
+        return (f"[bold]{self.node or '...'}[/] | {self.calls} model calls | {self.tokens} tokens | "
+                f"{self.tokens / elapsed if elapsed else 0:.1f} tok/s | {elapsed:.1f} s")
+
+
+def _inputs(items: list[str]) -> dict[str, Any] | None:
+    """--input values: KEY=VALUE pairs and JSON objects, merged."""
+    if not items:
+        return None
+    merged: dict[str, Any] = {}
+    for item in items:
+        if item.lstrip().startswith("{"):
+            merged.update(_json_option(item, "--input"))
+        elif "=" in item:
+            key, _, text = item.partition("=")
+            merged[key.strip()] = text
+        else:
+            raise typer.BadParameter(f"{item!r}: expected KEY=VALUE or a JSON object", param_hint="--input")
+    return merged
+
+
+@app.command()
+def validate(target: Annotated[str, typer.Argument(help="A workflow FILE.yaml or a directory of them.")]) -> None:
+    """Check a workflow config: every problem is printed with its file, line and field."""
+    from baobab.agents import ConfigError, read_config
+
+    try:
+        config, _ = read_config(target)
+    except ConfigError as exc:
+        errors.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    console.print(f"{target}: ok ({len(config.agents)} agents, {config.workflow.type} workflow)")
 
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model string: local:smollm2-135m (default), "

@@ -78,7 +78,7 @@ class RemoteLLM(LLM):
                             yield Chunk(index=choice.index, text=text or "",
                                         finish_reason=_finish(choice.finish_reason))
                     if getattr(part, "usage", None):
-                        usage = _usage(part.usage, started, first)
+                        usage = _usage(part.usage, started, first, self.name)
                         yield Chunk(index=0, usage=usage)
             except Exception as exc:  # a stream cut mid-answer is not retried: the text was already sent
                 raise RemoteError(f"{self.name}: the stream broke: {type(exc).__name__}: {exc}") from exc
@@ -190,15 +190,16 @@ def _completion(response: Any, name: str, started: float) -> Completion:
                  for t in (getattr(message, "tool_calls", None) or [])]
         text = (message.content if message is not None else getattr(c, "text", "")) or ""
         choices.append(Choice(index=c.index, text=text, tool_calls=calls, finish_reason=_finish(c.finish_reason)))
-    usage = _usage(getattr(response, "usage", None), started, 0.0)
+    usage = _usage(getattr(response, "usage", None), started, 0.0, name)
     return Completion(id=getattr(response, "id", None) or f"remote-{uuid.uuid4().hex}", model=name,
                       choices=choices, usage=usage)
 
 
-def _usage(usage: Any, started: float, first: float) -> Usage:
+def _usage(usage: Any, started: float, first: float, model: str) -> Usage:
     details = getattr(usage, "prompt_tokens_details", None)
     now = time.perf_counter()
-    return Usage(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                 cached_tokens=getattr(details, "cached_tokens", 0) or 0,
-                 time_to_first_token=(first or now) - started, total_time=now - started)
+    prompt, completion = getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0
+    prices = litellm.model_cost.get(model, {})  # the offline cost map; unknown models cost 0 (not counted)
+    cost = prompt * prices.get("input_cost_per_token", 0.0) + completion * prices.get("output_cost_per_token", 0.0)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion,
+                 cached_tokens=getattr(details, "cached_tokens", 0) or 0, time_to_first_token=(first or now) - started, total_time=now - started, cost=cost)

@@ -109,6 +109,11 @@ class Usage(BaseModel):
     steps: int = 0  # decode forwards after the first token (speculation makes each yield 1 + accepted tokens)
     time_to_first_token: float = 0.0
     total_time: float = 0.0
+    cost: float = 0.0  # US dollars, where the provider's prices are known (litellm's cost map); local is free
+
+    def __add__(self, other: "Usage") -> "Usage":
+        """Usage of two requests together (times add up: they are spent one after the other)."""
+        return Usage(**{name: getattr(self, name) + getattr(other, name) for name in Usage.model_fields})
 
     @property
     def accepted_per_step(self) -> float:

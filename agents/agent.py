@@ -1,0 +1,258 @@
+"""An agent: a model, instructions and tools in a loop that ends with an answer.
+
+Each step asks the model; tool calls run (concurrently when the model asks for several) and their
+observations go back to it; a failing tool is an observation too. With `output` (a pydantic model) the
+answer is validated JSON, repaired a bounded number of times. The local engine constrains tool calls and
+JSON to their schemas while decoding; remote models use their native tool calling.
+"""
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
+
+from baobab.agents.events import AgentFinished, ModelCalled, ToolCalled, emit
+from baobab.agents.state import Said
+from baobab.aio import run_sync
+from baobab.engine import DEFAULT_MODEL, LLM, Completion, Message, Request, ToolCall, Usage, load_llm
+from baobab.engine import Tool as ToolSpec
+from baobab.engine.budget import Budget, BudgetedLLM, Spend
+from baobab.tools import Observation, Tool
+
+FINAL_ANSWER = "final_answer"
+HANDOFF_PREFIX = "transfer_to_"
+
+run_spend: ContextVar[Spend | None] = ContextVar("baobab_run_spend", default=None)  # a run's budget, if any
+_shared_models: dict[str, LLM] = {}
+
+
+def shared_model(model: str | LLM, **options: Any) -> LLM:
+    """The LLM named by `model` (and `options`), loaded once per process: agents naming one local model
+    share its engine, and so its batching, prefix cache and drafters."""
+    if isinstance(model, LLM):
+        return model
+    key = json.dumps([model, options], sort_keys=True, default=str)
+    if key not in _shared_models:
+        _shared_models[key] = load_llm(model, **options)
+    return _shared_models[key]
+
+
+class AgentError(RuntimeError):
+    """An agent could not produce a valid answer (the message says why and after how many tries)."""
+
+
+@dataclass
+class AgentResult:
+    """What a run produced: `output` (text, or an instance of the agent's output model) and how."""
+
+    agent: str
+    output: Any
+    messages: list[Message]
+    steps: int
+    usage: Usage = field(default_factory=Usage)
+    handoff: str | None = None  # the agent passed control to this agent
+
+    @property
+    def text(self) -> str:
+        """The output as text (JSON for structured output)."""
+        if isinstance(self.output, BaseModel):
+            return self.output.model_dump_json()
+        return self.output if isinstance(self.output, str) else json.dumps(to_jsonable_python(self.output))
+
+
+class Agent:
+    """A named worker: a model, a role, instructions, tools, and limits.
+
+    >>> from baobab.tools import builtin_tools
+    >>> agent = Agent("analyst", role="data analyst", tools=builtin_tools("python"))  # doctest: +SKIP
+    >>> agent.run("What is the mean of 3, 5 and 10? Use python.").output  # doctest: +SKIP
+    '6'
+
+    `model` is a model string (`local:smollm2-135m`, `openai/gpt-4o-mini`, ...) or an LLM;
+    `output` a pydantic model the answer must validate against; `max_steps` bounds model calls that may
+    call tools; `repairs` bounds retries after an answer that does not validate; `handoffs` names agents
+    this one may pass control to in a team; `budget` caps what one run of the agent spends.
+    An agent is also a graph node over a `TeamState` (see `baobab.agents.team`).
+    """
+
+    def __init__(self, name: str, *, role: str = "", instructions: str = "", model: str | LLM = DEFAULT_MODEL,
+                 tools: Sequence[Tool] = (), output: type[BaseModel] | None = None, max_steps: int = 8,
+                 max_tokens: int = 512, temperature: float = 0.0, repairs: int = 2,
+                 handoffs: Sequence[str] = (), budget: Budget | None = None) -> None:
+        if not name.isidentifier():
+            raise ValueError(f"agent name {name!r} must be an identifier (letters, digits, _), it names tools")
+        if max_steps < 1:
+            raise ValueError(f"agent {name!r}: max_steps must be at least 1, got {max_steps}")
+        names = [t.name for t in tools]
+        clashes = sorted({n for n in names if names.count(n) > 1 or n == FINAL_ANSWER or n.startswith(HANDOFF_PREFIX)})
+        if clashes:
+            raise ValueError(f"agent {name!r}: tool names {clashes} are repeated or reserved")
+        self.name, self.role, self.instructions, self.model = name, role, instructions, model
+        self.tools = {t.name: t for t in tools}
+        self.output, self.max_steps, self.max_tokens, self.temperature = output, max_steps, max_tokens, temperature
+        self.repairs, self.handoffs, self.budget = repairs, tuple(handoffs), budget
+
+    @property
+    def description(self) -> str:
+        """One line saying what the agent does (a supervisor picks agents by it)."""
+        return self.role or self.instructions.split("\n", 1)[0] or self.name
+
+    def run(self, task: str, *, context: Sequence[Said] = ()) -> AgentResult:
+        """Do `task` and return the answer (sync form of `arun`)."""
+        return run_sync(self.arun(task, context=context))
+
+    async def arun(self, task: str, *, context: Sequence[Said] = ()) -> AgentResult:
+        """Do `task`, seeing what teammates said before (`context`), and return the answer."""
+        parent = run_spend.get()
+        spend = parent.child(self.budget, self.name) if parent is not None else Spend(self.budget, self.name)
+        llm = BudgetedLLM(shared_model(self.model), spend)
+        messages = [Message(role="system", content=self._system()), Message(role="user", content=_task(task, context))]
+        result = await _Loop(self, llm, messages).run()
+        result.usage = spend.usage
+        emit(AgentFinished(self.name, result.output, result.steps, result.usage, result.handoff))
+        return result
+
+    async def __call__(self, state: BaseModel) -> dict[str, Any]:
+        """As a graph node over a TeamState: do its task, add what it said, name who goes next."""
+        if not hasattr(state, "task") or not hasattr(state, "messages"):
+            raise TypeError(f"agent {self.name!r} as a node needs a state with task and messages fields "
+                            f"(baobab.agents.TeamState), got {type(state).__name__}")
+        result = await self.arun(state.task, context=state.messages)
+        return {"messages": [Said(agent=self.name, content=result.text)], "output": to_jsonable_python(result.output),
+                "next": result.handoff or ""}
+
+    def _system(self) -> str:
+        lines = [f"You are {self.name}" + (f", {self.role}." if self.role else ".")]
+        if self.instructions:
+            lines.append(self.instructions)
+        return "\n".join(lines)
+
+    def tool_specs(self) -> list[ToolSpec]:
+        """The tools the model is offered: the agent's, handoffs, and final_answer for structured output."""
+        specs = [ToolSpec.model_validate(t.spec()) for t in self.tools.values()]
+        specs += [ToolSpec(name=f"{HANDOFF_PREFIX}{n}", description=f"Pass the task to {n}, with a message.",
+                           parameters={"type": "object", "properties": {"message": {"type": "string"}},
+                                       "required": ["message"]}) for n in self.handoffs]
+        if specs and self.output is not None:
+            specs.append(ToolSpec(name=FINAL_ANSWER, description="Give the final answer.",
+                                  parameters=self.output.model_json_schema()))
+        return specs
+
+
+class _Loop:
+    """One run of an agent: the conversation so far and the steps taken."""
+
+    def __init__(self, agent: Agent, llm: LLM, messages: list[Message]) -> None:
+        self.agent, self.llm, self.messages, self.steps, self.repairs = agent, llm, messages, 0, 0
+        self.specs = agent.tool_specs()
+
+    async def run(self) -> AgentResult:
+        while self.steps < self.agent.max_steps:
+            completion = await self._ask(tools=True)
+            choice = completion.choices[0]
+            if choice.tool_calls:
+                self.messages.append(Message(role="assistant", content=choice.text or None,
+                                             tool_calls=choice.tool_calls))
+                ended = await self._call_tools(choice.tool_calls)
+                if ended is not None:
+                    return ended
+                continue
+            answered = self._answer(choice.text)
+            if answered is not None:
+                return answered
+        # out of steps: one last call without tools for the best answer from what was gathered
+        self.messages.append(Message(role="user", content="You have used all your steps. Give your final answer now."))
+        while True:
+            answered = self._answer((await self._ask(tools=False)).text)
+            if answered is not None:
+                return answered
+
+    async def _ask(self, *, tools: bool) -> Completion:
+        agent = self.agent
+        offer = tools and bool(self.specs)
+        schema = agent.output.model_json_schema() if agent.output is not None and not offer else None
+        request = Request(
+            messages=self.messages, max_tokens=agent.max_tokens, temperature=agent.temperature,
+            tools=self.specs if offer else None,
+            tool_choice="required" if offer and agent.output is not None else "auto",
+            response_format=None if schema is None else
+            {"type": "json_schema", "json_schema": {"name": agent.output.__name__, "schema": schema}})  # type: ignore[union-attr]
+        started = time.perf_counter()
+        completion = await self.llm.complete(request)
+        self.steps += 1
+        seconds = time.perf_counter() - started
+        emit(ModelCalled(agent.name, self.steps, completion.choices[0], completion.usage, seconds))
+        return completion
+
+    async def _call_tools(self, calls: list[ToolCall]) -> AgentResult | None:
+        """Run the calls (concurrently); a final answer or a handoff ends the run."""
+        for call in calls:
+            if call.name == FINAL_ANSWER:
+                answered = self._answer(call.arguments, call=call)
+                if answered is not None:
+                    return answered
+            elif call.name.startswith(HANDOFF_PREFIX) and call.name[len(HANDOFF_PREFIX):] in self.agent.handoffs:
+                message = _argument(call.arguments, "message")
+                return self._result(message, handoff=call.name[len(HANDOFF_PREFIX):])
+        regular = [c for c in calls if c.name != FINAL_ANSWER]
+        observations = await asyncio.gather(*(self._call_tool(c) for c in regular))
+        for call, observation in zip(regular, observations, strict=True):
+            self.messages.append(Message(role="tool", tool_call_id=call.id, name=call.name,
+                                         content=observation.content))
+        return None
+
+    async def _call_tool(self, call: ToolCall) -> Observation:
+        started = time.perf_counter()
+        tool = self.agent.tools.get(call.name)
+        if tool is None:
+            known = ", ".join(self.agent.tools) or "none"
+            observation = Observation(tool=call.name, content=f"unknown tool {call.name!r} (tools: {known})",
+                                      error=True)
+        else:
+            observation = await tool.run(call.arguments)
+        emit(ToolCalled(self.agent.name, self.steps, call, observation, time.perf_counter() - started))
+        return observation
+
+    def _answer(self, text: str, call: ToolCall | None = None) -> AgentResult | None:
+        """The result for an answer, or None after asking the model to repair an answer that does not validate."""
+        output = self.agent.output
+        if output is None:
+            return self._result(text)
+        try:
+            return self._result(output.model_validate_json(text))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors())
+            if self.repairs >= self.agent.repairs:
+                raise AgentError(f"agent {self.agent.name!r}: the answer did not validate against "
+                                 f"{output.__name__} after {self.repairs} repairs: {problems}") from exc
+            self.repairs += 1
+            fix = f"Your answer does not match the required schema: {problems}. Answer again, fixing this."
+            if call is None:
+                self.messages += [Message(role="assistant", content=text), Message(role="user", content=fix)]
+            else:  # the model called final_answer: the error goes back as that call's result
+                self.messages.append(Message(role="tool", tool_call_id=call.id, name=call.name, content=fix))
+            return None
+
+    def _result(self, output: Any, handoff: str | None = None) -> AgentResult:
+        return AgentResult(self.agent.name, output, self.messages, self.steps, handoff=handoff)
+
+
+def _task(task: str, context: Sequence[Said]) -> str:
+    if not context:
+        return task
+    said = "\n".join(f"- {s.agent}: {s.content}" for s in context)
+    return f"{task}\n\nWork so far:\n{said}\n\nNow do your part."
+
+
+def _argument(arguments: str, name: str) -> str:
+    try:
+        data = json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments
+    return str(data.get(name, arguments)) if isinstance(data, dict) else arguments

@@ -1,0 +1,243 @@
+"""A YAML file (or directory) that declares models, tools, agents, a workflow, budgets and inputs.
+
+```yaml
+models:
+  small: local:smollm2-135m
+tools:
+  py: {builtin: python, time_limit: 10}
+agents:
+  analyst: {role: data analyst, model: small, tools: [py], max_steps: 4}
+workflow: {type: sequential, agents: [analyst], task: "Answer: {question}"}
+budgets: {run: {max_model_calls: 20, max_seconds: 120}}
+inputs: {question: {default: "What is 17 * 23?"}}
+```
+`load_workflow(path)` validates it (errors name file, line and field) and builds a runnable `Workflow`.
+"""
+
+import importlib
+import re
+import string
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from baobab.agents.yaml_source import ConfigError, YamlSource
+from baobab.engine import DEFAULT_MODEL
+from baobab.engine.budget import Budget
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ModelEntry(Strict):
+    """A model string and the options its constructor takes (api_base, api_key, threads, ...)."""
+
+    model: str
+    options: dict[str, Any] = {}
+
+
+class McpEntry(Strict):
+    command: list[str] | None = None
+    url: str | None = None
+    env: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "McpEntry":
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of command (stdio) or url (streamable HTTP)")
+        return self
+
+
+class ToolEntry(BaseModel):
+    """`{builtin: NAME, ...options}`, `{import: "module:attribute"}` or `{mcp: {command: [...]} | {url: ...}}`."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    builtin: str | None = None
+    import_: str | None = Field(default=None, alias="import", pattern=r"^[\w.]+:[\w.]+$")
+    mcp: McpEntry | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "ToolEntry":
+        kinds = [k for k in ("builtin", "import", "mcp") if getattr(self, "import_" if k == "import" else k)]
+        if len(kinds) != 1:
+            raise ValueError(f"give exactly one of builtin, import or mcp (got {kinds or 'none'})")
+        if self.model_extra and not self.builtin:
+            raise ValueError(f"options {sorted(self.model_extra)} are only for built-in tools")
+        return self
+
+
+FieldType = Literal["string", "integer", "number", "boolean", "array", "object"]
+_PYTHON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list,
+                                 "object": dict}
+
+
+class AgentEntry(Strict):
+    role: str = ""
+    instructions: str = ""
+    model: str = DEFAULT_MODEL  # a key of `models`, or a model string
+    tools: list[str] = []  # keys of `tools`, or built-in names
+    output: dict[Name, FieldType] | Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")] | None = None
+    max_steps: int = Field(default=8, ge=1)
+    max_tokens: int = Field(default=512, ge=1)
+    temperature: float = Field(default=0.0, ge=0)
+    handoffs: list[str] = []
+
+
+class NodeEntry(Strict):
+    """A graph node: an agent, or a Python callable `module:function` over the TeamState."""
+
+    agent: str | None = None
+    call: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "NodeEntry":
+        if (self.agent is None) == (self.call is None):
+            raise ValueError("give exactly one of agent or call")
+        return self
+
+
+class RouteEntry(Strict):
+    """After `from`, go where `by` says: `next` (the state's next field: handoffs, supervisors) or
+    `module:function` of the state."""
+
+    from_: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    by: str = Field(default="next", pattern=r"^(next|[\w.]+:[\w.]+)$")
+
+
+class SupervisorEntry(Strict):
+    model: str = DEFAULT_MODEL
+    max_rounds: int = Field(default=8, ge=1)
+
+
+class WorkflowEntry(Strict):
+    type: Literal["sequential", "supervisor", "handoffs", "graph"]
+    task: str = "{task}"  # the task text; {name} is filled from the inputs
+    agents: list[str] = []  # sequential, supervisor, handoffs: in order (handoffs start with the first)
+    supervisor: SupervisorEntry = SupervisorEntry()
+    nodes: dict[Name, NodeEntry] = {}  # graph
+    edges: list[tuple[str | list[str], str]] = []  # graph: [source or [sources], target]; START and END
+    routes: list[RouteEntry] = []  # graph
+
+    @model_validator(mode="after")
+    def _shape(self) -> "WorkflowEntry":
+        if self.type == "graph":
+            if self.agents or not self.nodes:
+                raise ValueError("a graph workflow lists nodes (and edges, routes), not agents")
+        elif not self.agents or self.nodes or self.edges or self.routes:
+            raise ValueError(f"a {self.type} workflow lists agents, not nodes, edges or routes")
+        return self
+
+
+class BudgetsEntry(Strict):
+    run: Budget | None = None
+    agents: dict[str, Budget] = {}
+
+
+class InputEntry(Strict):
+    type: Literal["string", "integer", "number", "boolean"] = "string"
+    default: Any = None
+    description: str = ""
+
+
+class Config(Strict):
+    """The whole file, validated; `check` then verifies the names it uses refer to something."""
+
+    models: dict[Name, str | ModelEntry] = {}
+    tools: dict[Name, ToolEntry] = {}
+    agents: dict[Name, AgentEntry] = Field(min_length=1)
+    workflow: WorkflowEntry
+    budgets: BudgetsEntry = BudgetsEntry()
+    inputs: dict[Name, InputEntry] = {}
+
+
+def read_config(path: str | Path) -> tuple[Config, YamlSource]:
+    """Load and validate a config, its cross-references included; ConfigError lists every problem.
+
+    >>> config, source = read_config("examples/team.yaml")  # doctest: +SKIP
+    """
+    source = YamlSource.read(path)
+    try:
+        config = Config.model_validate(source.data)
+    except ValidationError as exc:
+        raise source.validation_error(exc) from exc
+    problems = _references(config, source)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config, source
+
+
+def _references(config: Config, source: YamlSource) -> list[str]:
+    """Every name that points nowhere, with where it is."""
+    from baobab.tools import BUILTINS
+
+    problems: list[str] = []
+
+    def need(ok: bool, loc: tuple[str | int, ...], message: str) -> None:
+        if not ok:
+            problems.append(source.line(loc, message))
+
+    agents, models = set(config.agents), set(config.models)
+    for name, agent in config.agents.items():
+        need(agent.model in models or ":" in agent.model or "/" in agent.model, ("agents", name, "model"),
+             f"{agent.model!r} is not a model of this file ({sorted(models)}) nor a model string such as "
+             f"local:smollm2-135m or openai/gpt-4o-mini")
+        for i, tool in enumerate(agent.tools):
+            need(tool in config.tools or tool in BUILTINS, ("agents", name, "tools", i),
+                 f"{tool!r} is not a tool of this file ({sorted(config.tools)}) nor a built-in ({sorted(BUILTINS)})")
+        for i, other in enumerate(agent.handoffs):
+            need(other in agents and other != name, ("agents", name, "handoffs", i),
+                 f"{other!r} is not another agent of this file ({sorted(agents - {name})})")
+    for name, tool in config.tools.items():
+        need(tool.builtin is None or tool.builtin in BUILTINS, ("tools", name, "builtin"),
+             f"{tool.builtin!r} is not a built-in tool ({sorted(BUILTINS)})")
+    flow = config.workflow
+    for i, agent_name in enumerate(flow.agents):
+        need(agent_name in agents, ("workflow", "agents", i), f"{agent_name!r} is not an agent ({sorted(agents)})")
+    for name, node in flow.nodes.items():
+        need(node.agent is None or node.agent in agents, ("workflow", "nodes", name, "agent"),
+             f"{node.agent!r} is not an agent ({sorted(agents)})")
+    ends = set(flow.nodes) | {"START", "END"}
+    for i, (sources, target) in enumerate(flow.edges):
+        for end in ([sources] if isinstance(sources, str) else sources) + [target]:
+            need(end in ends, ("workflow", "edges", i), f"{end!r} is not a node ({sorted(ends)})")
+    for i, route in enumerate(flow.routes):
+        for end in [route.from_, *route.to]:
+            need(end in ends, ("workflow", "routes", i), f"{end!r} is not a node ({sorted(ends)})")
+    for name in config.budgets.agents:
+        need(name in agents, ("budgets", "agents", name), f"{name!r} is not an agent ({sorted(agents)})")
+    fields = {f for _, f, _, _ in string.Formatter().parse(flow.task) if f is not None}
+    for field in sorted(fields - set(config.inputs) - ({"task"} if not config.inputs else set())):
+        need(False, ("workflow", "task"), f"{{{field}}} is not an input ({sorted(config.inputs)})")
+    return problems
+
+
+def import_object(reference: str, where: str, base: Path) -> Any:
+    """The object named `module:attribute`, importing modules next to the config file first."""
+    module_name, _, attribute = reference.partition(":")
+    sys.path.insert(0, str(base))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{where}: cannot import {module_name!r}: {exc}") from exc
+    finally:
+        sys.path.remove(str(base))
+    obj: Any = module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"{where}: {module_name} has no {attribute!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def output_model(name: str, spec: dict[str, str]) -> type[BaseModel]:
+    """A pydantic model from `{field: type}` (string, integer, number, boolean, array, object)."""
+    fields: dict[str, Any] = {field: (_PYTHON_TYPES[kind], ...) for field, kind in spec.items()}
+    model: type[BaseModel] = create_model(re.sub(r"\W", "", name.title()) + "Output", **fields)
+    return model

@@ -1,0 +1,73 @@
+"""What an agent reports as it works: each model call, each tool call, its answer.
+
+Listeners registered with `listen` (a context variable, so concurrent runs keep their own) see the
+events of every agent run inside the `with` block, graph nodes included; the CLI shows them live.
+"""
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from baobab.engine.types import Choice, ToolCall, Usage
+from baobab.tools import Observation
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCalled:
+    """Step `step` of agent `agent` asked its model and got `choice` (text or tool calls)."""
+
+    agent: str
+    step: int
+    choice: Choice
+    usage: Usage
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCalled:
+    """A tool call of step `step` and what it returned."""
+
+    agent: str
+    step: int
+    call: ToolCall
+    observation: Observation
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFinished:
+    """The agent answered `output` after `steps` model calls (or handed off to `handoff`)."""
+
+    agent: str
+    output: Any
+    steps: int
+    usage: Usage
+    handoff: str | None = None
+
+
+AgentEvent = ModelCalled | ToolCalled | AgentFinished
+Listener = Callable[[AgentEvent], None]
+
+_listeners: ContextVar[tuple[Listener, ...]] = ContextVar("baobab_agent_listeners", default=())
+
+
+@contextlib.contextmanager
+def listen(listener: Listener) -> Iterator[None]:
+    """Call `listener` with every agent event inside the block.
+
+    >>> with listen(print):  # doctest: +SKIP
+    ...     agent.run("What is 2 + 2?")
+    """
+    token = _listeners.set((*_listeners.get(), listener))
+    try:
+        yield
+    finally:
+        _listeners.reset(token)
+
+
+def emit(event: AgentEvent) -> None:
+    """Send `event` to the listeners of the current context."""
+    for listener in _listeners.get():
+        listener(event)

@@ -1,0 +1,102 @@
+"""Teams of agents, built as graphs over a `TeamState` (so they checkpoint, resume and fork like any graph).
+
+- `pipeline`: each agent in turn, each seeing what the earlier ones said.
+- `supervisor`: a model picks the next agent (or to finish) from the agents' descriptions, after each turn.
+- `handoffs`: agents pass control to each other with `transfer_to_<name>` tools; no handoff ends the run.
+"""
+
+import itertools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from baobab.agents.agent import Agent, run_spend, shared_model
+from baobab.agents.state import TeamState
+from baobab.engine import DEFAULT_MODEL, LLM
+from baobab.engine.budget import BudgetedLLM, Spend
+from baobab.graphs import END, START, Graph
+
+FINISH = "FINISH"
+
+
+def pipeline(agents: Sequence[Agent], *, name: str = "pipeline") -> Graph:
+    """A graph running `agents` one after another.
+
+    >>> app = pipeline([researcher, writer]).compile()  # doctest: +SKIP
+    >>> app.run({"task": "Explain baobabs"}).state.output  # doctest: +SKIP
+    """
+    graph = _with_agents(Graph(TeamState, name=name), agents)
+    names = [START, *(a.name for a in agents), END]
+    for source, target in itertools.pairwise(names):
+        graph.edge(source, target)
+    return graph
+
+
+def supervisor(agents: Sequence[Agent], *, model: str | LLM = DEFAULT_MODEL, max_rounds: int = 8,
+               name: str = "team") -> Graph:
+    """A graph where a supervisor model picks who acts next after every turn, until it says FINISH.
+
+    >>> app = supervisor([researcher, writer], model="openai/gpt-4o-mini").compile()  # doctest: +SKIP
+    """
+    graph = _with_agents(Graph(TeamState, name=name), agents).node("supervisor", Supervisor(agents, model, max_rounds))
+    graph.edge(START, "supervisor")
+    for agent in agents:
+        graph.edge(agent.name, "supervisor")
+    return graph.route("supervisor", _next_or_end, [*(a.name for a in agents), END])
+
+
+def handoffs(agents: Sequence[Agent], *, name: str = "handoffs") -> Graph:
+    """A graph starting with the first agent, where each agent may hand off to those in its `handoffs`.
+
+    >>> triage = Agent("triage", handoffs=["billing", "support"])  # doctest: +SKIP
+    >>> app = handoffs([triage, billing, support]).compile()  # doctest: +SKIP
+    """
+    names = {a.name for a in agents}
+    for agent in agents:
+        unknown = sorted(set(agent.handoffs) - names)
+        if unknown:
+            raise ValueError(f"agent {agent.name!r} hands off to {unknown}, which are not in the team {sorted(names)}")
+    graph = _with_agents(Graph(TeamState, name=name), agents).edge(START, agents[0].name)
+    for agent in agents:
+        if agent.handoffs:
+            graph.route(agent.name, _next_or_end, [*agent.handoffs, END])
+        else:
+            graph.edge(agent.name, END)
+    return graph
+
+
+class Supervisor:
+    """The supervisor node: asks a model (JSON constrained to the agents' names) who acts next."""
+
+    def __init__(self, agents: Sequence[Agent], model: str | LLM, max_rounds: int) -> None:
+        self.agents, self.model, self.max_rounds = list(agents), model, max_rounds
+
+    async def __call__(self, state: TeamState) -> dict[str, Any]:
+        if state.rounds >= self.max_rounds:
+            return {"next": "", "rounds": state.rounds}
+        choices = [a.name for a in self.agents] + [FINISH]
+        team = "\n".join(f"- {a.name}: {a.description}" for a in self.agents)
+        said = "\n".join(f"- {s.agent}: {s.content}" for s in state.messages) or "(nothing yet)"
+        prompt = (f"You lead a team:\n{team}\n\nTask: {state.task}\n\nWork so far:\n{said}\n\n"
+                  f"Who should act next? Answer {FINISH} when the task is done.")
+        spend = run_spend.get() or Spend(name="supervisor")
+        completion = await BudgetedLLM(shared_model(self.model), spend).complete(
+            messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=32,
+            response_format={"type": "json_schema", "json_schema": {"name": "next", "schema": {
+                "type": "object", "properties": {"next": {"enum": choices}}, "required": ["next"]}}})
+        picked = json.loads(completion.text).get("next")
+        if picked not in choices:
+            raise ValueError(f"supervisor answered {completion.text!r}; expected next to be one of {choices}")
+        return {"next": "" if picked == FINISH else picked, "rounds": state.rounds + 1}
+
+
+def _with_agents(graph: Graph, agents: Sequence[Agent]) -> Graph:
+    if not agents:
+        raise ValueError("a team needs at least one agent")
+    for agent in agents:
+        graph.node(agent.name, agent)
+    return graph
+
+
+def _next_or_end(state: TeamState) -> str:
+    return state.next or END

@@ -1,0 +1,167 @@
+"""A validated config made runnable: its agents, tools and models built, its workflow compiled as a graph.
+
+>>> workflow = await Workflow.load("examples/team.yaml")  # doctest: +SKIP
+>>> result = await workflow.arun({"question": "What is 17 * 23?"})  # doctest: +SKIP
+>>> result.state.output  # doctest: +SKIP
+"""
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from baobab.agents.agent import Agent, run_spend, shared_model
+from baobab.agents.config import Config, ConfigError, ModelEntry, import_object, output_model, read_config
+from baobab.agents.state import TeamState
+from baobab.agents.team import handoffs, pipeline, supervisor
+from baobab.agents.yaml_source import YamlSource
+from baobab.engine import LLM
+from baobab.engine.budget import Spend
+from baobab.graphs import END, START, App, Graph, RunResult
+from baobab.tools import Tool, builtin_tools, load_mcp_tools, tool
+
+_INPUT_TYPES: dict[str, Callable[[str], Any]] = {
+    "string": str, "integer": int, "number": float, "boolean": lambda v: {"true": True, "false": False}[v.lower()]}
+
+
+class Workflow:
+    """A config's workflow, ready to run; `await Workflow.load(path)` builds one (`aclose()` when done)."""
+
+    def __init__(self, config: Config, source: YamlSource, base: Path, model: str | None = None) -> None:
+        self.config, self.source, self.base, self.model_override = config, source, base, model
+        self.agents: dict[str, Agent] = {}
+        self.graph: Graph | None = None
+        self._closers: list[Any] = []
+
+    @classmethod
+    async def load(cls, path: str | Path, *, model: str | None = None) -> "Workflow":
+        """Validate and build the workflow of `path`; `model` replaces every model it names (e.g. for tests)."""
+        config, source = read_config(path)
+        base = Path(path) if Path(path).is_dir() else Path(path).parent
+        workflow = cls(config, source, base.resolve(), model)
+        try:
+            await workflow._build()
+        except BaseException:
+            await workflow.aclose()
+            raise
+        return workflow
+
+    def inputs(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """`given` checked against the declared inputs (strings from a command line are converted)."""
+        declared = self.config.inputs or {"task": None}
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            raise ConfigError(f"unknown inputs {unknown}; this workflow takes {sorted(declared)}")
+        values: dict[str, Any] = {}
+        for name, entry in declared.items():
+            if name in given:
+                value = given[name]
+                kind = entry.type if entry is not None else "string"
+                try:
+                    values[name] = _INPUT_TYPES[kind](value) if isinstance(value, str) else value
+                except (ValueError, KeyError) as exc:
+                    raise ConfigError(f"input {name}: expected {kind}, got {value!r}") from exc
+            elif entry is not None and entry.default is not None:
+                values[name] = entry.default
+            else:
+                raise ConfigError(f"input {name} is required (give --input {name}=VALUE)")
+        return values
+
+    def task(self, inputs: Mapping[str, Any]) -> str:
+        """The workflow's task text for `inputs`."""
+        return self.config.workflow.task.format(**self.inputs(inputs))
+
+    def compile(self, checkpointer: Any = None) -> App:
+        """The workflow's graph, compiled (with a checkpointer, runs are durable and resumable)."""
+        assert self.graph is not None, "Workflow.load() builds the graph"
+        return self.graph.compile(checkpointer=checkpointer)
+
+    @contextlib.contextmanager
+    def spending(self) -> Iterator[Spend]:
+        """Model calls inside the block count against the run budget (and the agents' own)."""
+        spend = Spend(self.config.budgets.run, "run")
+        token = run_spend.set(spend)
+        try:
+            yield spend
+        finally:
+            run_spend.reset(token)
+
+    async def arun(self, inputs: Mapping[str, Any], *, thread: str | None = None,
+                   checkpointer: Any = None) -> RunResult:
+        """Run the workflow on `inputs` to the end, within the run budget."""
+        app = self.compile(checkpointer)
+        with self.spending():
+            return await app.arun({"task": self.task(inputs)}, thread=thread)
+
+    async def aclose(self) -> None:
+        """Close what the tools hold (MCP connections)."""
+        for closer in reversed(self._closers):
+            await closer.aclose()
+        self._closers.clear()
+
+    async def _build(self) -> None:
+        config, tools = self.config, {}
+        for name, entry in config.agents.items():
+            for tool_name in entry.tools:
+                if tool_name not in tools:
+                    tools[tool_name] = await self._tools(tool_name)
+            output = None
+            if isinstance(entry.output, dict):
+                output = output_model(name, entry.output)
+            elif isinstance(entry.output, str):
+                output = import_object(entry.output, self.source.where(("agents", name, "output")), self.base)
+            self.agents[name] = Agent(
+                name, role=entry.role, instructions=entry.instructions, model=self._model(entry.model),
+                tools=[t for n in entry.tools for t in tools[n]], output=output, max_steps=entry.max_steps,
+                max_tokens=entry.max_tokens, temperature=entry.temperature, handoffs=entry.handoffs,
+                budget=config.budgets.agents.get(name))
+        self.graph = self._graph()
+
+    def _graph(self) -> Graph:
+        flow = self.config.workflow
+        team = [self.agents[n] for n in flow.agents]
+        if flow.type == "sequential":
+            return pipeline(team)
+        if flow.type == "supervisor":
+            return supervisor(team, model=self._model(flow.supervisor.model), max_rounds=flow.supervisor.max_rounds)
+        if flow.type == "handoffs":
+            return handoffs(team)
+        graph = Graph(TeamState, name="workflow")
+        for name, node in flow.nodes.items():
+            where = self.source.where(("workflow", "nodes", name))
+            graph.node(name, self.agents[node.agent] if node.agent else import_object(str(node.call), where, self.base))
+        ends = {"START": START, "END": END}
+        for sources, target in flow.edges:
+            named = [sources] if isinstance(sources, str) else sources
+            graph.edge([ends.get(s, s) for s in named], ends.get(target, target))
+        for i, route in enumerate(flow.routes):
+            router = (lambda s: s.next or END) if route.by == "next" else \
+                import_object(route.by, self.source.where(("workflow", "routes", i)), self.base)
+            graph.route(ends.get(route.from_, route.from_), router, [ends.get(t, t) for t in route.to])
+        return graph
+
+    def _model(self, name: str) -> LLM:
+        if self.model_override is not None:
+            return shared_model(self.model_override)
+        entry = self.config.models.get(name, name)
+        if isinstance(entry, ModelEntry):
+            return shared_model(entry.model, **entry.options)
+        return shared_model(entry)
+
+    async def _tools(self, name: str) -> list[Tool]:
+        entry = self.config.tools.get(name)
+        if entry is None:
+            return builtin_tools(name)
+        where = self.source.where(("tools", name))
+        if entry.builtin is not None:
+            try:
+                return builtin_tools(entry.builtin, **(entry.model_extra or {}))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{where}: tools.{name}: {exc}") from exc
+        if entry.mcp is not None:
+            server = await load_mcp_tools(command=entry.mcp.command, url=entry.mcp.url, env=entry.mcp.env)
+            self._closers.append(server)
+            return list(server.tools)
+        obj = import_object(str(entry.import_), where, self.base)
+        items = obj if isinstance(obj, list) else [obj]
+        return [item if isinstance(item, Tool) else tool(item) for item in items]

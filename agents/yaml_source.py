@@ -1,0 +1,148 @@
+"""YAML read with the line of every value, `${ENV}` filled in, and errors that name file, line and field.
+
+>>> source = YamlSource.read("team.yaml")  # doctest: +SKIP
+>>> source.data["agents"], source.where(("agents", "analyst"))  # doctest: +SKIP
+({'analyst': {...}}, 'team.yaml:4')
+"""
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# the union and validator tags pydantic puts in error locations, which are not keys of the data
+_TYPE_TAG = re.compile(r"^([A-Z]\w*|str|int|float|bool|list|dict|literal\[.*|function-\w+\[.*)$")
+Path_ = tuple[str | int, ...]
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; each line of the message is `file:line: field: what was expected`."""
+
+
+class YamlSource:
+    """Data loaded from one YAML file or a directory of them, with where each value came from."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.places: dict[Path_, str] = {}
+        self._loader = yaml.SafeLoader("")  # builds scalars and keys from composed nodes
+
+    @classmethod
+    def read(cls, path: str | Path) -> "YamlSource":
+        """Load `path`: a .yaml file, or a directory whose .yaml/.yml files are merged section by section."""
+        path = Path(path)
+        if path.is_dir():
+            files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            if not files:
+                raise ConfigError(f"{path}: no .yaml or .yml files in this directory")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise ConfigError(f"{path}: no such file or directory")
+        source = cls()
+        for file in files:
+            source._merge(file)
+        return source
+
+    def where(self, loc: Sequence[str | int]) -> str:
+        """`file:line` of the value at `loc`, or of the nearest enclosing value that has one."""
+        path = tuple(loc)
+        while path not in self.places and path:
+            path = path[:-1]
+        return self.places.get(path, "")
+
+    def error(self, loc: Sequence[str | int], message: str) -> ConfigError:
+        """A ConfigError for the value at `loc`."""
+        return ConfigError(self.line(loc, message))
+
+    def line(self, loc: Sequence[str | int], message: str) -> str:
+        """`file:line: field: message` for the value at `loc`."""
+        field = ".".join(str(p) for p in loc)
+        return f"{self.where(loc)}: {field}: {message}" if field else f"{self.where(loc)}: {message}"
+
+    def validation_error(self, exc: ValidationError, prefix: Sequence[str | int] = ()) -> ConfigError:
+        """A ConfigError listing each problem of `exc` (raised validating the data at `prefix`)."""
+        lines = []
+        for problem in exc.errors():
+            loc = self._data_path((*prefix, *problem["loc"]))
+            message = problem["msg"]
+            if problem["type"] not in ("missing", "extra_forbidden") and "input" in problem:
+                message += f", got {problem['input']!r}"
+            if problem["type"] == "extra_forbidden":
+                message = "unknown field"
+            lines.append(self.line(loc, message))
+        return ConfigError("\n".join(dict.fromkeys(lines)))
+
+    def _data_path(self, loc: Sequence[Any]) -> tuple[str | int, ...]:
+        """`loc` without the union and type tags pydantic adds, which are not keys in the data."""
+        path: list[str | int] = []
+        node: Any = self.data
+        for part in loc:
+            if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int)):
+                node = node[part] if isinstance(node, dict) or part < len(node) else None
+                path.append(part)
+            elif isinstance(node, dict) and isinstance(part, str) and not _TYPE_TAG.match(part):
+                path.append(part)  # a missing key: name it
+                node = None
+        return tuple(path)
+
+    def _merge(self, file: Path) -> None:
+        try:
+            root = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{file}{line}: not valid YAML: {exc.problem}") from exc
+        if root is None:
+            return
+        data = self._value(root, file, ())
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}:{root.start_mark.line + 1}: expected a mapping of sections (models, tools, "
+                              f"agents, workflow, budgets, inputs), got {type(data).__name__}")
+        for section, value in data.items():
+            if section not in self.data:
+                self.data[section] = value
+            elif isinstance(value, dict) and isinstance(self.data[section], dict):
+                for name, item in value.items():
+                    if name in self.data[section]:
+                        raise ConfigError(f"{self.where((section, name))} and {file}: {section}.{name} is defined "
+                                          f"twice")
+                    self.data[section][name] = item
+            else:
+                raise ConfigError(f"{self.where((section,))} and {file}: section {section!r} is defined twice")
+
+    def _value(self, node: yaml.Node, file: Path, path: Path_) -> Any:
+        self.places[path] = f"{file}:{node.start_mark.line + 1}"
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+                if not isinstance(key, str | int):
+                    raise ConfigError(f"{file}:{key_node.start_mark.line + 1}: keys must be strings, got {key!r}")
+                key = str(key)
+                if key in out:
+                    raise ConfigError(f"{file}:{key_node.start_mark.line + 1}: {'.'.join(map(str, (*path, key)))}: "
+                                      f"duplicate key")
+                out[key] = self._value(value_node, file, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._value(item, file, (*path, i)) for i, item in enumerate(node.value)]
+        value = self._loader.construct_object(node)  # type: ignore[no-untyped-call]
+        return self._interpolate(value, path) if isinstance(value, str) else value
+
+    def _interpolate(self, text: str, path: Path_) -> str:
+        def fill(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(self.line(path, f"environment variable {name} is not set (write ${{{name}:-default}} "
+                                              f"for a default)"))
+
+        return _ENV.sub(fill, text)

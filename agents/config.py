@@ -21,13 +21,42 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 from baobab.agents.yaml_source import ConfigError, YamlSource
 from baobab.engine import DEFAULT_MODEL
 from baobab.engine.budget import Budget
 
-Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+def _identifier(name: str) -> str:
+    if not name.isidentifier():
+        raise ValueError(f"{name!r} is not a valid name: use letters, digits and _ (not starting with a digit)")
+    return name
+
+
+def _output(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and re.match(IMPORT_PATTERN, value)):
+        return value
+    if isinstance(value, dict) and all(isinstance(v, str) and v in _PYTHON_TYPES for v in value.values()):
+        return {_identifier(str(k)): v for k, v in value.items()}
+    raise ValueError(f"expected {{field: type}} with types {', '.join(_PYTHON_TYPES)}, or 'module:Model', "
+                     f"got {value!r}")
+
+
+IMPORT_PATTERN = r"^[\w.]+:[\w.]+$"  # module:attribute
+Name = Annotated[str, AfterValidator(_identifier)]
+ImportRef = Annotated[str, Field(pattern=IMPORT_PATTERN)]
+_PYTHON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list,
+                                 "object": dict}
 
 
 class Strict(BaseModel):
@@ -59,7 +88,7 @@ class ToolEntry(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     builtin: str | None = None
-    import_: str | None = Field(default=None, alias="import", pattern=r"^[\w.]+:[\w.]+$")
+    import_: ImportRef | None = Field(default=None, alias="import")
     mcp: McpEntry | None = None
 
     @model_validator(mode="after")
@@ -72,17 +101,12 @@ class ToolEntry(BaseModel):
         return self
 
 
-FieldType = Literal["string", "integer", "number", "boolean", "array", "object"]
-_PYTHON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list,
-                                 "object": dict}
-
-
 class AgentEntry(Strict):
     role: str = ""
     instructions: str = ""
     model: str = DEFAULT_MODEL  # a key of `models`, or a model string
     tools: list[str] = []  # keys of `tools`, or built-in names
-    output: dict[Name, FieldType] | Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")] | None = None
+    output: Annotated[dict[str, str] | str | None, BeforeValidator(_output)] = None  # {field: type} or module:Model
     max_steps: int = Field(default=8, ge=1)
     max_tokens: int = Field(default=512, ge=1)
     temperature: float = Field(default=0.0, ge=0)
@@ -93,7 +117,7 @@ class NodeEntry(Strict):
     """A graph node: an agent, or a Python callable `module:function` over the TeamState."""
 
     agent: str | None = None
-    call: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
+    call: ImportRef | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> "NodeEntry":
@@ -108,7 +132,7 @@ class RouteEntry(Strict):
 
     from_: str = Field(alias="from")
     to: list[str] = Field(min_length=1)
-    by: str = Field(default="next", pattern=r"^(next|[\w.]+:[\w.]+)$")
+    by: Literal["next"] | ImportRef = "next"
 
 
 class SupervisorEntry(Strict):

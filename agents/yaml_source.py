@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # the union and validator tags pydantic puts in error locations, which are not keys of the data
-_TYPE_TAG = re.compile(r"^([A-Z]\w*|str|int|float|bool|list|dict|literal\[.*|function-\w+\[.*)$")
+_TYPE_TAG = re.compile(r"^([A-Z]\w*|str|int|float|bool|list|dict|\[key\]|literal\[.*|function-\w+\[.*)$")
 Path_ = tuple[str | int, ...]
 
 
@@ -70,8 +70,8 @@ class YamlSource:
         lines = []
         for problem in exc.errors():
             loc = self._data_path((*prefix, *problem["loc"]))
-            message = problem["msg"]
-            if problem["type"] not in ("missing", "extra_forbidden") and "input" in problem:
+            message = problem["msg"].removeprefix("Value error, ")
+            if problem["type"] not in ("missing", "extra_forbidden", "value_error") and "input" in problem:
                 message += f", got {problem['input']!r}"
             if problem["type"] == "extra_forbidden":
                 message = "unknown field"
@@ -100,7 +100,8 @@ class YamlSource:
             raise ConfigError(f"{file}{line}: not valid YAML: {exc.problem}") from exc
         if root is None:
             return
-        data = self._value(root, file, ())
+        places: dict[Path_, str] = {}
+        data = self._value(root, file, (), places)
         if not isinstance(data, dict):
             raise ConfigError(f"{file}:{root.start_mark.line + 1}: expected a mapping of sections (models, tools, "
                               f"agents, workflow, budgets, inputs), got {type(data).__name__}")
@@ -115,9 +116,10 @@ class YamlSource:
                     self.data[section][name] = item
             else:
                 raise ConfigError(f"{self.where((section,))} and {file}: section {section!r} is defined twice")
+        self.places.update(places)
 
-    def _value(self, node: yaml.Node, file: Path, path: Path_) -> Any:
-        self.places[path] = f"{file}:{node.start_mark.line + 1}"
+    def _value(self, node: yaml.Node, file: Path, path: Path_, places: dict[Path_, str]) -> Any:
+        places[path] = f"{file}:{node.start_mark.line + 1}"
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -128,21 +130,21 @@ class YamlSource:
                 if key in out:
                     raise ConfigError(f"{file}:{key_node.start_mark.line + 1}: {'.'.join(map(str, (*path, key)))}: "
                                       f"duplicate key")
-                out[key] = self._value(value_node, file, (*path, key))
+                out[key] = self._value(value_node, file, (*path, key), places)
             return out
         if isinstance(node, yaml.SequenceNode):
-            return [self._value(item, file, (*path, i)) for i, item in enumerate(node.value)]
+            return [self._value(item, file, (*path, i), places) for i, item in enumerate(node.value)]
         value = self._loader.construct_object(node)  # type: ignore[no-untyped-call]
-        return self._interpolate(value, path) if isinstance(value, str) else value
+        return self._interpolate(value, f"{file}:{node.start_mark.line + 1}", path) if isinstance(value, str) else value
 
-    def _interpolate(self, text: str, path: Path_) -> str:
+    def _interpolate(self, text: str, where: str, path: Path_) -> str:
         def fill(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in os.environ:
                 return os.environ[name]
             if default is not None:
                 return default
-            raise ConfigError(self.line(path, f"environment variable {name} is not set (write ${{{name}:-default}} "
-                                              f"for a default)"))
+            raise ConfigError(f"{where}: {'.'.join(map(str, path))}: environment variable {name} is not set "
+                              f"(write ${{{name}:-default}} for a default)")
 
         return _ENV.sub(fill, text)

@@ -134,9 +134,11 @@ def run(
         raise typer.Exit(1) from exc
     finally:
         if workflow is not None:
+            from baobab.agents.agent import close_shared_models
             from baobab.aio import run_sync
 
             run_sync(workflow.aclose())
+            run_sync(close_shared_models())
 
 
 def _show_run(graph_app_: Any, target: str, start: Any, thread: str | None, resume: str | None,

@@ -6,7 +6,7 @@
 'hello'
 """
 
-from baobab.agents.agent import Agent, AgentError, AgentResult
+from baobab.agents.agent import Agent, AgentError, AgentResult, Example, ExampleCall
 from baobab.agents.config import Config, read_config
 from baobab.agents.events import AgentEvent, AgentFinished, ModelCalled, ToolCalled, listen
 from baobab.agents.state import Said, TeamState
@@ -14,6 +14,7 @@ from baobab.agents.team import handoffs, pipeline, supervisor
 from baobab.agents.workflow import Workflow
 from baobab.agents.yaml_source import ConfigError
 
-__all__ = ["Agent", "AgentError", "AgentEvent", "AgentFinished", "AgentResult", "Config", "ConfigError",
+__all__ = ["Agent", "AgentError", "AgentEvent", "AgentFinished", "AgentResult", "Config", "ConfigError", "Example",
+           "ExampleCall",
            "ModelCalled", "Said", "TeamState", "ToolCalled", "Workflow", "handoffs", "listen", "pipeline",
            "read_config", "supervisor"]

@@ -43,6 +43,14 @@ def shared_model(model: str | LLM, **options: Any) -> LLM:
     return _shared_models[key]
 
 
+async def close_shared_models() -> None:
+    """Close the models agents loaded (a local engine's thread must stop before the interpreter does)."""
+    models = list(_shared_models.values())
+    _shared_models.clear()
+    for llm in models:
+        await llm.aclose()
+
+
 class AgentError(RuntimeError):
     """An agent could not produce a valid answer (the message says why and after how many tries)."""
 
@@ -66,6 +74,32 @@ class AgentResult:
         return self.output if isinstance(self.output, str) else json.dumps(to_jsonable_python(self.output))
 
 
+class ExampleCall(BaseModel):
+    """A tool call in a worked example, with what the tool returned."""
+
+    tool: str
+    arguments: dict[str, Any] = {}
+    result: str
+
+
+class Example(BaseModel):
+    """A worked example shown to the model before its task: small models follow demonstrations far better
+    than instructions."""
+
+    task: str
+    calls: list[ExampleCall] = []
+    answer: str
+
+    def messages(self, index: int) -> list[Message]:
+        """The example as the conversation it stands for."""
+        out = [Message(role="user", content=self.task)]
+        for i, call in enumerate(self.calls):
+            tool_call = ToolCall(id=f"example{index}_{i}", name=call.tool, arguments=json.dumps(call.arguments))
+            out += [Message(role="assistant", tool_calls=[tool_call]),
+                    Message(role="tool", tool_call_id=tool_call.id, name=call.tool, content=call.result)]
+        return [*out, Message(role="assistant", content=self.answer)]
+
+
 class Agent:
     """A named worker: a model, a role, instructions, tools, and limits.
 
@@ -75,14 +109,17 @@ class Agent:
     '6'
 
     `model` is a model string (`local:smollm2-135m`, `openai/gpt-4o-mini`, ...) or an LLM;
-    `output` a pydantic model the answer must validate against; `max_steps` bounds model calls that may
-    call tools; `repairs` bounds retries after an answer that does not validate; `handoffs` names agents
-    this one may pass control to in a team; `budget` caps what one run of the agent spends.
+    `output` a pydantic model the answer must validate against; `examples` are worked examples shown
+    before the task; `max_steps` bounds model calls that may call tools (a call repeating an earlier one
+    ends the tool use: the model answers from what it has); `repairs` bounds retries after an answer that
+    does not validate; `handoffs` names agents this one may pass control to in a team; `budget` caps what
+    one run of the agent spends.
     An agent is also a graph node over a `TeamState` (see `baobab.agents.team`).
     """
 
     def __init__(self, name: str, *, role: str = "", instructions: str = "", model: str | LLM = DEFAULT_MODEL,
-                 tools: Sequence[Tool] = (), output: type[BaseModel] | None = None, max_steps: int = 8,
+                 tools: Sequence[Tool] = (), output: type[BaseModel] | None = None,
+                 examples: Sequence[Example] = (), max_steps: int = 8,
                  max_tokens: int = 512, temperature: float = 0.0, repairs: int = 2,
                  handoffs: Sequence[str] = (), budget: Budget | None = None) -> None:
         if not name.isidentifier():
@@ -97,6 +134,11 @@ class Agent:
         self.tools = {t.name: t for t in tools}
         self.output, self.max_steps, self.max_tokens, self.temperature = output, max_steps, max_tokens, temperature
         self.repairs, self.handoffs, self.budget = repairs, tuple(handoffs), budget
+        self.examples = list(examples)
+        for example in self.examples:
+            unknown = sorted({c.tool for c in example.calls} - set(self.tools))
+            if unknown:
+                raise ValueError(f"agent {name!r}: an example calls {unknown}, which are not among its tools")
 
     @property
     def description(self) -> str:
@@ -112,7 +154,9 @@ class Agent:
         parent = run_spend.get()
         spend = parent.child(self.budget, self.name) if parent is not None else Spend(self.budget, self.name)
         llm = BudgetedLLM(shared_model(self.model), spend)
-        messages = [Message(role="system", content=self._system()), Message(role="user", content=_task(task, context))]
+        shown = [m for i, example in enumerate(self.examples) for m in example.messages(i)]
+        messages = [Message(role="system", content=self._system()), *shown,
+                    Message(role="user", content=_task(task, context))]
         result = await _Loop(self, llm, messages).run()
         result.usage = spend.usage
         emit(AgentFinished(self.name, result.output, result.steps, result.usage, result.handoff))
@@ -151,9 +195,11 @@ class _Loop:
     def __init__(self, agent: Agent, llm: LLM, messages: list[Message]) -> None:
         self.agent, self.llm, self.messages, self.steps, self.repairs = agent, llm, messages, 0, 0
         self.specs = agent.tool_specs()
+        self.seen: set[tuple[str, str]] = set()  # calls made so far, to see the model go round in circles
+        self.repeated = False
 
     async def run(self) -> AgentResult:
-        while self.steps < self.agent.max_steps:
+        while self.steps < self.agent.max_steps and not self.repeated:
             completion = await self._ask(tools=True)
             choice = completion.choices[0]
             if choice.tool_calls:
@@ -166,8 +212,9 @@ class _Loop:
             answered = self._answer(choice.text)
             if answered is not None:
                 return answered
-        # out of steps: one last call without tools for the best answer from what was gathered
-        self.messages.append(Message(role="user", content="You have used all your steps. Give your final answer now."))
+        # out of steps, or calling the same tool again: one last call without tools, for the best answer
+        why = "You already have that result." if self.repeated else "You have used all your steps."
+        self.messages.append(Message(role="user", content=f"{why} Give your final answer now."))
         while True:
             answered = self._answer((await self._ask(tools=False)).text)
             if answered is not None:
@@ -201,6 +248,9 @@ class _Loop:
                 message = _argument(call.arguments, "message")
                 return self._result(message, handoff=call.name[len(HANDOFF_PREFIX):])
         regular = [c for c in calls if c.name != FINAL_ANSWER]
+        made = {(c.name, _canonical(c.arguments)) for c in regular}
+        self.repeated = bool(regular) and made <= self.seen
+        self.seen |= made
         observations = await asyncio.gather(*(self._call_tool(c) for c in regular))
         for call, observation in zip(regular, observations, strict=True):
             self.messages.append(Message(role="tool", tool_call_id=call.id, name=call.name,
@@ -256,3 +306,10 @@ def _argument(arguments: str, name: str) -> str:
     except json.JSONDecodeError:
         return arguments
     return str(data.get(name, arguments)) if isinstance(data, dict) else arguments
+
+
+def _canonical(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True)
+    except json.JSONDecodeError:
+        return arguments

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from baobab.agents.agent import Example
 from baobab.agents.yaml_source import ConfigError, YamlSource
 from baobab.engine import DEFAULT_MODEL
 from baobab.engine.budget import Budget
@@ -111,6 +112,7 @@ class AgentEntry(Strict):
     max_tokens: int = Field(default=512, ge=1)
     temperature: float = Field(default=0.0, ge=0)
     handoffs: list[str] = []
+    examples: list[Example] = []  # worked examples: {task, calls: [{tool, arguments, result}], answer}
 
 
 class NodeEntry(Strict):

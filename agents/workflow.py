@@ -112,7 +112,8 @@ class Workflow:
                 output = import_object(entry.output, self.source.where(("agents", name, "output")), self.base)
             self.agents[name] = Agent(
                 name, role=entry.role, instructions=entry.instructions, model=self._model(entry.model),
-                tools=[t for n in entry.tools for t in tools[n]], output=output, max_steps=entry.max_steps,
+                tools=[t for n in entry.tools for t in tools[n]], output=output, examples=entry.examples,
+                max_steps=entry.max_steps,
                 max_tokens=entry.max_tokens, temperature=entry.temperature, handoffs=entry.handoffs,
                 budget=config.budgets.agents.get(name))
         self.graph = self._graph()

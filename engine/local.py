@@ -84,16 +84,18 @@ class LocalLLM(LLM):
             return self.tokenizer.encode(request.prompt)
         assert request.messages is not None
         messages: list[dict[str, Any]] = []
+        tools = callable_tools(request)
         for m in request.messages:
             message = m.model_dump(exclude_none=True)
             if m.tool_calls:  # the template knows text only: show earlier calls as the JSON the model wrote
                 message["content"] = "\n".join(json.dumps({"name": c.name, "arguments": json.loads(c.arguments)})
                                                 for c in m.tool_calls)
+            elif m.role == "assistant" and tools and request.tool_choice == "auto":  # answers too, as written
+                message["content"] = json.dumps({"content": m.content or ""})
             if m.role == "tool":
                 message["role"], message["content"] = "user", f"Tool result: {m.content}"
             message.setdefault("content", "")
             messages.append(message)
-        tools = callable_tools(request)
         if tools:
             note = tools_prompt(tools, required=request.tool_choice != "auto")
             if messages and messages[0]["role"] == "system":

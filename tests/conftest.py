@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh SQLite file per test, and a real PostgreSQL server started once per session."""
+"""Shared fixtures: a fresh SQLite file per test, a real PostgreSQL server started once per session, and
+`baobab serve` on the embedded model on a loopback port."""
 
 import os
 import shutil
@@ -9,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -28,9 +30,7 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(f"PostgreSQL binaries not found in {PG_BIN} (apt-get install postgresql to run these)")
     base = Path(tempfile.mkdtemp(prefix="baobab-pg-"))
     shutil.chown(base, "postgres", "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     as_pg = ["runuser", "-u", "postgres", "--"]
     subprocess.run([*as_pg, str(PG_BIN / "initdb"), "-D", str(base / "db"), "-A", "trust", "-U", "postgres",
                     "--no-sync"], check=True, capture_output=True)
@@ -61,3 +61,42 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     engine.dispose()
     return server.rsplit("/", 1)[0] + f"/{name}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def server_key() -> str:
+    return "test-key-123"
+
+
+@pytest.fixture(scope="session")
+def server(server_key: str) -> Iterator[str]:
+    """`baobab serve` on the real embedded model, with an API key; yields its /v1 URL."""
+    port = free_port()
+    env = {**os.environ, "BAOBAB_API_KEY": server_key, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(["baobab", "serve", "--model", "local:smollm2-135m", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {server_key}"}).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "baobab serve did not start"
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -3,7 +3,6 @@ remote path against a fault-injecting server (429, 500, timeouts, malformed JSON
 
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -22,40 +21,9 @@ from starlette.routing import Route
 from baobab.engine import RequestError, load_llm
 from baobab.engine.remote import RemoteError, RemoteLLM
 
-KEY = "test-key-123"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    """`baobab serve` on the real embedded model, with an API key."""
-    port = free_port()
-    env = {**os.environ, "BAOBAB_API_KEY": KEY, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(["baobab", "serve", "--model", "local:smollm2-135m", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            if httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "baobab serve did not start"
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-def test_openai_client_chat_and_stream(server: str) -> None:
-    client = openai.OpenAI(base_url=server, api_key=KEY)
+def test_openai_client_chat_and_stream(server: str, server_key: str) -> None:
+    client = openai.OpenAI(base_url=server, api_key=server_key)
     assert [m.id for m in client.models.list().data] == ["local:smollm2-135m"]
     messages: Any = [{"role": "user", "content": "What is the capital of France?"}]
     reply = client.chat.completions.create(model="local:smollm2-135m", messages=messages, max_tokens=20,
@@ -67,8 +35,8 @@ def test_openai_client_chat_and_stream(server: str) -> None:
     assert text == reply.choices[0].message.content
 
 
-def test_openai_client_n_stop_json_schema_tools_and_completions(server: str) -> None:
-    client = openai.OpenAI(base_url=server, api_key=KEY)
+def test_openai_client_n_stop_json_schema_tools_and_completions(server: str, server_key: str) -> None:
+    client = openai.OpenAI(base_url=server, api_key=server_key)
     many = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "Say a word."}],
                                           max_tokens=8, temperature=1.0, n=3, seed=1)
     assert [c.index for c in many.choices] == [0, 1, 2]
@@ -91,8 +59,8 @@ def test_openai_client_n_stop_json_schema_tools_and_completions(server: str) -> 
     assert plain.choices[0].text == " Paris" and plain.choices[0].finish_reason == "stop"
 
 
-def test_litellm_path_to_the_server(server: str) -> None:
-    llm = load_llm(server, api_key=KEY)
+def test_litellm_path_to_the_server(server: str, server_key: str) -> None:
+    llm = load_llm(server, api_key=server_key)
     reply = llm.complete_sync(messages=[{"role": "user", "content": "What is the capital of France?"}],
                               max_tokens=20, temperature=0)
     assert "Paris" in reply.text and reply.usage.completion_tokens > 0
@@ -101,12 +69,12 @@ def test_litellm_path_to_the_server(server: str) -> None:
     assert streamed == reply.text
 
 
-def test_api_key_and_openai_shaped_400s(server: str) -> None:
+def test_api_key_and_openai_shaped_400s(server: str, server_key: str) -> None:
     body = {"messages": [{"role": "user", "content": "hi"}]}
     assert httpx.post(f"{server}/chat/completions", json=body).status_code == 401
     wrong = httpx.post(f"{server}/chat/completions", json=body, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
-    auth = {"Authorization": f"Bearer {KEY}"}
+    auth = {"Authorization": f"Bearer {server_key}"}
     cases = [
         ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
         ({"messages": [{"role": "user", "content": "hi"}], "temperature": 5}, "temperature"),
@@ -131,7 +99,7 @@ OK = {"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
 
 
 @pytest.fixture(scope="module")
-def faulty() -> Iterator[tuple[str, dict[str, list[str]]]]:
+def faulty(unused_port: int) -> Iterator[tuple[str, dict[str, list[str]]]]:
     """A server whose answers per scenario are scripted: each request takes the next one."""
     plans: dict[str, list[str]] = {}
 
@@ -151,7 +119,7 @@ def faulty() -> Iterator[tuple[str, dict[str, list[str]]]]:
         return JSONResponse(OK)
 
     app = Starlette(routes=[Route("/{scenario}/v1/chat/completions", chat, methods=["POST"])])
-    port = free_port()
+    port = unused_port
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -166,6 +166,8 @@ def _show_run(graph_app_: Any, target: str, start: Any, thread: str | None, resu
         elif isinstance(event, RunResult):
             progress.stop()
             console.print_json(event.state.model_dump_json())
+            if event.status == "done" and getattr(event.state, "output", None) is not None:
+                console.print(f"[bold]result:[/] {json.dumps(event.state.output)}")  # type: ignore[attr-defined]
             console.print(f"thread [bold]{event.thread}[/] {event.status} at step {event.step}")
             if event.status == "interrupted":
                 console.print(f"continue: baobab run {target} --resume {event.thread} --value JSON")

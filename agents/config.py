@@ -220,9 +220,9 @@ def _references(config: Config, source: YamlSource) -> list[str]:
         for i, other in enumerate(agent.handoffs):
             need(other in agents and other != name, ("agents", name, "handoffs", i),
                  f"{other!r} is not another agent of this file ({sorted(agents - {name})})")
-    for name, tool in config.tools.items():
-        need(tool.builtin is None or tool.builtin in BUILTINS, ("tools", name, "builtin"),
-             f"{tool.builtin!r} is not a built-in tool ({sorted(BUILTINS)})")
+    for name, entry in config.tools.items():
+        need(entry.builtin is None or entry.builtin in BUILTINS, ("tools", name, "builtin"),
+             f"{entry.builtin!r} is not a built-in tool ({sorted(BUILTINS)})")
     flow = config.workflow
     for i, agent_name in enumerate(flow.agents):
         need(agent_name in agents, ("workflow", "agents", i), f"{agent_name!r} is not an agent ({sorted(agents)})")

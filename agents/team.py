@@ -98,5 +98,5 @@ def _with_agents(graph: Graph, agents: Sequence[Agent]) -> Graph:
     return graph
 
 
-def _next_or_end(state: TeamState) -> str:
-    return state.next or END
+def _next_or_end(state: Any) -> str:
+    return str(state.next) or END

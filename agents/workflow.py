@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from baobab.agents.agent import Agent, run_spend, shared_model
-from baobab.agents.config import Config, ConfigError, ModelEntry, import_object, output_model, read_config
+from baobab.agents.config import Config, InputEntry, ModelEntry, import_object, output_model, read_config
 from baobab.agents.state import TeamState
 from baobab.agents.team import handoffs, pipeline, supervisor
-from baobab.agents.yaml_source import YamlSource
+from baobab.agents.yaml_source import ConfigError, YamlSource
 from baobab.engine import LLM
 from baobab.engine.budget import Spend
 from baobab.graphs import END, START, App, Graph, RunResult
@@ -48,7 +48,7 @@ class Workflow:
 
     def inputs(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """`given` checked against the declared inputs (strings from a command line are converted)."""
-        declared = self.config.inputs or {"task": None}
+        declared: dict[str, InputEntry | None] = dict(self.config.inputs) or {"task": None}  # no inputs: a task
         unknown = sorted(set(given) - set(declared))
         if unknown:
             raise ConfigError(f"unknown inputs {unknown}; this workflow takes {sorted(declared)}")

@@ -123,7 +123,7 @@ class YamlSource:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                key = self._loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+                key = self._loader.construct_object(key_node)
                 if not isinstance(key, str | int):
                     raise ConfigError(f"{file}:{key_node.start_mark.line + 1}: keys must be strings, got {key!r}")
                 key = str(key)
@@ -134,7 +134,7 @@ class YamlSource:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._value(item, file, (*path, i), places) for i, item in enumerate(node.value)]
-        value = self._loader.construct_object(node)  # type: ignore[no-untyped-call]
+        value = self._loader.construct_object(node)
         return self._interpolate(value, f"{file}:{node.start_mark.line + 1}", path) if isinstance(value, str) else value
 
     def _interpolate(self, text: str, where: str, path: Path_) -> str:

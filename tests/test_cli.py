@@ -80,3 +80,28 @@ def test_a_failing_run_exits_1_and_says_how_to_go_on(tmp_path: Path) -> None:
     assert out.returncode == 1 and "node 'boom' failed at step 1 of thread 'x'" in out.stderr
     shown = baobab("threads", "show", "x", cwd=tmp_path)
     assert "status error" in shown.stdout and "disk on fire" in shown.stdout
+
+
+def test_validate_names_file_line_and_field(tmp_path: Path) -> None:
+    good = baobab("validate", str(ROOT / "examples" / "team.yaml"), cwd=tmp_path)
+    assert good.returncode == 0 and "ok (2 agents, sequential workflow)" in good.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agents:\n  a:\n    max_steps: many\nworkflow: {type: sequential, agents: [a]}\n")
+    out = baobab("validate", str(bad), cwd=tmp_path)
+    assert out.returncode == 2
+    assert f"{bad}:3: agents.a.max_steps: Input should be a valid integer" in out.stderr
+
+
+def test_run_a_yaml_workflow_with_inputs_then_resume_after_a_budget_stop(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("agents:\n  echo: {model: 'scripted:done'}\n  again: {model: 'scripted:twice'}\n"
+                    "workflow: {type: sequential, agents: [echo, again], task: 'Say {word}'}\n"
+                    "inputs:\n  word: {}\nbudgets:\n  run: {max_model_calls: 1}\n")
+    out = baobab("run", str(flow), "--input", "word=hi", "--thread", "y1", cwd=tmp_path)
+    assert out.returncode == 1 and "run: budget of 1 model calls reached" in out.stderr
+    assert f"continue: baobab run {flow} --resume y1" in out.stderr
+    resumed = baobab("run", str(flow), "--resume", "y1", cwd=tmp_path)  # a fresh budget for the rest
+    assert resumed.returncode == 0, resumed.stderr
+    assert '"output": "twice"' in resumed.stdout and "thread y1 done at step 2" in resumed.stdout
+    missing = baobab("run", str(flow), cwd=tmp_path)
+    assert missing.returncode == 2 and "input word is required (give --input word=VALUE)" in missing.stderr

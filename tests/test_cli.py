@@ -105,3 +105,9 @@ def test_run_a_yaml_workflow_with_inputs_then_resume_after_a_budget_stop(tmp_pat
     assert '"output": "twice"' in resumed.stdout and "thread y1 done at step 2" in resumed.stdout
     missing = baobab("run", str(flow), cwd=tmp_path)
     assert missing.returncode == 2 and "input word is required (give --input word=VALUE)" in missing.stderr
+
+
+def test_the_readme_main_command_runs_an_agent_on_the_embedded_model(tmp_path: Path) -> None:
+    out = baobab("run", str(ROOT / "examples" / "analyst.yaml"), "--input", "question=What is 17 * 23?", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert 'python({"code": "print(17 * 23)"}) -> 391' in out.stdout and 'result: "391"' in out.stdout

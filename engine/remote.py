@@ -202,4 +202,5 @@ def _usage(usage: Any, started: float, first: float, model: str) -> Usage:
     prices = litellm.model_cost.get(model, {})  # the offline cost map; unknown models cost 0 (not counted)
     cost = prompt * prices.get("input_cost_per_token", 0.0) + completion * prices.get("output_cost_per_token", 0.0)
     return Usage(prompt_tokens=prompt, completion_tokens=completion,
-                 cached_tokens=getattr(details, "cached_tokens", 0) or 0, time_to_first_token=(first or now) - started, total_time=now - started, cost=cost)
+                 cached_tokens=getattr(details, "cached_tokens", 0) or 0,
+                 time_to_first_token=(first or now) - started, total_time=now - started, cost=cost)

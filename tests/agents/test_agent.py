@@ -85,10 +85,18 @@ def test_with_tools_the_structured_answer_is_a_final_answer_call() -> None:
 
 
 def test_out_of_steps_the_agent_answers_without_tools() -> None:
-    llm = ScriptedLLM(lambda r: "best guess" if not r.tools else call("add", {"a": 1, "b": 1}))
+    llm = ScriptedLLM(lambda r: "best guess" if not r.tools else call("add", {"a": len(r.messages or []), "b": 1}))
     result = Agent("calc", model=llm, tools=[add], max_steps=3).run("?")
     assert result.output == "best guess" and result.steps == 4
     assert [bool(r.tools) for r in llm.requests] == [True, True, True, False]
+    assert "You have used all your steps" in ((llm.requests[-1].messages or [])[-1].content or "")
+
+
+def test_repeating_a_call_ends_tool_use() -> None:
+    llm = ScriptedLLM(lambda r: "2" if not r.tools else call("add", {"a": 1, "b": 1}))
+    result = Agent("calc", model=llm, tools=[add], max_steps=8).run("1 + 1?")
+    assert result.output == "2" and result.steps == 3
+    assert "You already have that result" in ((llm.requests[-1].messages or [])[-1].content or "")
 
 
 def test_events_follow_the_run() -> None:
@@ -103,7 +111,7 @@ def test_events_follow_the_run() -> None:
 
 
 def test_a_budget_stops_the_agent() -> None:
-    llm = ScriptedLLM(lambda r: call("add", {"a": 1, "b": 1}))
+    llm = ScriptedLLM(lambda r: call("add", {"a": len(r.messages or []), "b": 1}))  # new arguments each time
     agent = Agent("loop", model=llm, tools=[add], max_steps=10, budget=Budget(max_model_calls=3))
     with pytest.raises(BudgetExceeded, match="loop: budget of 3 model calls reached"):
         agent.run("?")

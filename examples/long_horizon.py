@@ -1,0 +1,78 @@
+"""A long-horizon run: an agent works through many small tasks, one per super-step, each committed as a
+checkpoint, so a run that is killed goes on from its last finished task when started again.
+
+    python examples/long_horizon.py --thread table --rows 30      # kill it midway (Ctrl-C, kill -9) ...
+    python examples/long_horizon.py --thread table --rows 30      # ... and it resumes where it stopped
+
+The agent (the embedded model unless --model says otherwise) computes n * n + 1 for n = 1..rows with the
+python tool; the finished rows and the thread live in the store (--db, default ./.baobab).
+"""
+
+import argparse
+from typing import Annotated
+
+from pydantic import BaseModel
+
+from baobab.agents import Agent, Example, ExampleCall
+from baobab.engine import DEFAULT_MODEL
+from baobab.graphs import END, START, Checkpointer, Graph, NodeEnd, RunResult, append
+from baobab.store import Store
+from baobab.tools import builtin_tools
+
+
+class Row(BaseModel):
+    n: int
+    answer: str
+
+
+class Table(BaseModel):
+    rows: int = 10
+    done: Annotated[list[Row], append] = []
+
+
+def build(model: str = DEFAULT_MODEL) -> Graph:
+    """The graph: `work` does the next row, then loops until every row is done."""
+    analyst = Agent("analyst", role="a calculator", instructions="Compute with the python tool, then reply with "
+                    "the number it printed.", model=model, tools=builtin_tools("python"), max_steps=2, max_tokens=64,
+                    examples=[Example(task="What is 5 * 5 + 1?", answer="26", calls=[
+                        ExampleCall(tool="python", arguments={"code": "print(5 * 5 + 1)"}, result="26")])])
+
+    async def work(table: Table) -> dict[str, list[Row]]:
+        n = len(table.done) + 1
+        result = await analyst.arun(f"What is {n} * {n} + 1?")
+        return {"done": [Row(n=n, answer=result.text)]}
+
+    def more(table: Table) -> str:
+        return "work" if len(table.done) < table.rows else END
+
+    return Graph(Table, name="long_horizon").node("work", work).edge(START, "work").route("work", more, ["work", END])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--thread", default="long-horizon", help="the run's name: the same name resumes it")
+    parser.add_argument("--rows", type=int, default=10, help="how many tasks the run does")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--db", default=None, help="database URL (default: $BAOBAB_DB_URL or ./.baobab)")
+    args = parser.parse_args()
+    store = Store(args.db)
+    app = build(args.model).compile(checkpointer=store, recursion_limit=args.rows + 1)
+    info = Checkpointer(store).thread(args.thread)
+    if info is None:
+        events = app.stream({"rows": args.rows}, thread=args.thread)
+    elif info.status == "done":
+        print(f"thread {args.thread} is already done")
+        return
+    else:
+        print(f"resuming thread {args.thread} ({info.status})", flush=True)
+        events = app.stream_resume(args.thread)
+    for event in events:
+        if isinstance(event, NodeEnd):
+            row = event.update["done"][0]
+            print(f"row {row.n}: {row.answer}", flush=True)
+        elif isinstance(event, RunResult):
+            print(f"thread {event.thread} {event.status}: {len(event.state.done)} rows", flush=True)  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    main()

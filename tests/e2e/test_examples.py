@@ -1,0 +1,42 @@
+"""The examples, run as a user would, on the embedded model: a Python team from the CLI, and a
+long-horizon run killed mid-way and resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from baobab.graphs import Checkpointer
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+
+
+def test_the_python_team_runs_from_the_command_line(tmp_path: Path) -> None:
+    out = subprocess.run(["baobab", "run", f"{EXAMPLES / 'research_team.py'}:graph", "--input",
+                          json.dumps({"task": "How many legs does a spider have?"}), "--thread", "zoo"],
+                         capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert 'zoologist legs({"animal": "spider"}) -> 8' in out.stdout
+    assert "thread zoo done at step 2" in out.stdout and '"legs":' in out.stdout
+
+
+def test_a_long_horizon_run_survives_kill_9_and_resumes(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    command = [sys.executable, str(EXAMPLES / "long_horizon.py"), "--thread", "table", "--rows", "5", "--db", db]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=tmp_path, env=ENV)
+    assert proc.stdout is not None
+    first = [proc.stdout.readline() for _ in range(2)]
+    os.kill(proc.pid, signal.SIGKILL)  # mid-run: rows 1 and 2 are committed, row 3 is being computed
+    proc.wait()
+    assert [line.split(":")[0] for line in first] == ["row 1", "row 2"]
+    info = Checkpointer(db).thread("table")
+    assert info is not None and info.status == "running"  # it died without a word
+
+    resumed = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    lines = resumed.stdout.splitlines()
+    assert lines[0] == "resuming thread table (running)" and lines[-1] == "thread table done: 5 rows"
+    assert [line.split(":")[0] for line in lines[1:-1]] == ["row 3", "row 4", "row 5"]  # none done twice

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from baobab.agents import Agent, Example, ExampleCall
 from baobab.engine import DEFAULT_MODEL
-from baobab.graphs import END, START, Checkpointer, Graph, NodeEnd, RunResult, append
+from baobab.graphs import END, START, Checkpoint, Checkpointer, Graph, RunResult, append
 from baobab.store import Store
 from baobab.tools import builtin_tools
 
@@ -67,8 +67,8 @@ def main() -> None:
         print(f"resuming thread {args.thread} ({info.status})", flush=True)
         events = app.stream_resume(args.thread)
     for event in events:
-        if isinstance(event, NodeEnd):
-            row = event.update["done"][0]
+        if isinstance(event, Checkpoint) and event.step > 0:  # printed once committed: never lost to a kill
+            row = event.state.done[-1]  # type: ignore[attr-defined]
             print(f"row {row.n}: {row.answer}", flush=True)
         elif isinstance(event, RunResult):
             print(f"thread {event.thread} {event.status}: {len(event.state.done)} rows", flush=True)  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -69,9 +69,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def unused_port() -> int:
-    return free_port()
+@pytest.fixture(scope="session")
+def port_finder() -> Callable[[], int]:
+    """Finds free loopback ports (a function, so fixtures of any scope can use it)."""
+    return free_port
 
 
 @pytest.fixture(scope="session")

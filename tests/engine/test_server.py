@@ -6,7 +6,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -99,7 +99,7 @@ OK = {"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
 
 
 @pytest.fixture(scope="module")
-def faulty(unused_port: int) -> Iterator[tuple[str, dict[str, list[str]]]]:
+def faulty(port_finder: Callable[[], int]) -> Iterator[tuple[str, dict[str, list[str]]]]:
     """A server whose answers per scenario are scripted: each request takes the next one."""
     plans: dict[str, list[str]] = {}
 
@@ -119,7 +119,7 @@ def faulty(unused_port: int) -> Iterator[tuple[str, dict[str, list[str]]]]:
         return JSONResponse(OK)
 
     app = Starlette(routes=[Route("/{scenario}/v1/chat/completions", chat, methods=["POST"])])
-    port = unused_port
+    port = port_finder()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

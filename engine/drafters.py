@@ -4,7 +4,8 @@ SuffixDecoding (Snowflake) is the model: agents, retries and search expansions r
 longest earlier match of a sequence's recent tokens predicts what comes next. Sources, most local first:
 the request's own prompt and output, its siblings (the other samples of one prompt: search expansions,
 best-of-n), and a bounded global history of earlier outputs. Continuations of several matches merge into a
-tree whose nodes are scored by how often they followed and by the running acceptance rate.
+tree whose nodes are scored by how often they followed and by the running acceptance rate of drafts
+retrieved with a match of that length (short matches guess worse: the scheduler then drafts less or not).
 Prompt lookup is the same drafter limited to the request, one chain of fixed length.
 """
 
@@ -16,6 +17,8 @@ from baobab.engine.token_index import Match, TokenIndex
 Source = Literal["request", "siblings", "global"]
 SOURCES: tuple[Source, ...] = ("request", "siblings", "global")
 CONTEXT = 64  # tokens of a sequence's end that are matched
+LENGTH_CLASSES = 7  # acceptance is tracked for match lengths 1, 2-3, 4-7, ..., 64 and more
+PRIOR = 0.5  # acceptance assumed before any draft of a class was verified
 
 
 @dataclass
@@ -26,6 +29,7 @@ class Draft:
     tokens: list[int] = field(default_factory=list)
     parents: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    match: int = 0  # length of the match it was retrieved with
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -35,7 +39,7 @@ class Draft:
         chosen = sorted(sorted(range(len(self)), key=lambda i: (-self.scores[i], i))[:count])
         place = {node: i for i, node in enumerate(chosen)}
         parents = [-1 if self.parents[i] < 0 else place[self.parents[i]] for i in chosen]
-        return Draft([self.tokens[i] for i in chosen], parents, [self.scores[i] for i in chosen])
+        return Draft([self.tokens[i] for i in chosen], parents, [self.scores[i] for i in chosen], self.match)
 
 
 @dataclass
@@ -64,11 +68,14 @@ class SuffixDrafter:
         self.sequences: dict[int, _Sequence] = {}
         self.requests: dict[int, TokenIndex] = {}
         self.groups: dict[int, TokenIndex] = {}
-        self.acceptance = 0.5  # running chance that a drafted token whose parent was accepted is accepted too
+        # per match-length class: running chance that a drafted token whose parent was accepted is accepted too
+        self.acceptance = [PRIOR] * LENGTH_CLASSES
 
     def begin(self, key: int, group: int, prompt: list[int]) -> None:
         """A sequence starts: index its prompt (siblings share `group`)."""
         self.sequences[key] = _Sequence(group, list(prompt))
+        # drift back towards the prior, so a class no longer drafted (too poor) is tried again in a while
+        self.acceptance = [a + 0.05 * (PRIOR - a) for a in self.acceptance]
         if "request" in self.sources:
             index = self.requests[key] = TokenIndex(capacity=1 << 62)
             index.extend(0, prompt)
@@ -92,11 +99,11 @@ class SuffixDrafter:
         if not any(s.group == seq.group for s in self.sequences.values()):
             self.groups.pop(seq.group, None)
 
-    def observe(self, tries: int, accepted: int) -> None:
-        """After a verify: `tries` drafted tokens were compared with what the model chose, `accepted` matched."""
+    def observe(self, draft: Draft, tries: int, accepted: int) -> None:
+        """After verifying `draft`: `tries` drafted tokens were compared with the model's choice, `accepted` matched."""
         if tries:
-            weight = min(1.0, tries / 16)
-            self.acceptance += weight * 0.25 * (accepted / tries - self.acceptance)
+            weight, rate = min(1.0, tries / 16), _class(draft.match)
+            self.acceptance[rate] += weight * 0.25 * (accepted / tries - self.acceptance[rate])
 
     def draft(self, key: int, budget: int) -> Draft:
         """Up to `budget` nodes to verify after the sequence's last token, best first."""
@@ -112,12 +119,15 @@ class SuffixDrafter:
         if best is None or budget <= 0:
             return Draft()
         index, matches = best
+        length = matches[0].length
+        acceptance = self.acceptance[_class(length)]
         if not self.tree:
             chain = index.continuation(matches[0], min(budget, self.chain_length))
-            scores = [self.acceptance ** (depth + 1) for depth in range(len(chain))]
-            return Draft(chain, list(range(-1, len(chain) - 1)), scores)
-        depth = min(budget, self.max_nodes, 2 * matches[0].length + 2)  # a long match earns a long guess
-        return _tree([index.continuation(m, depth) for m in matches], self.acceptance).best(min(budget, self.max_nodes))
+            scores = [acceptance ** (depth + 1) for depth in range(len(chain))]
+            return Draft(chain, list(range(-1, len(chain) - 1)), scores, length)
+        depth = min(budget, self.max_nodes, 2 * length + 2)  # a long match earns a long guess
+        tree = _tree([index.continuation(m, depth) for m in matches], acceptance, length)
+        return tree.best(min(budget, self.max_nodes))
 
     def _indexes(self, source: Source, key: int, group: int) -> list[TokenIndex]:
         if source == "request":
@@ -127,7 +137,11 @@ class SuffixDrafter:
         return [self.history]
 
 
-def _tree(continuations: list[list[int]], acceptance: float) -> Draft:
+def _class(length: int) -> int:
+    return min(max(length, 1).bit_length(), LENGTH_CLASSES) - 1
+
+
+def _tree(continuations: list[list[int]], acceptance: float, match: int) -> Draft:
     """Merge continuations into a trie; score each node by the share of continuations through it times the
     running acceptance per level."""
     children: list[dict[int, int]] = [{}]  # node 0 is the root (the sequence's last token)
@@ -147,4 +161,4 @@ def _tree(continuations: list[list[int]], acceptance: float) -> Draft:
             counts[child] += 1
             node = child
     return Draft(tokens[1:], [p - 1 for p in parents[1:]],
-                 [counts[i] / counts[0] * acceptance ** depths[i] for i in range(1, len(tokens))])
+                 [counts[i] / counts[0] * acceptance ** depths[i] for i in range(1, len(tokens))], match)

@@ -268,7 +268,7 @@ class Scheduler:
         self.model.keep(seq.slot, row.start, path)
         seq.drafted, seq.accepted = seq.drafted + len(draft), seq.accepted + accepted
         if self.drafter is not None:
-            self.drafter.observe(tries, accepted)
+            self.drafter.observe(draft, tries, accepted)
 
     def _commit(self, seq: Sequence, token: int | None) -> None:
         if token is not None and self.drafter is not None:

@@ -183,6 +183,20 @@ def test_suffix_drafter_sources_and_trees() -> None:
     assert lookup.draft(1, budget=10).tokens == [5, 6]
 
 
+def test_acceptance_is_learnt_per_match_length() -> None:
+    drafter = SuffixDrafter(("request",))
+    drafter.begin(key=1, group=1, prompt=[1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1])
+    long_draft = drafter.draft(1, budget=4)  # the context ends 9, 1: matched at length 2 (tokens 9, 1)
+    drafter.begin(key=2, group=2, prompt=[5, 1, 7, 7, 7, 7, 5])
+    short_draft = drafter.draft(2, budget=4)  # ends 7, 5 then 5: matched at length 1
+    assert short_draft.match == 1 and long_draft.match > 1 and long_draft.tokens[:2] == [2, 3]
+    before = short_draft.scores[0]
+    for _ in range(10):  # the short matches' guesses keep failing
+        drafter.observe(short_draft, tries=16, accepted=0)
+    assert drafter.draft(2, budget=4).scores[0] < before / 4  # so they are scored low: the scheduler drafts less
+    assert drafter.draft(1, budget=4).scores[0] == pytest.approx(long_draft.scores[0], rel=0.2)  # not the long ones
+
+
 def test_drafts_stay_trees_when_cut() -> None:
     draft = Draft([1, 2, 3, 4], [-1, 0, -1, 2], [0.9, 0.5, 0.6, 0.1])
     best = draft.best(3)

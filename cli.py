@@ -125,7 +125,7 @@ def run(
     except ConfigError as exc:
         errors.print(f"[red]error:[/] {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from exc
-    except typer.Exit:
+    except (typer.Exit, typer.BadParameter):
         raise
     except Exception as exc:  # the run's record is in the store; show the cause and how to go on
         errors.print(f"[red]error:[/] {exc}")

@@ -1,8 +1,9 @@
-"""The tables Baobab keeps: a schema version row, threads, checkpoints and writes.
+"""The tables Baobab keeps: a schema version row, threads, checkpoints and writes; search runs and their nodes.
 
 A checkpoint is the state after one super-step. It stores a full snapshot only now and then; the
 writes of its step (the node updates, as the nodes returned them) are the delta, so a thread whose
-state grows does not write its whole state at every step.
+state grows does not write its whole state at every step. A search run's tree is one row per node,
+rewritten when the node changes (visits, value, children).
 """
 
 from sqlalchemy import Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
@@ -57,4 +58,27 @@ writes = Table(
     Column("data", Text, nullable=False),
     Column("created", Float, nullable=False),
     Index("ix_writes_thread_step", "thread", "step"),
+)
+
+search_runs = Table(
+    "search_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("strategy", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # running | done | error
+    Column("options", Text, nullable=False),  # JSON: the seed and the strategy's options
+    Column("spent", Text, nullable=False),  # JSON: model calls, usage and seconds so far
+    Column("result", Text, nullable=True),  # JSON: why the search stopped, once it has
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+
+search_nodes = Table(
+    "search_nodes",
+    metadata,
+    Column("run", Integer, ForeignKey("search_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("node", Integer, primary_key=True),
+    Column("parent", Integer, nullable=True),
+    Column("data", Text, nullable=False),  # JSON: the whole node (search.tree.Node.to_dict())
 )

@@ -1,0 +1,169 @@
+"""What a strategy works with: the tree, and `expand`/`evaluate`/`commit`, which keep to the budget.
+
+A strategy only decides which nodes to expand and evaluate; the context runs a batch concurrently,
+counts expansions exactly, stops at the budget (raising `SearchStopped` after keeping what finished)
+and commits the changed nodes. Expanding an expanded node or evaluating a visited one costs nothing,
+so a strategy that replays its decisions over a resumed tree redoes none of the work.
+"""
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+from baobab.engine.budget import BudgetExceeded, Spend
+from baobab.search.budget import SearchBudget, SearchStopped, limit_reached
+from baobab.search.environment import Environment, Transition, resolve
+from baobab.search.hooks import Evaluator, Proposer
+from baobab.search.persist import SearchRecorder
+from baobab.search.tree import Node, Tree
+
+T = TypeVar("T")
+Proposal = tuple[int, list[tuple[Any, float, Transition]]]  # model calls, then (action, prior, transition)
+
+
+class SearchContext:
+    """The shared machinery of every strategy.
+
+    >>> ctx = SearchContext(Tree([]), env, propose, evaluate, SearchBudget(max_expansions=9), Spend())  # doctest: +SKIP
+    >>> await ctx.expand([ctx.tree.root]); await ctx.evaluate(ctx.tree.children(ctx.tree.root))  # doctest: +SKIP
+    """
+
+    def __init__(self, tree: Tree, env: Environment, proposer: Proposer, evaluator: Evaluator, budget: SearchBudget,
+                 spend: Spend, *, k: int | None = None, max_depth: int | None = None, target: float | None = None,
+                 recorder: SearchRecorder | None = None, seed: int = 0) -> None:
+        self.tree, self.env, self.proposer, self.evaluator = tree, env, proposer, evaluator
+        self.budget, self.spend, self.recorder = budget, spend, recorder
+        self.k, self.max_depth, self.target, self.seed = k, max_depth, target, seed
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds spent on this search, earlier runs of a resumed search included."""
+        return time.monotonic() - self.spend.started
+
+    async def expand(self, nodes: Sequence[Node]) -> None:
+        """Propose and step the children of each unexpanded, unfinished node, concurrently, within the budget."""
+        todo = list({n.id: n for n in nodes if not n.expanded and not n.done and not self.too_deep(n)}.values())
+        if not todo:
+            return
+        self.check()
+        room = self._room(len(todo))
+        if self.budget.max_expansions is not None:
+            room = min(room, self.budget.max_expansions - self.tree.expansions)
+        batch = todo[:room]
+        results, stop = await self._gather([self._propose(n) for n in batch])
+        new: list[Node] = []
+        for node, result in zip(batch, results, strict=True):
+            if result is not None:
+                calls, steps = result
+                new += [self.tree.add(node, action=a, state=t.state, observation=t.observation, reward=t.reward,
+                                      done=t.done, feedback=t.feedback, prior=p, cost=calls) for a, p, t in steps]
+                self.tree.mark_expanded(node)
+        if stop is not None:
+            raise stop
+        if self.target is not None and any(n.done and self.tree.returns(n) >= self.target for n in new):
+            raise SearchStopped("target")
+        if len(batch) < len(todo):  # a limit left no room for the rest: reached now, or room again
+            await self.expand(todo[len(batch):])
+
+    async def evaluate(self, nodes: Sequence[Node]) -> None:
+        """Give each unvisited node its first return: its reward, plus the evaluator's estimate unless it ended."""
+        todo = list({n.id: n for n in nodes if not n.visits}.values())
+        for node in todo:
+            if node.done:
+                self.tree.record(node, node.reward)
+        todo = [n for n in todo if not n.done]
+        if not todo:
+            return
+        self.check()
+        batch = todo[:self._room(len(todo))]
+        results, stop = await self._gather([self._estimate(n) for n in batch])
+        for node, result in zip(batch, results, strict=True):
+            if result is not None:
+                self.tree.record(node, node.reward + result[1], cost=result[0])
+        if stop is not None:
+            raise stop
+        if len(batch) < len(todo):
+            await self.evaluate(todo[len(batch):])
+
+    def commit(self, status: str = "running", result: dict[str, Any] | None = None) -> None:
+        """Persist the changed nodes and the spend in one transaction (a no-op without a store)."""
+        if self.recorder is not None:
+            spent = {"calls": self.spend.calls, "usage": self.spend.usage.model_dump(), "seconds": self.elapsed}
+            self.recorder.commit(self.tree, spent, status, result)
+
+    def check(self) -> None:
+        """Raise SearchStopped if a limit is reached."""
+        if self.budget.max_expansions is not None and self.tree.expansions >= self.budget.max_expansions:
+            raise SearchStopped("max_expansions")
+        if self.budget.max_seconds is not None and self.elapsed >= self.budget.max_seconds:
+            raise SearchStopped("max_seconds")
+        try:
+            self.spend.check()
+        except BudgetExceeded as exc:
+            raise SearchStopped(limit_reached(self.spend), str(exc)) from None
+
+    def _room(self, wanted: int) -> int:
+        """How many of `wanted` hook calls may start: under a model-call limit each is presumed to make one."""
+        if self.budget.max_model_calls is None:
+            return wanted
+        return min(wanted, self.budget.max_model_calls - self.spend.calls)
+
+    def too_deep(self, node: Node) -> bool:
+        """Whether `node` is at `max_depth`, where nothing is expanded."""
+        return self.max_depth is not None and node.depth >= self.max_depth
+
+    async def _propose(self, node: Node) -> Proposal:
+        spend = self.spend.child(None, "expansion")  # its calls are the cost of the nodes it creates
+        proposals = await self.proposer(node.state, self.tree.path(node), self.k, spend)
+        merged: dict[str, tuple[Any, float]] = {}
+        for action, prior in proposals:  # a sampling proposer may repeat itself: one child, summed prior
+            key = _plain(action, "action")
+            merged[key] = (json.loads(key), merged.get(key, (None, 0.0))[1] + prior)
+        total = sum(p for _, p in merged.values()) or 1.0
+        steps = await asyncio.gather(*(resolve(self.env.step(node.state, a)) for a, _ in merged.values()))
+        for step in steps:
+            if not isinstance(step, Transition):
+                raise TypeError(f"env.step must return a Transition, not {type(step).__name__}")
+        return spend.calls, [(a, p / total, _plain_state(t)) for (a, p), t in zip(merged.values(), steps, strict=True)]
+
+    async def _estimate(self, node: Node) -> tuple[int, float]:
+        spend = self.spend.child(None, "evaluation")
+        value = await self.evaluator(node.state, self.tree.path(node), spend)
+        return spend.calls, float(value)
+
+    async def _gather(self, coros: list[Awaitable[T]]) -> tuple[list[T | None], SearchStopped | None]:
+        """Run `coros` concurrently until the time budget; keep the results that finished."""
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        seconds = self.budget.max_seconds
+        done, pending = await asyncio.wait(tasks, timeout=None if seconds is None else seconds - self.elapsed)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        stop = SearchStopped("max_seconds") if pending else None
+        results: list[T | None] = []
+        errors = [task.exception() for task in tasks if task in done]  # every one retrieved, none left to warn
+        for task in tasks:
+            exc = task.exception() if task in done else None
+            if isinstance(exc, BudgetExceeded):
+                stop = stop or SearchStopped(limit_reached(self.spend), str(exc))
+            results.append(task.result() if task in done and exc is None else None)
+        failure = next((e for e in errors if e is not None and not isinstance(e, BudgetExceeded)), None)
+        if failure is not None:
+            raise failure
+        return results, stop
+
+
+def _plain(value: Any, what: str) -> str:
+    """`value` as canonical JSON, or a TypeError that says states and actions must be JSON."""
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"search {what}s must be JSON-serialisable (lists, dicts, str, numbers): {value!r}") from exc
+
+
+def _plain_state(step: Transition) -> Transition:
+    # what a resumed search reads back from JSON, so a run behaves the same before and after a crash
+    return Transition(json.loads(_plain(step.state, "state")), step.observation, float(step.reward), bool(step.done),
+                      step.feedback)

@@ -87,6 +87,8 @@ class Scheduler:
         """
         self.decode, self.drafter = decode, drafter
         self.verify_ms: dict[int, float] = {}  # forward time by number of tokens per row, measured at start
+        # and what each cached token adds: (ms for one new token, more ms for each further new token)
+        self.context_ms: tuple[float, float] = (0.0, 0.0)
         self._groups = itertools.count(1)
         self._calls: deque[tuple[Callable[[], Any], threading.Event, dict[str, Any]]] = deque()
         self._waiting: deque[list[Sequence]] = deque()
@@ -109,7 +111,7 @@ class Scheduler:
             self.slots, self.max_len = self.kv.k.shape[1], self.kv.max_len
             self._free = list(range(self.slots))
             if self.drafter is not None:
-                self.verify_ms = self._measure_verify_cost()
+                self.verify_ms, self.context_ms = self._measure_verify_cost()
         except BaseException as exc:  # handed to the constructor, which raises it in the caller's thread
             self._load_error = exc
             return
@@ -240,11 +242,12 @@ class Scheduler:
         draft = self.drafter.draft(id(seq), budget)
         if not draft:
             return draft
-        best, best_rate, gain = 0, 1.0 / self._cost(1), 1.0
+        context = len(seq.prompt) + len(seq.tokens)
+        best, best_rate, gain = 0, 1.0 / self._cost(1, context), 1.0
         for k, score in enumerate(sorted(draft.scores, reverse=True), start=1):
             gain += score
-            if gain / self._cost(k + 1) > best_rate:
-                best, best_rate = k, gain / self._cost(k + 1)
+            if gain / self._cost(k + 1, context) > best_rate:
+                best, best_rate = k, gain / self._cost(k + 1, context)
         return draft.best(best)
 
     def _verify(self, seq: Sequence, row: Row, draft: Draft, logits: Tensor) -> None:
@@ -274,33 +277,44 @@ class Scheduler:
         if token is not None and self.drafter is not None:
             self.drafter.extend(id(seq), [token])
 
-    def _cost(self, tokens: int) -> float:
-        """Milliseconds of a forward of `tokens` per row, interpolated from the start-up measurements."""
+    def _cost(self, tokens: int, context: int) -> float:
+        """Milliseconds of a forward of `tokens` per row after `context` cached tokens, from the start-up
+        measurements (attention over a long context makes big trees dear: 3.7x one token at 1,500 on a CPU)."""
         sizes = sorted(self.verify_ms)
         if not sizes:
             return 1.0
+        per_context = context * (self.context_ms[0] + self.context_ms[1] * (tokens - 1))
         for low, high in itertools.pairwise(sizes):
             if tokens <= high:
                 share = (tokens - low) / (high - low)
-                return self.verify_ms[low] + max(0.0, share) * (self.verify_ms[high] - self.verify_ms[low])
-        return self.verify_ms[sizes[-1]] * tokens / sizes[-1]
+                return per_context + self.verify_ms[low] + max(0.0, share) * (self.verify_ms[high] -
+                                                                              self.verify_ms[low])
+        return per_context + self.verify_ms[sizes[-1]] * tokens / sizes[-1]
 
-    def _measure_verify_cost(self) -> dict[int, float]:
-        """Time forwards of 1..32 tokens in one slot (best of three), before any request uses it."""
-        measured = {}
-        for tokens in (1, 2, 4, 8, 16, 32):
-            if tokens > self.max_len:
-                break
-            chain = torch.zeros(1, tokens, dtype=torch.long, device=self.kv.k.device)
-            best = float("inf")
-            for _ in range(3):
-                started = time.perf_counter()
-                self.model(chain, [Row(0, 0)], all_logits=True)
-                if chain.is_cuda:
-                    torch.cuda.synchronize()
-                best = min(best, time.perf_counter() - started)
-            measured[tokens] = best * 1e3
-        return measured
+    def _measure_verify_cost(self) -> tuple[dict[int, float], tuple[float, float]]:
+        """Time forwards of 1..32 tokens in one slot (best of three) on an empty and on a long context,
+        before any request uses it."""
+        sizes = [tokens for tokens in (1, 2, 4, 8, 16, 32) if tokens <= self.max_len]
+        measured = {tokens: self._time_forward(tokens, 0) for tokens in sizes}
+        long = min(1024, self.max_len - 32)
+        if long < 256:  # too short a cache for context to matter
+            return measured, (0.0, 0.0)
+        self.model(torch.zeros(1, long, dtype=torch.long, device=self.kv.k.device), [Row(0, 0)])
+        one = max(0.0, self._time_forward(1, long) - measured[1]) / long
+        many = max(0.0, self._time_forward(32, long) - measured[32]) / long
+        return measured, (one, max(0.0, many - one) / 31)
+
+    def _time_forward(self, tokens: int, start: int) -> float:
+        """Best of three forwards of `tokens` new tokens in slot 0 after `start` cached ones, in ms."""
+        chain = torch.zeros(1, tokens, dtype=torch.long, device=self.kv.k.device)
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            self.model(chain, [Row(0, start)], all_logits=True)
+            if chain.is_cuda:
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - started)
+        return best * 1e3
 
     def _advance(self, seq: Sequence, logits: Tensor) -> int | None:
         """Pick the sequence's next token, report new text, and finish it if a stop condition holds.

@@ -65,6 +65,7 @@ def test_speculation_gives_the_plain_tokens_in_float32() -> None:
     plain = LocalLLM(slots=8, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32", speculative=False)
     spec = LocalLLM(slots=8, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32")
     spec.scheduler.verify_ms = {1: 1.0, 32: 1.0}  # unpacked float32 makes k tokens cost ~k: force the tree path
+    spec.scheduler.context_ms = (0.0, 0.0)
     try:
         expected = run_sync(_answers(plain, prompts, max_tokens=32, temperature=0))
         for _ in range(2):
@@ -145,6 +146,8 @@ def test_usage_reports_speculation_and_it_can_be_turned_off(pair: Any) -> None:
     assert on.drafted_tokens >= on.accepted_tokens > 0 and 0 < on.steps < on.completion_tokens - 1
     assert on.accepted_per_step > 0.5
     assert off.drafted_tokens == off.accepted_tokens == 0 and off.steps == off.completion_tokens - 1
+    scheduler = spec.scheduler  # the cost model knows that a long context makes a big tree dear
+    assert scheduler._cost(32, 1500) - scheduler._cost(32, 0) > scheduler._cost(1, 1500) - scheduler._cost(1, 0) >= 0
 
 
 def test_tree_forward_matches_each_branch_as_a_chain(pair: Any) -> None:

@@ -1,4 +1,6 @@
-"""Search over environments: one tree type; greedy, best-of-n, beam, ToT BFS/DFS and MCTS; budgets; resumable runs.
+"""Search over environments: one tree type; greedy, best-of-n, beam, ToT BFS/DFS, MCTS, lookahead, backtracking.
+
+Models plug in as proposer, judge, reflector and chooser (`llm_hooks`); budgets; resumable runs.
 
 >>> from baobab.search import DeceptiveTree, search
 >>> env = DeceptiveTree(depth=4, branching=3)
@@ -10,15 +12,32 @@
 """
 
 from baobab.search.budget import SearchBudget, SearchStopped
-from baobab.search.context import SearchContext
+from baobab.search.context import SearchContext, lessons
 from baobab.search.environment import Environment, Transition
-from baobab.search.hooks import Evaluator, Proposer, rollout_evaluator, uniform_proposer
+from baobab.search.hooks import (
+    Chooser,
+    Evaluator,
+    Proposer,
+    Reflector,
+    feedback_note,
+    rollout_evaluator,
+    uniform_proposer,
+)
+from baobab.search.llm_hooks import (
+    Judgement,
+    legal_actions_proposer,
+    llm_chooser,
+    llm_judge,
+    llm_proposer,
+    llm_reflector,
+)
 from baobab.search.run import COMMON_OPTIONS, STRATEGIES, SearchResult, asearch, search
 from baobab.search.toys import DeceptiveTree
 from baobab.search.tree import Node, Tree
 
 __all__ = [
-    "COMMON_OPTIONS", "STRATEGIES", "DeceptiveTree", "Environment", "Evaluator", "Node", "Proposer",
-    "SearchBudget", "SearchContext", "SearchResult", "SearchStopped", "Transition", "Tree", "asearch",
-    "rollout_evaluator", "search", "uniform_proposer",
+    "COMMON_OPTIONS", "STRATEGIES", "Chooser", "DeceptiveTree", "Environment", "Evaluator", "Judgement", "Node",
+    "Proposer", "Reflector", "SearchBudget", "SearchContext", "SearchResult", "SearchStopped", "Transition", "Tree",
+    "asearch", "feedback_note", "legal_actions_proposer", "lessons", "llm_chooser", "llm_judge", "llm_proposer",
+    "llm_reflector", "rollout_evaluator", "search", "uniform_proposer",
 ]

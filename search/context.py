@@ -9,18 +9,32 @@ so a strategy that replays its decisions over a resumed tree redoes none of the 
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from baobab.engine.budget import BudgetExceeded, Spend
 from baobab.search.budget import SearchBudget, SearchStopped, limit_reached
 from baobab.search.environment import Environment, Transition, resolve
-from baobab.search.hooks import Evaluator, Proposer
+from baobab.search.hooks import Evaluator, Proposer, Reflector
 from baobab.search.persist import SearchRecorder
 from baobab.search.tree import Node, Tree
 
 T = TypeVar("T")
 Proposal = tuple[int, list[tuple[Any, float, Transition]]]  # model calls, then (action, prior, transition)
+_TREE: ContextVar[Tree | None] = ContextVar("baobab_search_tree", default=None)  # the tree of the hook's search
+
+
+def lessons() -> list[str]:
+    """The reflections written so far in the search whose hook is calling (oldest first); [] outside a search.
+
+    How a proposer conditions later expansions on earlier failures (LATS, LEAFE) with its signature unchanged.
+
+    >>> lessons()
+    []
+    """
+    tree = _TREE.get()
+    return tree.lessons() if tree is not None else []
 
 
 class SearchContext:
@@ -82,10 +96,43 @@ class SearchContext:
         for node, result in zip(batch, results, strict=True):
             if result is not None:
                 self.tree.record(node, node.reward + result[1], cost=result[0])
+                node.critique = result[2]
         if stop is not None:
             raise stop
         if len(batch) < len(todo):
             await self.evaluate(todo[len(batch):])
+
+    async def reflect(self, nodes: Sequence[Node], hook: Reflector) -> None:
+        """Write `hook`'s lesson on each node that has none (failed leaves), concurrently, within the budget."""
+        todo = list({n.id: n for n in nodes if not n.reflection}.values())
+        if not todo:
+            return
+        self.check()
+        batch = todo[:self._room(len(todo))]
+        results, stop = await self._gather([self._call(hook, self.tree.path(n)) for n in batch])
+        for node, result in zip(batch, results, strict=True):
+            if result is not None:
+                self.tree.annotate(node, str(result[1]).strip() or "(no lesson)", cost=result[0])  # marks it failed
+        if stop is not None:
+            raise stop
+        if len(batch) < len(todo):
+            await self.reflect(todo[len(batch):], hook)
+
+    async def ask(self, hook: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """One call of a model-calling hook (`hook(*args, spend)`) within the budget; SearchStopped at a limit."""
+        self.check()
+        results, stop = await self._gather([self._call(hook, *args)])
+        if stop is not None:
+            raise stop
+        assert results[0] is not None  # no stop: it finished
+        return results[0][1]
+
+    async def _call(self, hook: Callable[..., Awaitable[T]], *args: Any) -> tuple[int, T]:
+        """`hook(*args, spend)` with a spend of its own, so its model calls are known: (calls, result)."""
+        spend = self.spend.child(None, "hook")
+        _TREE.set(self.tree)
+        result = await hook(*args, spend)
+        return spend.calls, result
 
     def commit(self, status: str = "running", result: dict[str, Any] | None = None) -> None:
         """Persist the changed nodes and the spend in one transaction (a no-op without a store)."""
@@ -116,6 +163,7 @@ class SearchContext:
 
     async def _propose(self, node: Node) -> Proposal:
         spend = self.spend.child(None, "expansion")  # its calls are the cost of the nodes it creates
+        _TREE.set(self.tree)  # run in a task of its own (see _gather): `lessons()` answers for this search only
         proposals = await self.proposer(node.state, self.tree.path(node), self.k, spend)
         merged: dict[str, tuple[Any, float]] = {}
         for action, prior in proposals:  # a sampling proposer may repeat itself: one child, summed prior
@@ -128,10 +176,11 @@ class SearchContext:
                 raise TypeError(f"env.step must return a Transition, not {type(step).__name__}")
         return spend.calls, [(a, p / total, _plain_state(t)) for (a, p), t in zip(merged.values(), steps, strict=True)]
 
-    async def _estimate(self, node: Node) -> tuple[int, float]:
+    async def _estimate(self, node: Node) -> tuple[int, float, str]:
         spend = self.spend.child(None, "evaluation")
+        _TREE.set(self.tree)
         value = await self.evaluator(node.state, self.tree.path(node), spend)
-        return spend.calls, float(value)
+        return spend.calls, float(value), str(getattr(value, "critique", ""))  # a judge's reasons, if it gave them
 
     async def _gather(self, coros: list[Awaitable[T]]) -> tuple[list[T | None], SearchStopped | None]:
         """Run `coros` concurrently until the time budget; keep the results that finished."""

@@ -1,6 +1,6 @@
-"""The two places a model plugs into search: a proposer (which actions, with priors) and an evaluator (values).
+"""Where a model plugs into search: a proposer (which actions, with priors), an evaluator (values), a reflector.
 
-Both receive the search's `Spend`: a hook that calls a model wraps it in `BudgetedLLM(llm, spend)` so
+Each receives the search's `Spend`: a hook that calls a model wraps it in `BudgetedLLM(llm, spend)` so
 that model calls, tokens and dollars count against the search budget.
 """
 
@@ -17,7 +17,29 @@ Proposer = Callable[[Any, list[Node], int | None, Spend], Awaitable[list[tuple[A
 """`await propose(state, path, k, spend)`: up to `k` actions (all when `k` is None) with their priors."""
 
 Evaluator = Callable[[Any, list[Node], Spend], Awaitable[float]]
-"""`await evaluate(state, path, spend)`: the estimated rewards still to come from a non-terminal state."""
+"""`await evaluate(state, path, spend)`: the estimated rewards still to come from a non-terminal state.
+
+It may return a float with a `critique` attribute (see `baobab.search.llm_hooks.Judgement`): the tree keeps it."""
+
+Reflector = Callable[[list[Node], Spend], Awaitable[str]]
+"""`await reflect(path, spend)`: a short lesson from the failed trajectory `path` (root first), for later attempts."""
+
+Chooser = Callable[[list[Node], list[list[Node]], Spend], Awaitable[int]]
+"""`await choose(failed_path, options, spend)`: the index of the option (a path to a state) to return to."""
+
+
+async def feedback_note(path: list[Node], spend: Spend) -> str:
+    """The model-free reflector: the actions taken, what the environment said along the way, the total reward.
+
+    >>> import asyncio
+    >>> from baobab.engine.budget import Spend
+    >>> leaf = Node(2, 1, "b", [], feedback="wall ahead", reward=0.0, done=True)
+    >>> asyncio.run(feedback_note([Node(0, None, None, []), Node(1, 0, "a", []), leaf], Spend()))
+    'after ["a", "b"] (total reward 0): wall ahead'
+    """
+    actions = json.dumps([n.action for n in path[1:]])
+    said = "; ".join(n.feedback for n in path if n.feedback) or path[-1].observation or "no feedback"
+    return f"after {actions} (total reward {sum(n.reward for n in path):g}): {said}"
 
 
 def uniform_proposer(env: Environment, seed: int = 0) -> Proposer:

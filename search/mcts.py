@@ -4,12 +4,14 @@ import math
 from collections import Counter
 
 from baobab.search.context import SearchContext
+from baobab.search.hooks import Reflector
 from baobab.search.tree import Node, Tree
 
 SELECTIONS = ("uct", "puct")
 
 
-async def mcts(ctx: SearchContext, *, c: float = 1.4, selection: str = "uct", batch: int = 1) -> None:
+async def mcts(ctx: SearchContext, *, c: float = 1.4, selection: str = "uct", batch: int = 1,
+               reflect: Reflector | None = None, success: float = 1.0) -> None:
     """MCTS with UCT (Kocsis & Szepesvari 2006) or PUCT (Rosin 2011; Silver et al. 2017) selection.
 
     Each iteration selects up to `batch` distinct leaves (a virtual loss spreads them apart), expands
@@ -18,7 +20,11 @@ async def mcts(ctx: SearchContext, *, c: float = 1.4, selection: str = "uct", ba
     until the budget, `target`, or until every leaf has ended (the tree is exhausted). Values should be
     on the scale of rewards near [0, 1] for the default `c`.
 
+    With `reflect`, each terminal leaf whose total reward is below `success` gets a written lesson
+    (LATS: Zhou et al. 2024, "Language Agent Tree Search"); a proposer reads them through `lessons()`.
+
     >>> await mcts(ctx, c=1.0, selection="puct", batch=4)  # doctest: +SKIP
+    >>> await mcts(ctx, reflect=llm_reflector(llm, describe))  # doctest: +SKIP
     """
     if selection not in SELECTIONS:
         raise ValueError(f"mcts selection must be one of {list(SELECTIONS)}, not {selection!r}")
@@ -39,6 +45,8 @@ async def mcts(ctx: SearchContext, *, c: float = 1.4, selection: str = "uct", ba
                     _backup(tree, leaf)
             for leaf in leaves:
                 _close(ctx, closed, leaf)
+        if reflect is not None:
+            await ctx.reflect([n for n in fresh if n.done and n.visits and tree.returns(n) < success], reflect)
         ctx.commit()
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from baobab.aio import run_sync
 from baobab.engine.budget import Budget, Spend
 from baobab.engine.types import Usage
+from baobab.search.backtrack import backtrack
 from baobab.search.best_of_n import best_of_n
 from baobab.search.budget import SearchBudget, SearchStopped
 from baobab.search.context import SearchContext
@@ -17,6 +18,7 @@ from baobab.search.environment import Environment, resolve
 from baobab.search.greedy import greedy
 from baobab.search.hooks import Evaluator, Proposer, rollout_evaluator, uniform_proposer
 from baobab.search.levels import beam, bfs
+from baobab.search.lookahead import lookahead
 from baobab.search.mcts import mcts
 from baobab.search.persist import SearchRecorder
 from baobab.search.tree import Node, Tree
@@ -24,7 +26,7 @@ from baobab.store import Store
 
 Strategy = Callable[..., Awaitable[None]]
 STRATEGIES: dict[str, Strategy] = {"greedy": greedy, "best_of_n": best_of_n, "beam": beam, "bfs": bfs, "dfs": dfs,
-                                   "mcts": mcts}
+                                   "mcts": mcts, "lookahead": lookahead, "backtrack": backtrack}
 COMMON_OPTIONS = ("k", "max_depth", "target")  # children per expansion, depth limit, stop at this total reward
 
 
@@ -44,6 +46,7 @@ class SearchResult:
     detail: str = ""
     model_calls: int = 0
     usage: Usage = field(default_factory=Usage)
+    experiences: list[str] = field(default_factory=list)
 
 
 async def asearch(env: Environment, strategy: str = "mcts", *, budget: Budget | Mapping[str, Any] | None = None,
@@ -72,7 +75,7 @@ async def asearch(env: Environment, strategy: str = "mcts", *, budget: Budget | 
     db = store if isinstance(store, Store) else Store(store)
     try:
         recorder = SearchRecorder(db, run)
-        stored = recorder.open(strategy, json.loads(json.dumps({"seed": seed, "options": options})))
+        stored = recorder.open(strategy, json.loads(json.dumps({"seed": seed, "options": options}, default=_hook)))
         calls, usage = stored.spent.get("calls", 0), Usage(**stored.spent.get("usage", {}))
         if stored.status == "done" and stored.tree is not None and stored.result is not None:
             return _result(stored.tree, stored.result, calls, usage)
@@ -132,4 +135,11 @@ def _strategy(name: str, options: Mapping[str, Any]) -> Strategy:
 def _result(tree: Tree, result: Mapping[str, Any], calls: int, usage: Usage) -> SearchResult:
     best = tree.best_trajectory()
     return SearchResult(best, tree.returns(best[-1]), tree, tree.expansions, result["stopped_by"],
-                        result.get("detail", ""), calls, usage)
+                        result.get("detail", ""), calls, usage, tree.lessons())
+
+
+def _hook(value: Any) -> str:
+    """A hook option (a reflector, say) is stored by its name: like the proposer, it is code, not data."""
+    if not callable(value):
+        raise TypeError(f"search options must be JSON-serialisable or hooks, not {value!r}")
+    return f"<hook {getattr(value, '__qualname__', type(value).__name__)}>"

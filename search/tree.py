@@ -12,6 +12,8 @@ class Node:
     A return counts this node's own reward and the rewards after it (estimated by the evaluator where
     the episode did not end). `cost` is the model calls spent creating and evaluating the node;
     `expanded` says its children were proposed (`children` may still be empty: a dead end).
+    `reflection` is a lesson written on a failed node (a LATS reflection, a LEAFE experience note);
+    `critique` is what a judging evaluator wrote with its value (SWE-Search).
 
     >>> Node(id=0, parent=None, action=None, state=[]).visits
     0
@@ -30,6 +32,7 @@ class Node:
     value: float = 0.0
     visits: int = 0
     reflection: str = ""
+    critique: str = ""
     cost: int = 0
     expanded: bool = False
     children: list[int] = field(default_factory=list)
@@ -85,6 +88,16 @@ class Tree:
         node.value += (value - node.value) / node.visits
         node.cost += cost
         self.dirty.add(node.id)
+
+    def annotate(self, node: Node, reflection: str, cost: int = 0) -> None:
+        """Write a lesson on `node` (its model calls add to its cost)."""
+        node.reflection = reflection
+        node.cost += cost
+        self.dirty.add(node.id)
+
+    def lessons(self) -> list[str]:
+        """The reflections written so far, oldest node first: what later expansions and a Memory learn from."""
+        return [n.reflection for n in self.nodes if n.reflection]
 
     def children(self, node: Node) -> list[Node]:
         """`node`'s children, in the order they were proposed."""

@@ -13,10 +13,11 @@ ENV = DeceptiveTree()
 
 
 def test_unknown_strategy_and_option_name_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown search strategy 'astar'; valid: \['beam', 'best_of_n', 'bfs'"):
+    with pytest.raises(ValueError, match=r"unknown search strategy 'astar'; valid: \['backtrack', 'beam', 'best_of_n'"):
         search(ENV, "astar")
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['width'\] for search strategy 'mcts'; "
-                                         r"valid: \['batch', 'c', 'k', 'max_depth', 'selection', 'target'\]"):
+    valid = "'batch', 'c', 'k', 'max_depth', 'reflect', 'selection', 'success', 'target'"
+    with pytest.raises(ValueError, match=rf"unknown option\(s\) \['width'\] for search strategy 'mcts'; "
+                                         rf"valid: \[{valid}\]"):
         search(ENV, "mcts", width=3)
     with pytest.raises(ValueError, match=r"selection must be one of \['uct', 'puct'\], not 'ucb'"):
         search(ENV, "mcts", selection="ucb")

@@ -126,3 +126,26 @@ def _has_tables(url: str) -> bool:
 
 def _states(log: Path) -> list[list[int]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.mark.parametrize("strategy", ["lookahead", "backtrack"])  # replay their decisions over the stored tree
+def test_lookahead_and_backtracking_resume_where_an_error_stopped_them(sqlite_url: str, strategy: str) -> None:
+    calls: list[list[int]] = []
+
+    async def flaky(state: list[int], path: list[Node], k: int | None, spend: Spend) -> list[tuple[Any, float]]:
+        if len(calls) == 9:
+            raise RuntimeError("the model server went away")
+        calls.append(state)
+        return [(a, 1 / 3) for a in ENV.actions(state)]
+
+    budget = {"max_expansions": 16}
+    with pytest.raises(RuntimeError, match="went away"):
+        search(ENV, strategy, budget=budget, store=sqlite_url, run="r", proposer=flaky)
+    status, before = stored(sqlite_url)
+    assert status == "error" and before is not None and 6 <= before.expansions <= 9  # lookahead commits by round
+    calls.append([-1])  # lets the proposer work again
+    result = search(ENV, strategy, budget=budget, store=sqlite_url, run="r", proposer=flaky)
+    assert result.expansions == 16 and len(calls) == 10 + 16 - before.expansions  # nothing committed is redone
+    assert not [s for s in calls[10:] if s in [n.state for n in before.nodes if n.expanded]]
+    assert result.tree.to_json() == search(ENV, strategy, budget=budget).tree.to_json()
+    assert result.experiences == search(ENV, strategy, budget=budget).experiences

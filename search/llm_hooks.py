@@ -1,0 +1,200 @@
+"""A model as proposer, judge, reflector and chooser: every call is charged to the search's spend.
+
+`describe(state, path)` turns a state into the text a model reads; the lessons written so far in the
+search (`lessons()`: LATS reflections, LEAFE experience notes) are added to every proposer prompt.
+
+>>> llm = load_llm("local:smollm2-135m")  # doctest: +SKIP
+>>> search(env, "mcts", proposer=legal_actions_proposer(llm, env, describe), evaluator=llm_judge(llm, describe),
+...        reflect=llm_reflector(llm, describe), budget={"max_model_calls": 50})  # doctest: +SKIP
+"""
+
+import json
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from baobab.engine import LLM, Message, Request
+from baobab.engine.budget import BudgetedLLM, Spend
+from baobab.search.context import lessons
+from baobab.search.environment import Environment, resolve
+from baobab.search.hooks import Chooser, Evaluator, Proposer, Reflector
+from baobab.search.tree import Node
+
+Describe = Callable[[Any, list[Node]], str]
+"""`describe(state, path)`: the state (and how it was reached) as text for a prompt."""
+
+Parse = Callable[[str, Any], Any]
+"""`parse(text, state)`: the action a model's text names in `state`, or None if it names no valid one."""
+
+PROPOSE = "You choose the next action of a task. Answer with the action only."
+CHOOSE = "You choose the next action of a task. Answer in JSON with one of the legal actions."
+JUDGE = ("You judge how promising a state of a task is. Write a short critique, then a score from 0 (hopeless) "
+         "to {scale:g} (solved or sure to be solved). Answer in JSON.")
+REFLECT = "This attempt at a task failed. In one or two sentences, state a lesson that would avoid the failure."
+RETURN_TO = "This attempt at a task failed. Choose the earlier state to go back to and try again from. Answer in JSON."
+
+
+class Judgement(float):
+    """A value with the written critique behind it; the search stores the critique on the node.
+
+    >>> j = Judgement(0.7, "close, one step left"); (j + 0, j.critique)
+    (0.7, 'close, one step left')
+    """
+
+    critique: str
+
+    def __new__(cls, value: float, critique: str = "") -> "Judgement":
+        judgement = super().__new__(cls, value)
+        judgement.critique = critique
+        return judgement
+
+
+def llm_proposer(llm: LLM, describe: Describe, parse: Parse, *, samples: int = 4, temperature: float = 0.8,
+                 max_tokens: int = 64, instructions: str = PROPOSE, seed: int | None = 0) -> Proposer:
+    """Sample `k` (else `samples`) actions in one request with n=k; keep the valid ones, priors by frequency.
+
+    One request lets the engine batch the samples and draft each from its siblings. Texts `parse` rejects
+    are dropped; a state where every sample is invalid becomes a dead end. `seed` (with the state) seeds
+    the request, so a state gets the same samples again (a resumed search repeats itself).
+    Expansion by sampling n actions: LATS (Zhou et al. 2024).
+
+    >>> propose = llm_proposer(llm, lambda s, p: f"at {s}, reach 10", lambda text, s: int(text))  # doctest: +SKIP
+    """
+
+    async def propose(state: Any, path: list[Node], k: int | None, spend: Spend) -> list[tuple[Any, float]]:
+        request = Request(messages=_messages(instructions, describe(state, path), path), n=k or samples,
+                          temperature=temperature, max_tokens=max_tokens, seed=_seed(seed, state))
+        completion = await BudgetedLLM(llm, spend).complete(request)
+        return _by_frequency([parse(choice.text.strip(), state) for choice in completion.choices])
+
+    return propose
+
+
+def legal_actions_proposer(llm: LLM, env: Environment, describe: Describe, *, samples: int = 4,
+                           temperature: float = 0.8, max_tokens: int = 48, seed: int | None = 0) -> Proposer:
+    """Like `llm_proposer`, but the model picks from the environment's legal actions (a JSON enum it must follow).
+
+    Constrained decoding makes even a 135M model propose only legal moves. A state with one legal
+    action costs no model call; with none, it is a dead end.
+
+    >>> propose = legal_actions_proposer(load_llm(), env, describe)  # doctest: +SKIP
+    """
+
+    async def propose(state: Any, path: list[Node], k: int | None, spend: Spend) -> list[tuple[Any, float]]:
+        legal = {_label(a): a for a in await resolve(env.actions(state))}
+        if len(legal) <= 1:
+            return [(a, 1.0) for a in legal.values()]
+        schema = {"type": "object", "properties": {"action": {"type": "string", "enum": list(legal)}},
+                  "required": ["action"]}
+        text = f"{describe(state, path)}\n\nLegal actions: {', '.join(legal)}"
+        request = Request(messages=_messages(CHOOSE, text, path), n=k or samples, temperature=temperature,
+                          max_tokens=max_tokens, seed=_seed(seed, state), response_format=_schema("action", schema))
+        completion = await BudgetedLLM(llm, spend).complete(request)
+        return _by_frequency([legal.get(str(_field(c.text, "action"))) for c in completion.choices])
+
+    return propose
+
+
+def llm_judge(llm: LLM, describe: Describe, *, scale: float = 10.0, max_tokens: int = 160,
+              critique_chars: int = 300, instructions: str = JUDGE) -> Evaluator:
+    """A value from a written critique and a score in [0, `scale`] (JSON the model must follow), as score/scale.
+
+    The hybrid value of SWE-Search (Antoniades et al. 2024): the number steers the search, the critique
+    is kept on the node. An answer cut short by `max_tokens` scores 0 with the raw text as its critique.
+
+    >>> evaluate = llm_judge(load_llm(), describe)  # doctest: +SKIP
+    """
+    schema = {"type": "object", "required": ["critique", "score"],
+              "properties": {"critique": {"type": "string", "maxLength": critique_chars},
+                             "score": {"type": "number", "minimum": 0, "maximum": scale}}}
+
+    async def evaluate(state: Any, path: list[Node], spend: Spend) -> float:
+        request = Request(messages=[Message(role="system", content=instructions.format(scale=scale)),
+                                    Message(role="user", content=describe(state, path))],
+                          temperature=0.0, max_tokens=max_tokens, response_format=_schema("judgement", schema))
+        text = (await BudgetedLLM(llm, spend).complete(request)).text
+        score, critique = _field(text, "score"), _field(text, "critique")
+        if not isinstance(score, int | float) or not isinstance(critique, str):
+            return Judgement(0.0, text)
+        return Judgement(min(max(score / scale, 0.0), 1.0), critique)
+
+    return evaluate
+
+
+def llm_reflector(llm: LLM, describe: Describe, *, max_tokens: int = 96, instructions: str = REFLECT) -> Reflector:
+    """A lesson from a failed trajectory: the model reads its last state and the environment's feedback.
+
+    The reflections of LATS (Zhou et al. 2024); as `backtrack`'s `summarise`, LEAFE's experience notes.
+
+    >>> await search(env, "mcts", reflect=llm_reflector(llm, describe))  # doctest: +SKIP
+    """
+
+    async def reflect(path: list[Node], spend: Spend) -> str:
+        said = "\n".join(f"- {n.feedback}" for n in path if n.feedback) or "- (none)"
+        text = f"{describe(path[-1].state, path)}\n\nTotal reward: {sum(n.reward for n in path):g}\nFeedback:\n{said}"
+        request = Request(messages=[Message(role="system", content=instructions), Message(role="user", content=text)],
+                          temperature=0.0, max_tokens=max_tokens)
+        return (await BudgetedLLM(llm, spend).complete(request)).text.strip()
+
+    return reflect
+
+
+def llm_chooser(llm: LLM, describe: Describe, *, max_tokens: int = 24) -> Chooser:
+    """`backtrack`'s `choose` hook: the model picks the state to return to (a JSON enum of their numbers).
+
+    >>> search(env, "backtrack", choose=llm_chooser(llm, describe))  # doctest: +SKIP
+    """
+
+    async def choose(failed: list[Node], options: list[list[Node]], spend: Spend) -> int:
+        listed = "\n".join(f"{i}: {describe(p[-1].state, p)}" for i, p in enumerate(options))
+        text = f"Failed at: {describe(failed[-1].state, failed)}\n\nStates to return to:\n{listed}"
+        schema = {"type": "object", "properties": {"choice": {"type": "integer", "enum": list(range(len(options)))}},
+                  "required": ["choice"]}
+        request = Request(messages=_messages(RETURN_TO, text, failed), temperature=0.0, max_tokens=max_tokens,
+                          response_format=_schema("choice", schema))
+        choice = _field((await BudgetedLLM(llm, spend).complete(request)).text, "choice")
+        return choice if isinstance(choice, int) and 0 <= choice < len(options) else 0
+
+    return choose
+
+
+def _messages(instructions: str, text: str, path: list[Node]) -> list[Message]:
+    """The system instructions, the lessons learnt so far in this search, the judge's critique of this state."""
+    notes = "\n".join(f"- {lesson}" for lesson in lessons())
+    critique = path[-1].critique if path else ""
+    context = (f"\n\nLessons from earlier attempts:\n{notes}" if notes else "") + \
+        (f"\n\nAssessment of this state: {critique}" if critique else "")
+    return [Message(role="system", content=instructions + context), Message(role="user", content=text)]
+
+
+def _by_frequency(actions: list[Any]) -> list[tuple[Any, float]]:
+    """The distinct valid actions (None is invalid), in order of first appearance, with their sample frequencies."""
+    counts: dict[str, tuple[Any, int]] = {}
+    for action in actions:
+        if action is not None:
+            key = json.dumps(action, sort_keys=True)
+            counts[key] = (action, counts.get(key, (action, 0))[1] + 1)
+    total = sum(n for _, n in counts.values())
+    return [(action, n / total) for action, n in counts.values()]
+
+
+def _label(action: Any) -> str:
+    return action if isinstance(action, str) else json.dumps(action, sort_keys=True)
+
+
+def _field(text: str, name: str) -> Any:
+    """`name` from a JSON object answer; None if the answer is not one (cut short, say)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return data.get(name) if isinstance(data, dict) else None
+
+
+def _schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
+def _seed(seed: int | None, state: Any) -> int | None:
+    # by the state, not by call order: concurrent and resumed searches ask the same question the same way
+    return None if seed is None else zlib.crc32(f"{seed}:{json.dumps(state, sort_keys=True)}".encode())

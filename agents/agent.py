@@ -10,7 +10,6 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,13 +21,12 @@ from baobab.agents.state import Said
 from baobab.aio import run_sync
 from baobab.engine import DEFAULT_MODEL, LLM, Completion, Message, Request, ToolCall, Usage, load_llm
 from baobab.engine import Tool as ToolSpec
-from baobab.engine.budget import Budget, BudgetedLLM, Spend
+from baobab.engine.budget import Budget, BudgetedLLM, Spend, current_spend
 from baobab.tools import Observation, Tool
 
 FINAL_ANSWER = "final_answer"
 HANDOFF_PREFIX = "transfer_to_"
 
-run_spend: ContextVar[Spend | None] = ContextVar("baobab_run_spend", default=None)  # a run's budget, if any
 _shared_models: dict[str, LLM] = {}
 
 
@@ -151,7 +149,7 @@ class Agent:
 
     async def arun(self, task: str, *, context: Sequence[Said] = ()) -> AgentResult:
         """Do `task`, seeing what teammates said before (`context`), and return the answer."""
-        parent = run_spend.get()
+        parent = current_spend.get()
         spend = parent.child(self.budget, self.name) if parent is not None else Spend(self.budget, self.name)
         llm = BudgetedLLM(shared_model(self.model), spend)
         shown = [m for i, example in enumerate(self.examples) for m in example.messages(i)]

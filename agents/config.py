@@ -10,11 +10,14 @@ agents:
 workflow: {type: sequential, agents: [analyst], task: "Answer: {question}"}
 budgets: {run: {max_model_calls: 20, max_seconds: 120}}
 inputs: {question: {default: "What is 17 * 23?"}}
+search: {strategy: mcts, budget: {max_model_calls: 50}, choice_points: [analyst], k: 3, reward: "checks:score"}
 ```
+With `search:`, a run is a search over runs of the workflow's graph (see `baobab.search.graph_env`).
 `load_workflow(path)` validates it (errors name file, line and field) and builds a runnable `Workflow`.
 """
 
 import importlib
+import inspect
 import re
 import string
 import sys
@@ -36,6 +39,7 @@ from baobab.agents.agent import Example
 from baobab.agents.yaml_source import ConfigError, YamlSource
 from baobab.engine import DEFAULT_MODEL
 from baobab.engine.budget import Budget
+from baobab.search import COMMON_OPTIONS, STRATEGIES, SearchBudget
 
 
 def _identifier(name: str) -> str:
@@ -161,6 +165,33 @@ class WorkflowEntry(Strict):
         return self
 
 
+def _strategy(name: str) -> str:
+    if name not in STRATEGIES:
+        raise ValueError(f"{name!r} is not a search strategy ({sorted(STRATEGIES)})")
+    return name
+
+
+class SearchEntry(Strict):
+    """Search over runs of the workflow: `choice_points` (nodes that sample; default every agent) are run `k`
+    times from the same checkpoint, `reward` (`module:function` of the final state) scores each end."""
+
+    strategy: Annotated[str, AfterValidator(_strategy)] = "mcts"
+    budget: SearchBudget = SearchBudget()
+    choice_points: list[str] = []
+    k: int = Field(default=3, ge=1)
+    reward: ImportRef
+    options: dict[str, Any] = {}  # the strategy's own: mcts {c, selection, batch}, beam {width}, ...
+
+    @model_validator(mode="after")
+    def _known_options(self) -> "SearchEntry":
+        own = list(inspect.signature(STRATEGIES[self.strategy]).parameters)[1:]  # after the search context
+        valid = sorted({*own, *COMMON_OPTIONS} - {"k"})  # k is a field of its own
+        unknown = sorted(set(self.options) - set(valid))
+        if unknown:
+            raise ValueError(f"options {unknown} are not options of strategy {self.strategy} ({valid})")
+        return self
+
+
 class BudgetsEntry(Strict):
     run: Budget | None = None
     agents: dict[str, Budget] = {}
@@ -181,6 +212,7 @@ class Config(Strict):
     workflow: WorkflowEntry
     budgets: BudgetsEntry = BudgetsEntry()
     inputs: dict[Name, InputEntry] = {}
+    search: SearchEntry | None = None
 
 
 def read_config(path: str | Path) -> tuple[Config, YamlSource]:
@@ -236,12 +268,23 @@ def _references(config: Config, source: YamlSource) -> list[str]:
     for i, route in enumerate(flow.routes):
         for end in [route.from_, *route.to]:
             need(end in ends, ("workflow", "routes", i), f"{end!r} is not a node ({sorted(ends)})")
+    if config.search is not None:
+        nodes = _nodes(flow)
+        for i, point in enumerate(config.search.choice_points):
+            need(point in nodes, ("search", "choice_points", i), f"{point!r} is not a node of the workflow ({nodes})")
     for name in config.budgets.agents:
         need(name in agents, ("budgets", "agents", name), f"{name!r} is not an agent ({sorted(agents)})")
     fields = {f for _, f, _, _ in string.Formatter().parse(flow.task) if f is not None}
     for field in sorted(fields - set(config.inputs) - ({"task"} if not config.inputs else set())):
         need(False, ("workflow", "task"), f"{{{field}}} is not an input ({sorted(config.inputs)})")
     return problems
+
+
+def _nodes(flow: WorkflowEntry) -> list[str]:
+    """The names of the workflow graph's nodes."""
+    if flow.type == "graph":
+        return sorted(flow.nodes)
+    return sorted([*flow.agents, *(["supervisor"] if flow.type == "supervisor" else [])])
 
 
 def import_object(reference: str, where: str, base: Path) -> Any:

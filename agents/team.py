@@ -10,10 +10,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from baobab.agents.agent import Agent, run_spend, shared_model
+from baobab.agents.agent import Agent, shared_model
 from baobab.agents.state import TeamState
 from baobab.engine import DEFAULT_MODEL, LLM
-from baobab.engine.budget import BudgetedLLM, Spend
+from baobab.engine.budget import BudgetedLLM, Spend, current_spend
 from baobab.graphs import END, START, Graph
 
 FINISH = "FINISH"
@@ -79,7 +79,7 @@ class Supervisor:
         said = "\n".join(f"- {s.agent}: {s.content}" for s in state.messages) or "(nothing yet)"
         prompt = (f"You lead a team:\n{team}\n\nTask: {state.task}\n\nWork so far:\n{said}\n\n"
                   f"Who should act next? Answer {FINISH} when the task is done.")
-        spend = run_spend.get() or Spend(name="supervisor")
+        spend = current_spend.get() or Spend(name="supervisor")
         completion = await BudgetedLLM(shared_model(self.model), spend).complete(
             messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=32,
             response_format={"type": "json_schema", "json_schema": {"name": "next", "schema": {

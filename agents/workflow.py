@@ -6,22 +6,36 @@
 """
 
 import contextlib
+import uuid
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from baobab.agents.agent import Agent, run_spend, shared_model
+from baobab.agents.agent import Agent, shared_model
 from baobab.agents.config import Config, InputEntry, ModelEntry, import_object, output_model, read_config
 from baobab.agents.state import TeamState
 from baobab.agents.team import handoffs, pipeline, supervisor
 from baobab.agents.yaml_source import ConfigError, YamlSource
 from baobab.engine import LLM
-from baobab.engine.budget import Spend
+from baobab.engine.budget import Spend, current_spend
 from baobab.graphs import END, START, App, Graph, RunResult
+from baobab.search import SearchResult
+from baobab.search import asearch as search_graph
+from baobab.search.graph_env import GraphEnvironment
 from baobab.tools import Tool, builtin_tools, load_mcp_tools, tool
 
 _INPUT_TYPES: dict[str, Callable[[str], Any]] = {
     "string": str, "integer": int, "number": float, "boolean": lambda v: {"true": True, "false": False}[v.lower()]}
+
+
+@dataclass
+class SearchRun:
+    """A workflow's search: its stored name, the search's result (tree, best trajectory) and the best run."""
+
+    name: str
+    result: SearchResult
+    best: RunResult
 
 
 class Workflow:
@@ -80,18 +94,52 @@ class Workflow:
     def spending(self) -> Iterator[Spend]:
         """Model calls inside the block count against the run budget (and the agents' own)."""
         spend = Spend(self.config.budgets.run, "run")
-        token = run_spend.set(spend)
+        token = current_spend.set(spend)
         try:
             yield spend
         finally:
-            run_spend.reset(token)
+            current_spend.reset(token)
 
     async def arun(self, inputs: Mapping[str, Any], *, thread: str | None = None,
                    checkpointer: Any = None) -> RunResult:
-        """Run the workflow on `inputs` to the end, within the run budget."""
+        """Run the workflow on `inputs` to the end, within the run budget; with a `search:` section, the best
+        run the search found (`asearch` for the search itself)."""
+        if self.config.search is not None:
+            return (await self.asearch(inputs, run=thread, checkpointer=checkpointer)).best
         app = self.compile(checkpointer)
         with self.spending():
             return await app.arun({"task": self.task(inputs)}, thread=thread)
+
+    async def asearch(self, inputs: Mapping[str, Any], *, run: str | None = None, checkpointer: Any = None,
+                      strategy: str | None = None, budget: Mapping[str, Any] | None = None) -> "SearchRun":
+        """Search over runs of the workflow as its `search:` section says (`strategy`, `budget` override it).
+
+        The search is stored under `run` (default: a new name) in the checkpointer's store, next to the
+        checkpoints it forked (in memory without a checkpointer); calling again with the same `run` resumes
+        it. Model calls count against the search budget and the run budget.
+
+        >>> found = await workflow.asearch({"question": "..."}, checkpointer="sqlite:///runs.db")  # doctest: +SKIP
+        >>> found.best.state.output, found.result.reward  # doctest: +SKIP
+        """
+        entry = self.config.search
+        if entry is None:
+            raise ConfigError(f"{self.source.where(())}: no search section: add search: {{reward: module:function, "
+                              f"...}} to search over runs of this workflow")
+        name = run or f"search-{uuid.uuid4().hex[:8]}"
+        app = self.compile(checkpointer if checkpointer is not None else "sqlite://")
+        assert app.checkpointer is not None
+        reward = import_object(entry.reward, self.source.where(("search", "reward")), self.base)
+        env = GraphEnvironment(app, {"task": self.task(inputs)}, reward=reward, k=entry.k, thread=name,
+                               choice_points=entry.choice_points or self._agent_nodes())
+        limits = {**entry.budget.model_dump(exclude_none=True), **(budget or {})}
+        with self.spending() as spend:
+            result = await search_graph(env, strategy or entry.strategy, budget=limits, store=app.checkpointer.store,
+                                        run=name, spend=spend, **entry.options)
+        leaf = result.best[-1].state
+        info = app.checkpointer.load(leaf).info
+        best = RunResult(info.thread, "done" if result.best[-1].done else "interrupted",
+                         app.state(checkpoint=leaf), info.step, leaf)
+        return SearchRun(name, result, best)
 
     async def aclose(self) -> None:
         """Close what the tools hold (MCP connections)."""
@@ -140,6 +188,11 @@ class Workflow:
                 import_object(route.by, self.source.where(("workflow", "routes", i)), self.base)
             graph.route(ends.get(route.from_, route.from_), router, [ends.get(t, t) for t in route.to])
         return graph
+
+    def _agent_nodes(self) -> list[str]:
+        """The graph's nodes that are agents: where a run samples, so a search's default choice points."""
+        flow = self.config.workflow
+        return [n for n, node in flow.nodes.items() if node.agent] if flow.type == "graph" else list(flow.agents)
 
     def _model(self, name: str) -> LLM:
         if self.model_override is not None:

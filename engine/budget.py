@@ -6,6 +6,7 @@ A `Budget` is the limits; a `Spend` counts against one (and, nested, against its
 
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,6 +69,11 @@ class Spend:
                                      f"{'made' if what == 'model calls' else 'spent'})")
         if self.parent is not None:
             self.parent.check()
+
+
+current_spend: ContextVar["Spend | None"] = ContextVar("baobab_current_spend", default=None)
+"""The spend that model calls made in this context count against, if any: a run's, or a search expansion's
+(so the agents of a graph that a search forks are charged to the search)."""
 
 
 class BudgetedLLM(LLM):

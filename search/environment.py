@@ -34,6 +34,10 @@ class Transition:
 class Environment(Protocol):
     """`reset`, `actions` and `step`, each plain or async (a coroutine is awaited).
 
+    An environment that knows better than uniform priors and random rollouts may also define `propose`
+    and `evaluate` with the signatures of a `Proposer` and an `Evaluator`: search uses them unless given
+    others (a graph run samples its choice point's outputs and rolls out one run to the end).
+
     >>> class Count:
     ...     def reset(self): return 0
     ...     def actions(self, state): return [1, 2] if state < 3 else []

@@ -57,7 +57,8 @@ async def asearch(env: Environment, strategy: str = "mcts", *, budget: Budget | 
 
     Calling again with the same `run` resumes an interrupted search from its stored tree (nothing
     committed is redone, the budget counts what was spent) or returns a finished run's result.
-    `proposer` defaults to the legal actions with a uniform prior, `evaluator` to a random rollout;
+    `proposer` defaults to the environment's `propose` method if it has one, else to the legal actions with
+    a uniform prior; `evaluator` to its `evaluate` method, else to a random rollout;
     `spend` is an enclosing spend (an agent's) that the search's model calls also count against.
     `store` is a Store or a URL (default: `baobab.store.default_url()`).
     Options: `k`, `max_depth`, `target` for every strategy, and the strategy's own (see STRATEGIES).
@@ -67,7 +68,8 @@ async def asearch(env: Environment, strategy: str = "mcts", *, budget: Budget | 
     """
     fn = _strategy(strategy, options)
     search_budget = SearchBudget.model_validate(budget.model_dump() if isinstance(budget, Budget) else budget or {})
-    hooks = (proposer or uniform_proposer(env, seed), evaluator or rollout_evaluator(env, seed=seed))
+    hooks = (proposer or getattr(env, "propose", None) or uniform_proposer(env, seed),
+             evaluator or getattr(env, "evaluate", None) or rollout_evaluator(env, seed=seed))
     if run is None:
         if store is not None:
             raise ValueError("store= needs run= (the name to persist the search under and resume it by)")

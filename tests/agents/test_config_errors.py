@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from baobab.agents import ConfigError, read_config
+from baobab.search import STRATEGIES
 
 ONE_AGENT = "workflow: {type: sequential, agents: [a]}\n"
 BUILTINS = "['calculator', 'files', 'http_get', 'list_files', 'python', 'read_file', 'write_file']"
@@ -58,6 +59,27 @@ CASES = {
     "agent_name_with_a_space": ("agents:\n  data analyst: {}\n" + ONE_AGENT,
                                 "{file}:2: agents.data analyst: 'data analyst' is not a valid name: use letters, "
                                 "digits and _ (not starting with a digit)"),
+    "search_choice_point_not_a_node": ("agents:\n  a: {}\n" + ONE_AGENT + "search:\n  reward: 'checks:score'\n"
+                                       "  choice_points: [a, b]\n",
+                                       "{file}:6: search.choice_points.1: 'b' is not a node of the workflow (['a'])"),
+    "search_without_reward": ("agents:\n  a: {}\n" + ONE_AGENT + "search: {strategy: beam}\n",
+                              "{file}:4: search.reward: Field required"),
+    "search_reward_not_an_import": ("agents:\n  a: {}\n" + ONE_AGENT + "search: {reward: score}\n",
+                                    "{file}:4: search.reward: String should match pattern '^[\\w.]+:[\\w.]+$', "
+                                    "got 'score'"),
+    "search_unknown_strategy": ("agents:\n  a: {}\n" + ONE_AGENT + "search:\n  strategy: anneal\n"
+                                "  reward: 'checks:score'\n",
+                                "{file}:5: search.strategy: 'anneal' is not a search strategy "
+                                f"({sorted(STRATEGIES)})"),
+    "search_option_of_another_strategy": ("agents:\n  a: {}\n" + ONE_AGENT + "search:\n  strategy: beam\n"
+                                          "  reward: 'checks:score'\n  options: {c: 2.0}\n",
+                                          "{file}:5: search: options ['c'] are not options of strategy beam "
+                                          "(['max_depth', 'target', 'width'])"),
+    "search_budget_misspelt": ("agents:\n  a: {}\n" + ONE_AGENT + "search:\n  reward: 'checks:score'\n"
+                               "  budget: {max_expansion: 20}\n",
+                               "{file}:6: search.budget.max_expansion: unknown field"),
+    "search_zero_samples": ("agents:\n  a: {}\n" + ONE_AGENT + "search: {reward: 'checks:score', k: 0}\n",
+                            "{file}:4: search.k: Input should be greater than or equal to 1, got 0"),
     "mcp_with_command_and_url": ("tools:\n  m: {mcp: {command: [x], url: 'http://127.0.0.1:1'}}\nagents:\n"
                                  "  a: {tools: [m]}\n" + ONE_AGENT,
                                  "{file}:2: tools.m.mcp: give exactly one of command (stdio) or url (streamable HTTP)"),

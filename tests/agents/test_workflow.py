@@ -109,3 +109,26 @@ def test_an_agent_budget_from_yaml_stops_the_run(tmp_path: Path, monkeypatch: py
     with pytest.raises(NodeError) as caught:
         run(path, {"task": "loop"})
     assert isinstance(caught.value.__cause__, BudgetExceeded) and len(looping.requests) == 2
+
+
+def test_a_search_section_searches_runs_of_the_workflow_and_returns_the_best(tmp_path: Path) -> None:
+    (tmp_path / "judge.py").write_text("def score(state):\n    return {'best': 1.0, 'fair': 0.5}.get(state.output)\n")
+    path = tmp_path / "flow.yaml"
+    path.write_text("models:\n  varied: {model: 'scripted:', options: {replies: [fair, poor, best, poor]}}\n"
+                    "agents:\n  writer: {model: varied}\nworkflow: {type: sequential, agents: [writer]}\n"
+                    "search: {strategy: best_of_n, k: 3, reward: 'judge:score', budget: {max_model_calls: 10}}\n")
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+
+    async def go() -> object:
+        workflow = await Workflow.load(path)
+        try:
+            found = await workflow.asearch({"task": "Write"}, run="s1", checkpointer=url)
+            again = await workflow.arun({"task": "Write"}, thread="s1", checkpointer=url)  # stored: not run again
+            return found, again
+        finally:
+            await workflow.aclose()
+
+    found, again = run_sync(go())
+    assert found.best.state.output == "best" and found.best.status == "done"  # type: ignore[attr-defined]
+    assert (found.result.reward, found.result.model_calls, found.name) == (1.0, 3, "s1")  # type: ignore[attr-defined]
+    assert again.state.output == "best"  # type: ignore[attr-defined]

@@ -20,8 +20,10 @@ from baobab import __version__
 app = typer.Typer(help="Baobab: agent graphs with durable, resumable runs.", no_args_is_help=True)
 threads_app = typer.Typer(help="List and inspect stored threads.", no_args_is_help=True)
 graph_app = typer.Typer(help="Draw graphs.", no_args_is_help=True)
+search_app = typer.Typer(help="Look at stored searches.", no_args_is_help=True)
 app.add_typer(threads_app, name="threads")
 app.add_typer(graph_app, name="graph")
+app.add_typer(search_app, name="search")
 console = Console()
 errors = Console(stderr=True)
 
@@ -99,13 +101,23 @@ def run(
     thread: Annotated[str | None, typer.Option("--thread", "-t", help="Thread id (default: new).")] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue this interrupted/failed thread.")] = None,
     value: Annotated[str | None, typer.Option("--value", help="JSON value for the interrupted node.")] = None,
+    search: Annotated[str | None, typer.Option(
+        "--search", help="YAML: search over runs with this strategy (mcts, best_of_n, beam, greedy, ...) instead "
+                         "of the search: section's; the section names the reward. --thread names the search.")] = None,
+    budget: Annotated[str | None, typer.Option(
+        "--budget", help="With a search: N (model calls), or LIMIT=N,... with LIMIT among model_calls, "
+                         "expansions, tokens, seconds, cost, e.g. expansions=20,model_calls=50.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Run a workflow or graph and print its result; nodes, model calls and tool calls are shown live."""
+    """Run a workflow or graph and print its result; nodes, model calls and tool calls are shown live.
+
+    A YAML workflow with a search: section (or --search) searches over runs and prints the best.
+    """
     from baobab.agents import ConfigError
 
     data = _inputs(input or [])
     resume_value = _json_option(value, "--value")
+    limits = _budget(budget)
     workflow = None
     try:
         if target.endswith((".yaml", ".yml")) or Path(target).is_dir():
@@ -114,8 +126,14 @@ def run(
             from baobab.store import Store
 
             workflow = run_sync(Workflow.load(target, model=model))
+            if search or limits or workflow.config.search is not None:
+                _show_search(workflow, data or {}, Store(db), thread, search, limits)
+                return
             graph_app_ = workflow.compile(Store(db))
             start = None if resume is not None else {"task": workflow.task(data or {})}
+        elif search or limits:
+            raise typer.BadParameter("searches over graphs run from YAML workflows, whose search: section names "
+                                     "the choice points and the reward", param_hint="--search")
         else:
             graph_app_, start = _app(target, db), data
         with contextlib.ExitStack() as stack:
@@ -171,6 +189,48 @@ def _show_run(graph_app_: Any, target: str, start: Any, thread: str | None, resu
             console.print(f"thread [bold]{event.thread}[/] {event.status} at step {event.step}")
             if event.status == "interrupted":
                 console.print(f"continue: baobab run {target} --resume {event.thread} --value JSON")
+
+
+def _show_search(workflow: Any, inputs: dict[str, Any], store: Any, name: str | None, strategy: str | None,
+                 limits: dict[str, Any] | None) -> None:
+    from baobab.agents import listen
+    from baobab.aio import run_sync
+
+    progress = Progress(console)
+    progress.node = "search"
+    with listen(progress.agent_event), progress.live():
+        found = run_sync(workflow.asearch(inputs, run=name, checkpointer=store, strategy=strategy, budget=limits))
+        progress.stop()
+    result, best = found.result, found.best
+    console.print_json(best.state.model_dump_json())
+    if getattr(best.state, "output", None) is not None:
+        console.print(f"[bold]result:[/] {json.dumps(best.state.output)}")
+    console.print(f"search [bold]{found.name}[/] best reward {result.reward:g} ({result.expansions} expansions, "
+                  f"{result.model_calls} model calls, stopped by {result.stopped_by}); its run: thread "
+                  f"{best.thread} checkpoint {best.checkpoint}")
+    console.print(f"the tree: baobab search show {found.name}")
+
+
+def _budget(text: str | None) -> dict[str, Any] | None:
+    """--budget as search limits: N model calls, or LIMIT=N pairs."""
+    from pydantic import ValidationError
+
+    from baobab.search import SearchBudget
+
+    if text is None:
+        return None
+    pairs = [p.partition("=") for p in text.split(",")] if not text.strip().isdigit() else [("model_calls", "=", text)]
+    limits = {f"max_{key.strip()}": value.strip() for key, sep, value in pairs if sep}
+    names = sorted(n.removeprefix("max_") for n in SearchBudget.model_fields)
+    unknown = [key.strip() for key, sep, _ in pairs if not sep or f"max_{key.strip()}" not in SearchBudget.model_fields]
+    if unknown:
+        raise typer.BadParameter(f"{text!r}: expected N (model calls) or LIMIT=N,... with LIMIT among {names}",
+                                 param_hint="--budget")
+    try:
+        return SearchBudget.model_validate(limits).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise typer.BadParameter(f"{problem['loc'][0]}: {problem['msg']}", param_hint="--budget") from exc
 
 
 class Progress:
@@ -349,6 +409,53 @@ def graph_draw(
     if format not in ("mermaid", "dot"):
         raise typer.BadParameter(f"--format must be mermaid or dot, got {format!r}")
     print(graph.to_mermaid() if format == "mermaid" else graph.to_dot())
+
+
+@search_app.command("show")
+def search_show(run: Annotated[str, typer.Argument(help="The search's name (what baobab run printed).")],
+                db: DbOption = None) -> None:
+    """A stored search as a tree: each node's action, value, visits and reward; the best path in green."""
+    from baobab.search.persist import read_run
+    from baobab.store import Store
+
+    store = Store(db)
+    stored = read_run(store, run)
+    if stored is None or stored.tree is None:
+        errors.print(f"[red]no search named {run!r}[/] in {store.safe_url}")
+        raise typer.Exit(1)
+    spent, result = stored.spent, stored.result or {}
+    console.print(f"search [bold]{run}[/] {stored.strategy} {stored.status}"
+                  + (f", stopped by {result['stopped_by']}" if "stopped_by" in result else "")
+                  + f": {stored.tree.expansions} expansions, {spent.get('calls', 0)} model calls")
+    console.print(_search_tree(stored.tree))
+
+
+def _search_tree(tree: Any) -> Any:
+    """The search tree as a rich Tree, the best trajectory highlighted."""
+    from rich.text import Text
+    from rich.tree import Tree as RichTree
+
+    best = {n.id for n in tree.best_trajectory()}
+
+    def label(node: Any) -> Text:
+        said = " ".join(node.observation.split())
+        on_best = node.id in best  # marked for terminals without colour too
+        text = Text(("* " if on_best else "") + ("root" if node.parent is None else json.dumps(node.action)),
+                    style="bold green" if on_best else "bold")
+        if said:
+            text.append(f" {said[:80]}{'...' if len(said) > 80 else ''}")
+        text.append(f"  value {node.value:.3f}  visits {node.visits}  reward {node.reward:g}"
+                    + ("  done" if node.done else "") + (f"  {node.feedback[:60]}" if node.feedback else ""),
+                    style="green" if on_best else "dim")
+        return text
+
+    root = RichTree(label(tree.root))
+    stack = [(tree.root, root)]
+    while stack:  # iteratively: deep trees do not hit the recursion limit
+        node, branch = stack.pop()
+        for child in tree.children(node):
+            stack.append((child, branch.add(label(child))))
+    return root
 
 
 def _time(timestamp: float) -> str:

@@ -20,9 +20,8 @@ from baobab.agents.yaml_source import ConfigError, YamlSource
 from baobab.engine import LLM
 from baobab.engine.budget import Spend, current_spend
 from baobab.graphs import END, START, App, Graph, RunResult
-from baobab.search import SearchResult
+from baobab.search import GraphEnvironment, SearchResult
 from baobab.search import asearch as search_graph
-from baobab.search.graph_env import GraphEnvironment
 from baobab.tools import Tool, builtin_tools, load_mcp_tools, tool
 
 _INPUT_TYPES: dict[str, Callable[[str], Any]] = {

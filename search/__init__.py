@@ -14,6 +14,7 @@ Models plug in as proposer, judge, reflector and chooser (`llm_hooks`); budgets;
 from baobab.search.budget import SearchBudget, SearchStopped
 from baobab.search.context import SearchContext, lessons
 from baobab.search.environment import Environment, Transition
+from baobab.search.graph_env import GraphEnvironment
 from baobab.search.hooks import (
     Chooser,
     Evaluator,
@@ -36,8 +37,8 @@ from baobab.search.toys import DeceptiveTree
 from baobab.search.tree import Node, Tree
 
 __all__ = [
-    "COMMON_OPTIONS", "STRATEGIES", "Chooser", "DeceptiveTree", "Environment", "Evaluator", "Judgement", "Node",
-    "Proposer", "Reflector", "SearchBudget", "SearchContext", "SearchResult", "SearchStopped", "Transition", "Tree",
-    "asearch", "feedback_note", "legal_actions_proposer", "lessons", "llm_chooser", "llm_judge", "llm_proposer",
-    "llm_reflector", "rollout_evaluator", "search", "uniform_proposer",
+    "COMMON_OPTIONS", "STRATEGIES", "Chooser", "DeceptiveTree", "Environment", "Evaluator", "GraphEnvironment",
+    "Judgement", "Node", "Proposer", "Reflector", "SearchBudget", "SearchContext", "SearchResult", "SearchStopped",
+    "Transition", "Tree", "asearch", "feedback_note", "legal_actions_proposer", "lessons", "llm_chooser", "llm_judge",
+    "llm_proposer", "llm_reflector", "rollout_evaluator", "search", "uniform_proposer",
 ]

@@ -20,6 +20,26 @@ class StoredRun:
     status: str
     spent: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] | None = None
+    strategy: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+
+def read_run(store: Store, name: str) -> StoredRun | None:
+    """The search run stored as `name`, whatever its strategy and options, or None.
+
+    >>> read_run(Store("sqlite://"), "nope") is None
+    True
+    """
+    with store.transaction() as conn:
+        row = conn.execute(select(search_runs).where(search_runs.c.name == name)).mappings().first()
+        if row is None:
+            return None
+        datas = conn.execute(select(search_nodes.c.data).where(search_nodes.c.run == row["id"])).scalars().all()
+    nodes = [Node.from_dict(json.loads(d)) for d in datas]
+    return StoredRun(Tree.from_nodes(nodes) if nodes else None, row["status"], json.loads(row["spent"]),
+                     json.loads(row["result"]) if row["result"] else None, row["strategy"], json.loads(row["options"]),
+                     row["id"])
 
 
 class SearchRecorder:
@@ -40,21 +60,17 @@ class SearchRecorder:
     def open(self, strategy: str, options: dict[str, Any]) -> StoredRun:
         """The stored run named `name` (status "new" if missing); its strategy and options must match."""
         self.strategy, self.options = strategy, options
-        with self.store.transaction() as conn:
-            row = conn.execute(select(search_runs).where(search_runs.c.name == self.name)).mappings().first()
-            if row is None:
-                return StoredRun(None, "new")
-            stored = {"strategy": row["strategy"], **json.loads(row["options"])}
-            if stored != {"strategy": strategy, **options}:
-                raise ValueError(f"search run {self.name!r} was started with {stored}, not "
-                                 f"{ {'strategy': strategy, **options} }: resume it with the same options "
-                                 "or pick another run name")
-            self.run_id = row["id"]
-            datas = conn.execute(select(search_nodes.c.data).where(search_nodes.c.run == self.run_id)).scalars()
-            nodes = [Node.from_dict(json.loads(d)) for d in datas]
-        self.saved = {n.id for n in nodes}
-        return StoredRun(Tree.from_nodes(nodes) if nodes else None, row["status"], json.loads(row["spent"]),
-                         json.loads(row["result"]) if row["result"] else None)
+        run = read_run(self.store, self.name)
+        if run is None:
+            return StoredRun(None, "new")
+        stored = {"strategy": run.strategy, **run.options}
+        if stored != {"strategy": strategy, **options}:
+            raise ValueError(f"search run {self.name!r} was started with {stored}, not "
+                             f"{ {'strategy': strategy, **options} }: resume it with the same options "
+                             "or pick another run name")
+        self.run_id = run.id
+        self.saved = {n.id for n in run.tree.nodes} if run.tree is not None else set()
+        return run
 
     def commit(self, tree: Tree, spent: dict[str, Any], status: str = "running",
                result: dict[str, Any] | None = None) -> None:

@@ -63,6 +63,9 @@ def test_graph_draw_mermaid_and_dot(tmp_path: Path) -> None:
     (["run", f"{ROOT / 'examples' / 'quickstart.py'}:nothing"], "has no 'nothing'"),
     (["run", f"{ROOT / 'examples' / 'quickstart.py'}:Review"], "expected a baobab Graph"),
     (["graph", "draw", EXAMPLE, "--format", "png"], "--format must be mermaid or dot"),
+    (["run", EXAMPLE, "--search", "mcts"], "searches over graphs run from YAML workflows"),
+    (["run", EXAMPLE, "--budget", "lots"], "expected N (model calls) or LIMIT=N,... with LIMIT among"),
+    (["run", EXAMPLE, "--budget", "expansions=0"], "max_expansions: Input should be greater than or equal to 1"),
 ])
 def test_bad_arguments_get_a_clear_error(tmp_path: Path, args: list[str], message: str) -> None:
     out = baobab(*args, cwd=tmp_path)
@@ -111,3 +114,32 @@ def test_the_readme_main_command_runs_an_agent_on_the_embedded_model(tmp_path: P
     out = baobab("run", str(ROOT / "examples" / "analyst.yaml"), "--input", "question=What is 17 * 23?", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert 'python({"code": "print(17 * 23)"}) -> 391' in out.stdout and 'result: "391"' in out.stdout
+
+
+def test_run_with_search_prints_the_best_run_and_search_show_prints_the_tree(tmp_path: Path) -> None:
+    (tmp_path / "judge.py").write_text("def score(state):\n    return {'best': 1.0, 'fair': 0.5}.get(state.output)\n")
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("models:\n  varied: {model: 'scripted:', options: {replies: [fair, poor, best, poor]}}\n"
+                    "agents:\n  writer: {model: varied}\nworkflow: {type: sequential, agents: [writer]}\n"
+                    "search: {strategy: greedy, reward: 'judge:score'}\n")
+    out = baobab("run", str(flow), "-i", "task=Write", "--search", "mcts", "--budget", "expansions=5,model_calls=9",
+                 "--thread", "s1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert 'result: "best"' in out.stdout
+    assert "search s1 best reward 1 (1 expansions, 4 model calls, stopped by done)" in out.stdout
+    assert "the tree: baobab search show s1" in out.stdout
+    shown = baobab("search", "show", "s1", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "search s1 mcts done, stopped by done: 1 expansions, 4 model calls"
+    assert lines[1] == "* root  value 0.375  visits 4  reward 0"  # one rollout (poor) and three samples backed up
+    samples = lines[2:]  # the choice point's three outputs, each ended and scored; the best one starred
+    assert [("* " in line, line.split('"content": ')[1][:6], line.split("  ", 1)[1]) for line in samples] == [
+        (False, '"fair"', "value 0.500  visits 1  reward 0.5  done"),
+        (False, '"poor"', "value 0.000  visits 1  reward 0  done"),
+        (True, '"best"', "value 1.000  visits 1  reward 1  done")]
+    sectioned = baobab("run", str(flow), "-i", "task=Write", "--budget", "9", "--thread", "s2", cwd=tmp_path)
+    assert sectioned.returncode == 0, sectioned.stderr  # the section's strategy (greedy), 9 model calls at most
+    assert "search s2 best reward 1 (1 expansions, 3 model calls, stopped by done)" in sectioned.stdout
+    missing = baobab("search", "show", "nope", cwd=tmp_path)
+    assert missing.returncode == 1 and "no search named 'nope'" in missing.stderr

@@ -11,8 +11,7 @@ from pydantic import BaseModel
 from baobab.agents import Agent, pipeline
 from baobab.engine import ScriptedLLM
 from baobab.graphs import END, START, App, Graph
-from baobab.search import search
-from baobab.search.graph_env import GraphEnvironment
+from baobab.search import GraphEnvironment, search
 
 # A trap like DeceptiveTree's: every polish of draft "a" is fair, one polish of draft "b" is best
 REWARDS = {"ax": 0.5, "ay": 0.5, "az": 0.5, "bx": 0.1, "by": 0.1, "bz": 1.0, "cx": 0.2, "cy": 0.2, "cz": 0.2}

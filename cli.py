@@ -295,7 +295,8 @@ def validate(target: Annotated[str, typer.Argument(help="A workflow FILE.yaml or
     except ConfigError as exc:
         errors.print(str(exc), markup=False, highlight=False)
         raise typer.Exit(2) from exc
-    console.print(f"{target}: ok ({len(config.agents)} agents, {config.workflow.type} workflow)")
+    console.print(f"{target}: ok ({len(config.agents)} agents, {config.workflow.type} workflow"
+                  + (f", {config.search.strategy} search)" if config.search is not None else ")"))
 
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model string: local:smollm2-135m (default), "
@@ -413,7 +414,8 @@ def graph_draw(
 
 @search_app.command("show")
 def search_show(run: Annotated[str, typer.Argument(help="The search's name (what baobab run printed).")],
-                db: DbOption = None) -> None:
+                db: DbOption = None,
+                depth: Annotated[int | None, typer.Option(help="Show nodes down to this depth only.")] = None) -> None:
     """A stored search as a tree: each node's action, value, visits and reward; the best path in green."""
     from baobab.search.persist import read_run
     from baobab.store import Store
@@ -427,11 +429,11 @@ def search_show(run: Annotated[str, typer.Argument(help="The search's name (what
     console.print(f"search [bold]{run}[/] {stored.strategy} {stored.status}"
                   + (f", stopped by {result['stopped_by']}" if "stopped_by" in result else "")
                   + f": {stored.tree.expansions} expansions, {spent.get('calls', 0)} model calls")
-    console.print(_search_tree(stored.tree))
+    console.print(_search_tree(stored.tree, depth))
 
 
-def _search_tree(tree: Any) -> Any:
-    """The search tree as a rich Tree, the best trajectory highlighted."""
+def _search_tree(tree: Any, depth: int | None = None) -> Any:
+    """The search tree (down to `depth`) as a rich Tree, the best trajectory highlighted."""
     from rich.text import Text
     from rich.tree import Tree as RichTree
 
@@ -453,7 +455,7 @@ def _search_tree(tree: Any) -> Any:
     stack = [(tree.root, root)]
     while stack:  # iteratively: deep trees do not hit the recursion limit
         node, branch = stack.pop()
-        for child in tree.children(node):
+        for child in tree.children(node) if depth is None or node.depth < depth else []:
             stack.append((child, branch.add(label(child))))
     return root
 

@@ -32,7 +32,10 @@ class GraphEnvironment:
     `reward` scores the state at END (a verifier node's verdict, read from the state, or any function);
     a node that fails ends its branch with reward 0 and the error as feedback. `k` samples per expansion
     unless the search gives its own `k`. `thread` names the run (forks are named after it); an existing one
-    is continued from its last checkpoint.
+    is continued from its last checkpoint. Forks run concurrently: under a model-call cap only as many start
+    as calls are left, but forks that each make several calls (every call checks the cap, none reserves)
+    may together pass it by up to one call per fork. Nodes that wait for a human (`ctx.interrupt`) have
+    no place in a search.
 
     >>> env = GraphEnvironment(app, {"topic": "baobabs"}, choice_points=["draft"], reward=score)  # doctest: +SKIP
     >>> result = search(env, "mcts", budget={"max_model_calls": 30})  # doctest: +SKIP
@@ -45,8 +48,8 @@ class GraphEnvironment:
             raise ValueError("a graph search forks checkpoints: compile(checkpointer=...) the app first")
         unknown = sorted(set(choice_points) - set(app.graph.nodes))
         if unknown or not choice_points:
-            raise ValueError(f"choice points {unknown or '[]'} are not nodes of graph {app.graph.name!r} "
-                             f"({sorted(app.graph.nodes)})")
+            raise ValueError(f"choice points {unknown} are not nodes of graph {app.graph.name!r} "
+                             f"({sorted(app.graph.nodes)})" if unknown else "give at least one choice point")
         if k < 1:
             raise ValueError(f"k (samples per expansion) must be >= 1, not {k}")
         self.app, self.input, self.choice_points, self.reward, self.k = app, input, frozenset(choice_points), reward, k

@@ -138,8 +138,11 @@ def test_run_with_search_prints_the_best_run_and_search_show_prints_the_tree(tmp
         (False, '"fair"', "value 0.500  visits 1  reward 0.5  done"),
         (False, '"poor"', "value 0.000  visits 1  reward 0  done"),
         (True, '"best"', "value 1.000  visits 1  reward 1  done")]
+    assert baobab("search", "show", "s1", "--depth", "0", cwd=tmp_path).stdout.splitlines()[1:] == [lines[1]]
     sectioned = baobab("run", str(flow), "-i", "task=Write", "--budget", "9", "--thread", "s2", cwd=tmp_path)
     assert sectioned.returncode == 0, sectioned.stderr  # the section's strategy (greedy), 9 model calls at most
     assert "search s2 best reward 1 (1 expansions, 3 model calls, stopped by done)" in sectioned.stdout
+    valid = baobab("validate", str(flow), cwd=tmp_path)
+    assert "ok (1 agents, sequential workflow, greedy search)" in valid.stdout
     missing = baobab("search", "show", "nope", cwd=tmp_path)
     assert missing.returncode == 1 and "no search named 'nope'" in missing.stderr

@@ -130,3 +130,21 @@ def test_bad_choice_points_and_apps_without_checkpointer_are_refused(sqlite_url:
         GraphEnvironment(app, {}, choice_points=["drat"], reward=score)
     with pytest.raises(ValueError, match=r"compile\(checkpointer=\.\.\.\)"):
         GraphEnvironment(app.graph.compile(), {}, choice_points=["draft"], reward=score)
+
+
+def test_a_search_that_crashed_resumes_from_its_stored_tree_and_the_checkpoints_it_forked(sqlite_url: str) -> None:
+    def crashing(state: Essay) -> float:
+        if state.final == "bz":
+            raise RuntimeError("the judge crashed")
+        return score(state)
+
+    app, calls = essay_app(sqlite_url)
+    env = GraphEnvironment(app, {"topic": "t"}, choice_points=["draft", "polish"], reward=crashing, thread="essay")
+    with pytest.raises(RuntimeError, match="the judge crashed"):
+        search(env, "mcts", budget={"max_expansions": 10}, store=sqlite_url, run="r")
+    assert calls["plan"] == 1 and calls["draft"] >= 3
+    fresh, again = essay_app(sqlite_url)  # as a new process would: a new app on the same store
+    env = GraphEnvironment(fresh, {"topic": "t"}, choice_points=["draft", "polish"], reward=score, thread="essay")
+    result = search(env, "mcts", budget={"max_expansions": 10}, store=sqlite_url, run="r")
+    assert result.reward == 1.0 and fresh.state(checkpoint=result.best[-1].state).final == "bz"  # type: ignore[attr-defined]
+    assert again["plan"] == again["draft"] == 0  # the drafts stored before the crash are forked, not redrafted

@@ -8,7 +8,7 @@ from baobab.search.tree import Node
 
 async def backtrack(ctx: SearchContext, *, success: float = 1.0, summarise: Reflector | None = None,
                     choose: Chooser | None = None) -> None:
-    """Learning from failures by backtracking (LEAFE, 2025): greedy attempts, each failure leaves an experience note.
+    """Backtracking with experience from feedback (LEAFE): greedy attempts, each failure leaves an experience note.
 
     An attempt walks greedily until the episode ends; it succeeds at a total reward of `success` or more.
     A failure (a lower reward, a dead end, `max_depth`) gets an experience note on its last node:

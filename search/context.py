@@ -1,4 +1,4 @@
-"""What a strategy works with: the tree, and `expand`/`evaluate`/`commit`, which keep to the budget.
+"""What a strategy works with: the tree, and `expand`/`evaluate`/`reflect`/`ask`/`commit`, which keep to the budget.
 
 A strategy only decides which nodes to expand and evaluate; the context runs a batch concurrently,
 counts expansions exactly, stops at the budget (raising `SearchStopped` after keeping what finished)

@@ -95,12 +95,14 @@ def legal_actions_proposer(llm: LLM, env: Environment, describe: Describe, *, sa
     return propose
 
 
-def llm_judge(llm: LLM, describe: Describe, *, scale: float = 10.0, max_tokens: int = 160,
-              critique_chars: int = 300, instructions: str = JUDGE) -> Evaluator:
+def llm_judge(llm: LLM, describe: Describe, *, scale: float = 10.0, critique_chars: int = 240,
+              max_tokens: int | None = None, instructions: str = JUDGE) -> Evaluator:
     """A value from a written critique and a score in [0, `scale`] (JSON the model must follow), as score/scale.
 
     The hybrid value of SWE-Search (Antoniades et al. 2024): the number steers the search, the critique
-    is kept on the node. An answer cut short by `max_tokens` scores 0 with the raw text as its critique.
+    is kept on the node. The grammar bounds the critique to `critique_chars`; `max_tokens` defaults to
+    room for that (a character can be a token) and the score. An answer cut short scores 0, its raw
+    text as the critique.
 
     >>> evaluate = llm_judge(load_llm(), describe)  # doctest: +SKIP
     """
@@ -111,7 +113,8 @@ def llm_judge(llm: LLM, describe: Describe, *, scale: float = 10.0, max_tokens: 
     async def evaluate(state: Any, path: list[Node], spend: Spend) -> float:
         request = Request(messages=[Message(role="system", content=instructions.format(scale=scale)),
                                     Message(role="user", content=describe(state, path))],
-                          temperature=0.0, max_tokens=max_tokens, response_format=_schema("judgement", schema))
+                          temperature=0.0, max_tokens=max_tokens or critique_chars + 40,
+                          response_format=_schema("judgement", schema))
         text = (await BudgetedLLM(llm, spend).complete(request)).text
         score, critique = _field(text, "score"), _field(text, "critique")
         if not isinstance(score, int | float) or not isinstance(critique, str):

@@ -7,15 +7,16 @@ from baobab.search.tree import Node
 
 
 async def lookahead(ctx: SearchContext, *, depth: int = 3, rollouts: int = 4, agree: float = 0.05) -> None:
-    """Limited commitment (FLARE: "Why reasoning fails to plan", 2025) with early-stopped rollouts (MAXS, 2025).
+    """Limited commitment (FLARE, "Why reasoning fails to plan") with rollouts stopped early (MAXS).
 
     At the committed node, each candidate next step (the proposer's) gets up to `rollouts` simulations of
     at most `depth` further steps through the shared tree: the first follows the best-valued child, the
     others sample children by prior. A rollout returns the value of where it ended (rewards on the way
     plus the evaluator's estimate, or the final reward); the candidate with the best return is committed
-    and planning starts again from it. A candidate gets no more rollouts once it has two whose returns
-    lie within `agree` of each other (its futures agree: MAXS's stop for cost). Each return is also
-    backed up into the candidate (`visits` - 1 rollouts, `value` their mean with the first estimate).
+    and planning starts again from it. A candidate gets no more rollouts once it has had two or more and
+    their returns all lie within `agree` (its futures agree: MAXS's stop, which saves the rest). Each
+    return is also backed up into the candidate (`visits` - 1 rollouts; `value` their mean with the first
+    estimate), so a resumed search replays its rollouts without counting them twice.
 
     >>> await lookahead(ctx, depth=4, rollouts=3, agree=0.1)  # doctest: +SKIP
     """

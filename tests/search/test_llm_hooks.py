@@ -5,12 +5,14 @@ import itertools
 import json
 from typing import Any
 
-from baobab.engine import Request, ScriptedLLM
+from baobab.aio import run_sync
+from baobab.engine import Request, ScriptedLLM, load_llm
 from baobab.engine.budget import Budget, Spend
 from baobab.search import (
     DeceptiveTree,
     Judgement,
     Node,
+    Transition,
     Tree,
     legal_actions_proposer,
     llm_judge,
@@ -109,3 +111,38 @@ def test_reflections_on_failed_leaves_condition_later_expansions(sqlite_url: str
     assert result.model_calls == len(llm.requests) <= 12
     again = search(ENV, "mcts", **options)  # a hook option is stored by name: the finished run comes back
     assert again.tree.to_json() == result.tree.to_json() and again.experiences == result.experiences
+
+
+class Reach:
+    """Reach 6 from 1 with +1 and *2 in at most four moves (the legal actions are known)."""
+
+    def reset(self) -> list[int]:
+        return [1, 0]  # the number, the moves made
+
+    def actions(self, state: list[int]) -> list[str]:
+        return ["+1", "*2"]
+
+    def step(self, state: list[int], action: str) -> Transition:
+        number, moves = (state[0] + 1 if action == "+1" else state[0] * 2), state[1] + 1
+        done = number >= 6 or moves == 4
+        said = "reached 6" if number == 6 else f"overshot: {number}" if number > 6 else "out of moves" if done else ""
+        return Transition([number, moves], f"now {number}", reward=float(number == 6), done=done, feedback=said)
+
+
+def test_the_embedded_model_searches_with_legal_moves_and_a_judge_within_its_budget() -> None:
+    env, llm = Reach(), load_llm("local:smollm2-135m", threads=2)
+
+    def show(state: list[int], path: list[Node]) -> str:
+        return f"Reach 6 from 1 using +1 and *2. The number is {state[0]} after {state[1]} of 4 moves."
+
+    try:
+        result = search(env, "mcts", budget={"max_model_calls": 10}, proposer=legal_actions_proposer(llm, env, show),
+                        evaluator=llm_judge(llm, show, critique_chars=60),
+                        reflect=llm_reflector(llm, show, max_tokens=32), k=2)
+    finally:
+        run_sync(llm.aclose())
+    assert result.stopped_by in ("max_model_calls", "done") and result.model_calls <= 10
+    assert len(result.tree.nodes) > 1 and all(n.action in ("+1", "*2") for n in result.tree.nodes[1:])
+    judged = [n for n in result.tree.nodes[1:] if n.visits and not n.done]
+    # every judgement followed the schema: a critique within its bound (a cut-off answer would keep its raw JSON)
+    assert judged and all(0.0 <= n.value <= 1.0 and 0 < len(n.critique) <= 60 for n in judged)

@@ -71,11 +71,12 @@ def llm_proposer(llm: LLM, describe: Describe, parse: Parse, *, samples: int = 4
 
 
 def legal_actions_proposer(llm: LLM, env: Environment, describe: Describe, *, samples: int = 4,
-                           temperature: float = 0.8, max_tokens: int = 48, seed: int | None = 0) -> Proposer:
+                           temperature: float = 0.8, max_tokens: int | None = None, seed: int | None = 0) -> Proposer:
     """Like `llm_proposer`, but the model picks from the environment's legal actions (a JSON enum it must follow).
 
     Constrained decoding makes even a 135M model propose only legal moves. A state with one legal
-    action costs no model call; with none, it is a dead end.
+    action costs no model call; with none, it is a dead end. `max_tokens` defaults to room for the
+    longest action (a character can be a token).
 
     >>> propose = legal_actions_proposer(load_llm(), env, describe)  # doctest: +SKIP
     """
@@ -88,7 +89,8 @@ def legal_actions_proposer(llm: LLM, env: Environment, describe: Describe, *, sa
                   "required": ["action"]}
         text = f"{describe(state, path)}\n\nLegal actions: {', '.join(legal)}"
         request = Request(messages=_messages(CHOOSE, text, path), n=k or samples, temperature=temperature,
-                          max_tokens=max_tokens, seed=_seed(seed, state), response_format=_schema("action", schema))
+                          max_tokens=max_tokens or max(map(len, legal)) + 16, seed=_seed(seed, state),
+                          response_format=_schema("action", schema))
         completion = await BudgetedLLM(llm, spend).complete(request)
         return _by_frequency([legal.get(str(_field(c.text, "action"))) for c in completion.choices])
 

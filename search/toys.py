@@ -1,6 +1,8 @@
 """A synthetic environment with a known optimum, for tests, examples and no-model controls."""
 
+from baobab.engine.budget import Spend
 from baobab.search.environment import Transition
+from baobab.search.tree import Node
 
 
 class DeceptiveTree:
@@ -47,3 +49,9 @@ class DeceptiveTree:
             return self.trap_reward
         shared = next((i for i, (a, b) in enumerate(zip(path, self.optimum, strict=True)) if a != b), len(path))
         return 0.1 * shared
+
+    async def misleading_value(self, state: list[int], path: list[Node], spend: Spend) -> float:
+        """An Evaluator, ToT-style: sees the optimum's prefix (0.2 a step) but rates the trap higher at first (0.5)."""
+        if state[:1] == [self.trap]:
+            return 0.5
+        return 0.2 * len(state) if state == self.optimum[: len(state)] else 0.0

@@ -6,7 +6,6 @@ from baobab.engine import Request, ScriptedLLM
 from baobab.engine.budget import Spend
 from baobab.search import (
     DeceptiveTree,
-    Evaluator,
     Node,
     Transition,
     lessons,
@@ -33,14 +32,6 @@ def describe(state: list[int], path: list[Node]) -> str:
     return f"actions taken: {state}"
 
 
-def heuristic(env: DeceptiveTree) -> Evaluator:
-    async def evaluate(state: list[int], path: list[Node], spend: Spend) -> float:
-        if state[:1] == [env.trap]:
-            return 0.5
-        return 0.2 * len(state) if state == env.optimum[: len(state)] else 0.0
-
-    return evaluate
-
 
 def test_backtracking_recovers_from_the_trap_with_notes_from_feedback() -> None:
     seen: list[list[str]] = []
@@ -50,8 +41,8 @@ def test_backtracking_recovers_from_the_trap_with_notes_from_feedback() -> None:
         seen.append(lessons())  # what an LLM proposer would show the model
         return await uniform(state, path, k, spend)
 
-    assert search(ENV, "greedy", evaluator=heuristic(ENV)).reward == 0.5
-    result = search(ENV, "backtrack", evaluator=heuristic(ENV), proposer=propose)
+    assert search(ENV, "greedy", evaluator=ENV.misleading_value).reward == 0.5
+    result = search(ENV, "backtrack", evaluator=ENV.misleading_value, proposer=propose)
     assert result.reward == 1.0 and [n.action for n in result.best[1:]] == ENV.optimum
     assert result.stopped_by == "done"
     # two attempts fail in the trap (the best-valued alternative first: 0.5 at depth 2), then the optimum
@@ -70,7 +61,7 @@ def test_a_model_writes_the_note_and_chooses_where_to_return() -> None:
         return "Everything under 0 pays 0.5: leave it."
 
     llm = ScriptedLLM(reply)
-    result = search(ENV, "backtrack", evaluator=heuristic(ENV), summarise=llm_reflector(llm, describe),
+    result = search(ENV, "backtrack", evaluator=ENV.misleading_value, summarise=llm_reflector(llm, describe),
                     choose=llm_chooser(llm, describe))
     assert result.reward == 1.0 and result.experiences == ["Everything under 0 pays 0.5: leave it."]
     assert result.model_calls == 2 and len(llm.requests) == 2  # one note, one choice, both charged
@@ -79,7 +70,7 @@ def test_a_model_writes_the_note_and_chooses_where_to_return() -> None:
 
 
 def test_it_stops_when_no_alternative_is_left() -> None:
-    result = search(ENV, "backtrack", evaluator=heuristic(ENV), max_depth=2)  # no leaf is reachable
+    result = search(ENV, "backtrack", evaluator=ENV.misleading_value, max_depth=2)  # no leaf is reachable
     # one attempt under each first action; a node at max_depth is no alternative (nothing more to learn there)
     assert result.stopped_by == "done" and result.experiences == ["after [0, 0] (total reward 0): took 0",
                                                                   "after [1, 1] (total reward 0): took 1"]
@@ -87,7 +78,7 @@ def test_it_stops_when_no_alternative_is_left() -> None:
 
 def test_a_model_call_limit_stops_it_cleanly() -> None:
     llm = ScriptedLLM(lambda request: "a lesson")
-    result = search(ENV, "backtrack", evaluator=heuristic(ENV), summarise=llm_reflector(llm, describe),
+    result = search(ENV, "backtrack", evaluator=ENV.misleading_value, summarise=llm_reflector(llm, describe),
                     budget={"max_model_calls": 1}, choose=llm_chooser(llm, describe))
     assert result.stopped_by == "max_model_calls" and result.model_calls == len(llm.requests) == 1
     assert result.experiences == ["a lesson"] and result.reward == 0.5  # the best found so far

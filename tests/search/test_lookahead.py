@@ -8,16 +8,6 @@ from baobab.search import DeceptiveTree, Evaluator, Node, SearchResult, search
 ENV = DeceptiveTree()  # optimum [1, 0, 2, 1, 0]; every leaf under the first action 0 pays 0.5
 
 
-def heuristic(env: DeceptiveTree) -> Evaluator:
-    """A value that sees the optimum's prefix (0.2 a step) but rates the trap higher at first (0.5)."""
-
-    async def evaluate(state: list[int], path: list[Node], spend: Spend) -> float:
-        if state[:1] == [env.trap]:
-            return 0.5
-        return 0.2 * len(state) if state == env.optimum[: len(state)] else 0.0
-
-    return evaluate
-
 
 def constant(value: float) -> Evaluator:
     async def evaluate(state: list[int], path: list[Node], spend: Spend) -> float:
@@ -32,8 +22,8 @@ def rollouts(result: SearchResult, node: Node) -> list[int]:
 
 
 def test_lookahead_commits_the_step_that_greedy_misjudges() -> None:
-    assert search(ENV, "greedy", evaluator=heuristic(ENV)).reward == 0.5
-    result = search(ENV, "lookahead", evaluator=heuristic(ENV), depth=2, rollouts=3)
+    assert search(ENV, "greedy", evaluator=ENV.misleading_value).reward == 0.5
+    result = search(ENV, "lookahead", evaluator=ENV.misleading_value, depth=2, rollouts=3)
     assert result.reward == 1.0 and [n.action for n in result.best[1:]] == ENV.optimum
     assert result.stopped_by == "done" and result.best[1].action == 1  # the first commitment was the right one
     # the optimum's first step: the best rollout saw 0.6 two steps on, beating the trap's 0.5
@@ -42,7 +32,7 @@ def test_lookahead_commits_the_step_that_greedy_misjudges() -> None:
 
 
 def test_rollouts_stop_once_a_candidates_futures_agree() -> None:
-    result = search(ENV, "lookahead", evaluator=heuristic(ENV), depth=2, rollouts=4)
+    result = search(ENV, "lookahead", evaluator=ENV.misleading_value, depth=2, rollouts=4)
     # the trap (every future 0.5) and action 2 (every future 0) settle after two rollouts; action 1 does not
     assert rollouts(result, result.tree.root) == [2, 4, 2]
     flat = search(DeceptiveTree(depth=3), "lookahead", evaluator=constant(0.3), depth=1, rollouts=6)
@@ -53,7 +43,7 @@ def test_rollouts_stop_once_a_candidates_futures_agree() -> None:
 
 @pytest.mark.parametrize("limit", [2, 7])
 def test_lookahead_keeps_to_the_budget(limit: int) -> None:
-    result = search(ENV, "lookahead", evaluator=heuristic(ENV), budget={"max_expansions": limit}, depth=3)
+    result = search(ENV, "lookahead", evaluator=ENV.misleading_value, budget={"max_expansions": limit}, depth=3)
     assert result.expansions == limit and result.stopped_by == "max_expansions" and len(result.best) >= 2
 
 

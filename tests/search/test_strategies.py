@@ -10,21 +10,11 @@ from typing import Any
 import pytest
 
 from baobab.engine.budget import Spend
-from baobab.search import DeceptiveTree, Evaluator, Node, Proposer, SearchResult, search
+from baobab.search import DeceptiveTree, Node, Proposer, SearchResult, search
 
 ENV = DeceptiveTree()
 INTERNAL = sum(3**i for i in range(5))  # 121: what exhaustive search expands
 
-
-def heuristic(env: DeceptiveTree) -> Evaluator:
-    """A ToT-style value that sees the optimum's prefix (0.2 a step) but also likes the trap (0.5)."""
-
-    async def evaluate(state: list[int], path: list[Node], spend: Spend) -> float:
-        if state[:1] == [env.trap]:
-            return 0.5
-        return 0.2 * len(state) if state == env.optimum[: len(state)] else 0.0
-
-    return evaluate
 
 
 def informed_priors(env: DeceptiveTree, good: float = 0.6) -> Proposer:
@@ -88,22 +78,22 @@ def test_mcts_exhausts_a_small_tree_and_stops() -> None:
 ])
 def test_level_wise_search_with_a_value_that_sees_the_path(strategy: str, options: dict[str, Any],
                                                           reward: float) -> None:
-    result = search(ENV, strategy, evaluator=heuristic(ENV), **options)
+    result = search(ENV, strategy, evaluator=ENV.misleading_value, **options)
     assert result.reward == reward and result.stopped_by == "done"
     if reward == 1.0:
         assert actions(result) == ENV.optimum and result.expansions <= 1 + 4 * 4
 
 
 def test_dfs_pruning_skips_hopeless_subtrees() -> None:
-    pruned = search(ENV, "dfs", evaluator=heuristic(ENV), threshold=0.1)
-    full = search(ENV, "dfs", evaluator=heuristic(ENV))
+    pruned = search(ENV, "dfs", evaluator=ENV.misleading_value, threshold=0.1)
+    full = search(ENV, "dfs", evaluator=ENV.misleading_value)
     assert pruned.reward == full.reward == 1.0
     assert pruned.expansions == 1 + 40 + 4  # the trap's subtree (it looks best), then the optimum's path only
     assert full.expansions == INTERNAL
 
 
 def test_dfs_with_a_target_stops_at_the_first_solution() -> None:
-    result = search(ENV, "dfs", evaluator=heuristic(ENV), threshold=0.1, target=1.0)
+    result = search(ENV, "dfs", evaluator=ENV.misleading_value, threshold=0.1, target=1.0)
     assert result.stopped_by == "target" and result.reward == 1.0 and result.expansions == 45
 
 

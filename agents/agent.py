@@ -193,7 +193,7 @@ class _Loop:
     def __init__(self, agent: Agent, llm: LLM, messages: list[Message]) -> None:
         self.agent, self.llm, self.messages, self.steps, self.repairs = agent, llm, messages, 0, 0
         self.specs = agent.tool_specs()
-        self.seen: set[tuple[str, str]] = set()  # calls made so far, to see the model go round in circles
+        self.made: dict[tuple[str, str], Observation] = {}  # calls so far: a repeat is answered, not run again
         self.repeated = False
 
     async def run(self) -> AgentResult:
@@ -246,11 +246,12 @@ class _Loop:
                 message = _argument(call.arguments, "message")
                 return self._result(message, handoff=call.name[len(HANDOFF_PREFIX):])
         regular = [c for c in calls if c.name != FINAL_ANSWER]
-        made = {(c.name, _canonical(c.arguments)) for c in regular}
-        self.repeated = bool(regular) and made <= self.seen
-        self.seen |= made
-        observations = await asyncio.gather(*(self._call_tool(c) for c in regular))
-        for call, observation in zip(regular, observations, strict=True):
+        keys = [(c.name, _canonical(c.arguments)) for c in regular]
+        self.repeated = bool(regular) and all(key in self.made for key in keys)  # going round in circles
+        fresh = {key: call for key, call in zip(keys, regular, strict=True) if key not in self.made}
+        self.made.update(zip(fresh, await asyncio.gather(*(self._call_tool(c) for c in fresh.values())), strict=True))
+        for call, key in zip(regular, keys, strict=True):
+            observation = self.made[key]
             self.messages.append(Message(role="tool", tool_call_id=call.id, name=call.name,
                                          content=observation.content))
         return None

@@ -92,10 +92,19 @@ def test_out_of_steps_the_agent_answers_without_tools() -> None:
     assert "You have used all your steps" in ((llm.requests[-1].messages or [])[-1].content or "")
 
 
-def test_repeating_a_call_ends_tool_use() -> None:
-    llm = ScriptedLLM(lambda r: "2" if not r.tools else call("add", {"a": 1, "b": 1}))
-    result = Agent("calc", model=llm, tools=[add], max_steps=8).run("1 + 1?")
-    assert result.output == "2" and result.steps == 3
+def test_repeating_a_call_ends_tool_use_and_is_not_run_again() -> None:
+    runs: list[int] = []
+
+    @tool
+    def plus(a: int, b: int) -> int:
+        """Add two integers, counting the runs."""
+        runs.append(a + b)
+        return a + b
+
+    llm = ScriptedLLM(lambda r: "2" if not r.tools else call("plus", {"a": 1, "b": 1}))
+    result = Agent("calc", model=llm, tools=[plus], max_steps=8).run("1 + 1?")
+    assert result.output == "2" and result.steps == 3 and runs == [2]
+    assert [m.content for m in result.messages if m.role == "tool"] == ["2", "2"]  # the repeat got the earlier answer
     assert "You already have that result" in ((llm.requests[-1].messages or [])[-1].content or "")
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from baobab.engine.types import Choice, ToolCall, Usage
+from baobab.store.trace import Span, current, excerpt
 from baobab.tools import Observation
 
 
@@ -68,6 +69,28 @@ def listen(listener: Listener) -> Iterator[None]:
 
 
 def emit(event: AgentEvent) -> None:
-    """Send `event` to the listeners of the current context."""
+    """Send `event` to the listeners of the current context, and record it when a trace is current."""
+    parent = current.get()
+    if parent is not None and not isinstance(event, AgentFinished):  # the agent's own span records that one
+        _record(parent, event)
     for listener in _listeners.get():
         listener(event)
+
+
+def _record(parent: Span, event: ModelCalled | ToolCalled) -> None:
+    """A finished model or tool call as a span under `parent`, timed back from now."""
+    if isinstance(event, ModelCalled):
+        choice = event.choice
+        attrs: dict[str, Any] = {"step": event.step, **event.usage.model_dump(), "text": excerpt(choice.text),
+                                 "tool_calls": [{"name": c.name, "arguments": excerpt(c.arguments)}
+                                                for c in choice.tool_calls or ()],
+                                 "finish_reason": choice.finish_reason}
+        child = parent.child("model", event.agent, attrs)
+        error = None
+    else:
+        attrs = {"step": event.step, "arguments": excerpt(event.call.arguments),
+                 "result": excerpt(event.observation.content)}
+        child = parent.child("tool", event.call.name, attrs)
+        error = event.observation.content[:500] if event.observation.error else None
+    child.started -= event.seconds
+    child.end("error" if error else "ok", error)

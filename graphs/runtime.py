@@ -22,6 +22,7 @@ from baobab.graphs.events import Checkpoint, Event, Interrupt, NodeEnd, NodeFail
 from baobab.graphs.node import END, START, RunContext, Send
 from baobab.graphs.state import InvalidUpdateError
 from baobab.store import Store
+from baobab.store.trace import Span, span, tracer_for
 
 if TYPE_CHECKING:
     from baobab.graphs.graph import Graph
@@ -58,6 +59,7 @@ class _Run:
     snapshot_bytes: int = 0
     chain_length: int = 0
     log: list[BaseModel] = field(default_factory=list)  # updates applied, for a subgraph in memory
+    span: Span | None = None  # the run's span, when it is recorded (a checkpointer's store)
 
 
 class _SubgraphUpdates(list[dict[str, Any]]):
@@ -91,6 +93,7 @@ class App:
                 self._join_sources[target] = frozenset(sources)
                 for source in sources:
                     self._joins_from.setdefault(source, []).append(target)
+        self._shape: dict[str, Any] | None = None  # the graph as the trace viewer draws it, made once
         self._routes: dict[str, list[Any]] = {}
         for route in graph.routes:
             self._routes.setdefault(route.source, []).append(route)
@@ -274,6 +277,36 @@ class App:
     # ---- the super-step loop ----------------------------------------------------------------------
 
     async def _steps(self, run: _Run) -> AsyncIterator[Event]:
+        run.span = self._trace(run)
+        if run.span is None:
+            async for event in self._run_steps(run):
+                yield event
+            return
+        status, error = "interrupted", None  # a consumer that stops early leaves the run paused
+        try:
+            async for event in self._run_steps(run):
+                if isinstance(event, RunResult):
+                    status = "ok" if event.status == "done" else "interrupted"
+                yield event
+        except Exception as exc:
+            status, error = "error", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            run.span.end(status, error)
+            run.span.tracer.flush()
+
+    def _trace(self, run: _Run) -> Span | None:
+        """The run's span, recorded in the checkpointer's store; None without a checkpointer."""
+        if self.checkpointer is None:
+            return None
+        if self._shape is None:
+            g = self.graph.structure()
+            self._shape = {"nodes": list(g.nodes), "edges": [[a, b, k] for a, b, k in g.edges(data="kind")],
+                           "reducers": {f: getattr(r, "__name__", repr(r)) for f, r in self.schema.reducers.items()}}
+        return tracer_for(self.checkpointer.store).start(f"thread:{run.thread}", "run", self.graph.name,
+                                                         {"graph": self._shape, "from_step": run.step})
+
+    async def _run_steps(self, run: _Run) -> AsyncIterator[Event]:
         limit = run.step + self.recursion_limit
         skip_before = run.paused_before
         try:
@@ -360,8 +393,12 @@ class App:
         task = run.tasks[i]
         spec = self.graph.nodes[task.node]
         ctx = RunContext(run.thread, step, task.node, i, run.resumed, run.resume_value, self.checkpointer)
-        out = await spec.call(run.state if task.arg is MISSING else spec.send_arg(task.arg), ctx,
-                              in_thread=in_thread)
+        arg = run.state if task.arg is MISSING else spec.send_arg(task.arg)
+        if run.span is None:
+            out = await spec.call(arg, ctx, in_thread=in_thread)
+        else:  # the node's span is current inside it: an agent there records its calls under it
+            with span("node", task.node, {"step": step, "task": i}, parent=run.span):
+                out = await spec.call(arg, ctx, in_thread=in_thread)
         if out is None:
             return []
         if isinstance(out, _SubgraphUpdates):

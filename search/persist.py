@@ -10,6 +10,7 @@ from sqlalchemy import and_, bindparam, insert, select, update
 from baobab.search.tree import Node, Tree
 from baobab.store import Store
 from baobab.store.schema import search_nodes, search_runs
+from baobab.store.trace import Span, tracer_for
 
 
 @dataclass
@@ -56,6 +57,7 @@ class SearchRecorder:
         self.run_id: int | None = None
         self.strategy, self.options = "", dict[str, Any]()
         self.saved: set[int] = set()  # node ids that have a row
+        self.span: Span | None = None  # this process's part of the run, for the trace viewer
 
     def open(self, strategy: str, options: dict[str, Any]) -> StoredRun:
         """The stored run named `name` (status "new" if missing); its strategy and options must match."""
@@ -101,3 +103,13 @@ class SearchRecorder:
         self.run_id = run_id
         self.saved.update(r["node"] for r in new)
         tree.dirty.clear()
+        self._trace(len(tree.nodes), spent, status, result)
+
+    def _trace(self, nodes: int, spent: dict[str, Any], status: str, result: dict[str, Any] | None) -> None:
+        if self.span is None:
+            self.span = tracer_for(self.store).start(f"search:{self.name}", "search", self.strategy,
+                                                     {"options": self.options})
+        self.span.attrs.update(nodes=nodes, spent=spent, result=result)
+        if status != "running":
+            self.span.end("ok" if status == "done" else "error", None if status == "done" else json.dumps(result))
+            self.span.tracer.flush()

@@ -3,7 +3,8 @@
 A checkpoint is the state after one super-step. It stores a full snapshot only now and then; the
 writes of its step (the node updates, as the nodes returned them) are the delta, so a thread whose
 state grows does not write its whole state at every step. A search run's tree is one row per node,
-rewritten when the node changes (visits, value, children).
+rewritten when the node changes (visits, value, children). Spans time what a run did (nodes, agents,
+model and tool calls) for the trace viewer.
 """
 
 from sqlalchemy import Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
@@ -81,4 +82,20 @@ search_nodes = Table(
     Column("node", Integer, primary_key=True),
     Column("parent", Integer, nullable=True),
     Column("data", Text, nullable=False),  # JSON: the whole node (search.tree.Node.to_dict())
+)
+
+spans = Table(
+    "spans",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("run", String(300), nullable=False),  # thread:<name> | search:<name> | agent:<id>: what the UI lists
+    Column("parent", String(32), nullable=True),
+    Column("kind", String(16), nullable=False),  # run | node | agent | model | tool | search
+    Column("name", String(255), nullable=False),
+    Column("started", Float, nullable=False),
+    Column("ended", Float, nullable=True),  # None while the span is open (a run in progress)
+    Column("status", String(16), nullable=False),  # running | ok | error | interrupted
+    Column("error", Text, nullable=True),
+    Column("attrs", Text, nullable=False),  # JSON: model, tokens, drafted/accepted, tool arguments and result...
+    Index("ix_spans_run_started", "run", "started"),
 )

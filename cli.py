@@ -21,9 +21,11 @@ app = typer.Typer(help="Baobab: agent graphs with durable, resumable runs.", no_
 threads_app = typer.Typer(help="List and inspect stored threads.", no_args_is_help=True)
 graph_app = typer.Typer(help="Draw graphs.", no_args_is_help=True)
 search_app = typer.Typer(help="Look at stored searches.", no_args_is_help=True)
+trace_app = typer.Typer(help="Share recorded runs.", no_args_is_help=True)
 app.add_typer(threads_app, name="threads")
 app.add_typer(graph_app, name="graph")
 app.add_typer(search_app, name="search")
+app.add_typer(trace_app, name="trace")
 console = Console()
 errors = Console(stderr=True)
 
@@ -321,6 +323,57 @@ def serve(
     llm = _load_model(model, **({} if speculative or not model.startswith("local:") else {"speculative": False}))
     errors.print(f"serving [bold]{llm.name}[/] on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
     uvicorn.run(create_app(llm, api_key=api_key), host=host, port=port, log_level="warning")
+
+
+AppsOption = Annotated[list[str] | None, typer.Option(
+    "--app", help="FILE.py:NAME of a Graph or App whose threads are shown (exact states, validated forks); "
+                  "repeatable.")]
+
+
+def _apps(targets: list[str] | None, db: str | None) -> dict[str, Any]:
+    apps = [_app(t, db) for t in targets or ()]
+    return {a.graph.name: a for a in apps}
+
+
+@app.command()
+def ui(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    apps: AppsOption = None,
+    memory: Annotated[str | None, typer.Option(help="Memory database URL for the memory view (default: --db).")]
+    = None,
+) -> None:
+    """The trace viewer in the browser: threads, searches, agent runs; graph, timeline, diff, fork; live."""
+    import uvicorn
+
+    from baobab.store import Store
+    from baobab.ui.app import create_app
+
+    store = Store(db)
+    errors.print(f"trace viewer on http://{host}:{port}/ for {store.safe_url}")
+    uvicorn.run(create_app(store, _apps(apps, db), memory), host=host, port=port, log_level="warning")
+
+
+@trace_app.command("export")
+def trace_export(
+    run: Annotated[str, typer.Argument(help="thread:NAME, search:NAME, agent:ID, or a thread or search name.")],
+    html: Annotated[Path, typer.Option("--html", help="The HTML file to write.")],
+    db: DbOption = None,
+    apps: AppsOption = None,
+) -> None:
+    """Write one run's views (graph, timeline, diffs or search tree) to one self-contained HTML file."""
+    from baobab.store import Store
+    from baobab.ui.data import NotFound
+    from baobab.ui.export import export_html
+
+    store = Store(db)
+    try:
+        out = export_html(store, run, html, _apps(apps, db))
+    except NotFound as exc:
+        errors.print(f"[red]{exc}[/] in {store.safe_url}")
+        raise typer.Exit(1) from exc
+    console.print(f"wrote {out} ({out.stat().st_size // 1024} KB)")
 
 
 @app.command()

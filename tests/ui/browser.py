@@ -1,0 +1,19 @@
+"""How the viewer tests drive Chromium: its path, its flags, and waiting for a view to be drawn."""
+
+import time
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def open_view(page: Any, url: str, ready: str, timeout_ms: float = 30_000) -> float:
+    """Go to `url`, wait until the viewer drew view `ready` and painted a frame; the seconds it took."""
+    started = time.perf_counter()
+    page.goto(url)
+    page.wait_for_function(f"window.viewer && window.viewer.ready === {ready!r}",
+                           timeout=timeout_ms)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    return time.perf_counter() - started

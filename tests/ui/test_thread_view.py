@@ -1,0 +1,76 @@
+"""A finished thread in the browser: graph and path taken, timeline with agent calls, node detail, diff, fork."""
+
+from typing import Any
+
+from browser import open_view
+
+from baobab.graphs import Checkpointer
+
+
+def test_the_graph_shows_every_node_and_the_path_taken(page: Any, ui_server: str) -> None:
+    open_view(page, f"{ui_server}/#/thread/demo", "thread")
+    cy = "window.viewer.cy"
+    assert page.evaluate(f"{cy}.nodes().map(n => n.id())") == ["__start__", "plan", "research", "write", "__end__"]
+    assert page.evaluate(f"{cy}.nodes('.ran').map(n => n.id())") == ["plan", "research", "write"]
+    taken = page.evaluate(f"{cy}.edges('.taken').map(e => e.id())")
+    assert sorted(taken) == ["__start__->plan", "plan->research", "research->write", "write->__end__"]
+    assert "1×" in page.evaluate(f"{cy}.$id('research').data('label')")  # ran once, with its time
+    assert page.get_by_test_id("status").first.inner_text() == "done"
+
+
+def test_the_timeline_has_a_row_per_step_with_model_and_tool_calls(page: Any, ui_server: str) -> None:
+    open_view(page, f"{ui_server}/#/thread/demo", "thread")
+    assert page.get_by_test_id("step-row").count() == 4  # the input and three nodes
+    assert page.get_by_test_id("span-agent").count() == 1
+    assert page.get_by_test_id("span-model").count() == 2
+    tool = page.get_by_test_id("span-tool")
+    assert tool.count() == 1 and 'add({"a": 2, "b": 3}) → 5' in tool.inner_text()
+    assert "prompt" in page.get_by_test_id("span-model").first.inner_text()
+
+
+def test_clicking_a_node_shows_its_runs_and_outputs(page: Any, ui_server: str, artifacts: Any) -> None:
+    open_view(page, f"{ui_server}/#/thread/demo", "thread")
+    page.evaluate("() => { window.viewer.cy.$id('research').emit('tap'); }")
+    detail = page.get_by_test_id("node-detail")
+    assert detail.get_by_test_id("node-run").count() == 1
+    assert "The sum is 5." in detail.inner_text()
+    page.screenshot(path=str(artifacts / "thread-node-detail.png"), full_page=True)
+
+
+def test_a_checkpoint_diff_between_two_steps(page: Any, ui_server: str) -> None:
+    open_view(page, f"{ui_server}/#/thread/demo", "thread")
+    page.get_by_test_id("diff-a").select_option(index=1)  # after plan
+    page.get_by_test_id("diff-b").select_option(index=3)  # after write
+    page.get_by_test_id("diff-button").click()
+    rows = page.get_by_test_id("diff-row")
+    rows.first.wait_for()
+    text = {rows.nth(i).locator("td").first.inner_text(): rows.nth(i).inner_text() for i in range(rows.count())}
+    assert sorted(text) == ["answer", "log"]
+    assert "appended" in text["log"] and "The sum is 5." in text["log"] and "plan for" not in text["log"]
+
+
+def test_forking_from_the_ui_makes_a_pending_thread(page: Any, ui_server: str, ui_db: str) -> None:
+    open_view(page, f"{ui_server}/#/thread/demo", "thread")
+    page.get_by_test_id("fork-from").select_option(index=1)
+    page.get_by_test_id("fork-update").fill('{"task": "just write"}')
+    page.get_by_test_id("fork-button").click()
+    link = page.get_by_test_id("fork-result").locator("a")
+    link.wait_for()
+    name = link.inner_text().removeprefix("new thread ")
+    checkpointer = Checkpointer(ui_db)
+    info, demo = checkpointer.thread(name), checkpointer.thread("demo")
+    assert info is not None and demo is not None and info.status == "pending" and info.graph == "report"
+    after_plan = [c for c in checkpointer.history(demo.id, "demo") if c.step == 1][0]
+    assert info.forked_from == after_plan.id
+    link.click()  # the new thread opens in the viewer, its fork write in the timeline
+    page.wait_for_function("window.viewer.ready === 'thread'")
+    assert page.get_by_test_id("status").first.inner_text() == "pending"
+    assert "just write" in page.get_by_test_id("timeline").inner_text()
+
+
+def test_a_bad_fork_request_is_refused_with_its_reason(ui_server: str) -> None:
+    import httpx
+
+    answer = httpx.post(f"{ui_server}/api/fork", json={"update": {}})
+    assert answer.status_code == 400 and "checkpoint" in answer.json()["error"]
+    assert httpx.post(f"{ui_server}/api/fork", json={"checkpoint": 99999}).status_code == 404

@@ -301,7 +301,8 @@ class App:
             return None
         if self._shape is None:
             g = self.graph.structure()
-            self._shape = {"nodes": list(g.nodes), "edges": [[a, b, k] for a, b, k in g.edges(data="kind")],
+            edges: list[list[str]] = [[a, b, d["kind"]] for a, b, d in g.edges(data=True)]
+            self._shape = {"nodes": list(g.nodes), "edges": edges,
                            "reducers": {f: getattr(r, "__name__", repr(r)) for f, r in self.schema.reducers.items()}}
         return tracer_for(self.checkpointer.store).start(f"thread:{run.thread}", "run", self.graph.name,
                                                          {"graph": self._shape, "from_step": run.step})

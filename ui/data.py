@@ -94,8 +94,8 @@ def state(store: Store, checkpoint: int, apps: Apps | None = None) -> dict[str, 
         values = app.with_checkpointer(cp).state(checkpoint=checkpoint).model_dump(mode="json")
         return {"checkpoint": checkpoint, "step": loaded.info.step, "state": values, "exact": True}
     spans_ = run_spans(store, f"thread:{loaded.info.thread}")
-    graph = next((s["attrs"]["graph"] for s in reversed(spans_) if s["kind"] == "run"), {})
-    reducers: dict[str, str] = graph.get("reducers", {}) if graph else {}
+    graph: dict[str, Any] = next((s["attrs"]["graph"] for s in reversed(spans_) if s["kind"] == "run"), {})
+    reducers: dict[str, str] = graph.get("reducers", {})
     values = json.loads(loaded.snapshot)
     for write in loaded.writes:
         for key, value in json.loads(write.data).items():

@@ -1,8 +1,12 @@
 """How the viewer tests drive Chromium: its path, its flags, and waiting for a view to be drawn."""
 
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -17,3 +21,10 @@ def open_view(page: Any, url: str, ready: str, timeout_ms: float = 30_000) -> fl
                            timeout=timeout_ms)
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     return time.perf_counter() - started
+
+
+def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` in a worker thread: Playwright's sync API marks its event loop as running in this
+    thread, and Baobab's sync calls (rightly) refuse to run inside a running loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args, **kwargs).result()

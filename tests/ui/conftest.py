@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # scenes.py and browser.py, beside this file
-import scenes  # noqa: E402
-from browser import ARGS, CHROMIUM  # noqa: E402
+import scenes
+from browser import ARGS, CHROMIUM, off_loop
 
-from baobab.store import Store  # noqa: E402
+from baobab.store import Store
 
 ARTIFACTS = Path(os.environ.get("BAOBAB_ARTIFACTS") or Path(__file__).parents[1] / ".artifacts") / "ui"
 
@@ -31,11 +31,14 @@ def artifacts() -> Path:
 def ui_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A SQLite file with the scenes: thread `demo`, searches `toy` and `big`."""
     url = f"sqlite:///{tmp_path_factory.mktemp('ui') / 'runs.db'}"
-    store = Store(url)
-    scenes.report_app(store).run({"task": "what is the sum of 2 and 3?"}, thread="demo")
-    scenes.small_search(store)
-    scenes.big_tree(store)
-    store.close()
+    def fill() -> None:
+        store = Store(url)
+        scenes.report_app(store).run({"task": "what is the sum of 2 and 3?"}, thread="demo")
+        scenes.small_search(store)
+        scenes.big_tree(store)
+        store.close()
+
+    off_loop(fill)
     yield url
 
 

@@ -29,4 +29,4 @@ def test_a_running_thread_updates_live_until_done(page: Any, ui_server: str, ui_
     finally:
         worker.join()
     assert page.get_by_test_id("live").inner_text() == ""
-    assert "6×" in page.evaluate("window.viewer.cy.$id('tick').data('label')")
+    assert "6\N{MULTIPLICATION SIGN}" in page.evaluate("window.viewer.cy.$id('tick').data('label')")

@@ -14,7 +14,7 @@ def test_the_graph_shows_every_node_and_the_path_taken(page: Any, ui_server: str
     assert page.evaluate(f"{cy}.nodes('.ran').map(n => n.id())") == ["plan", "research", "write"]
     taken = page.evaluate(f"{cy}.edges('.taken').map(e => e.id())")
     assert sorted(taken) == ["__start__->plan", "plan->research", "research->write", "write->__end__"]
-    assert "1×" in page.evaluate(f"{cy}.$id('research').data('label')")  # ran once, with its time
+    assert "1\N{MULTIPLICATION SIGN}" in page.evaluate(f"{cy}.$id('research').data('label')")  # ran once, with its time
     assert page.get_by_test_id("status").first.inner_text() == "done"
 
 
@@ -60,7 +60,7 @@ def test_forking_from_the_ui_makes_a_pending_thread(page: Any, ui_server: str, u
     checkpointer = Checkpointer(ui_db)
     info, demo = checkpointer.thread(name), checkpointer.thread("demo")
     assert info is not None and demo is not None and info.status == "pending" and info.graph == "report"
-    after_plan = [c for c in checkpointer.history(demo.id, "demo") if c.step == 1][0]
+    after_plan = next(c for c in checkpointer.history(demo.id, "demo") if c.step == 1)
     assert info.forked_from == after_plan.id
     link.click()  # the new thread opens in the viewer, its fork write in the timeline
     page.wait_for_function("window.viewer.ready === 'thread'")

@@ -268,6 +268,7 @@ async function showSearch(name, again = false) {
   const best = new Set(run.best);
   const values = run.nodes.map((n) => n.value);
   const [low, high] = [Math.min(...values, 0), Math.max(...values, 1e-9)];
+  const hue = (v) => `hsl(${Math.round((120 * (v - low)) / (high - low))}, 70%, 50%)`;  // red (low) to green
   const box = el("div", { class: "canvas big", "data-testid": "tree" });
   const detail = el("div", {});
   const depth = el("input", { type: "number", min: 0, placeholder: "max depth", "data-testid": "filter-depth" });
@@ -282,22 +283,22 @@ async function showSearch(name, again = false) {
   const cy = cytoscape({
     container: box, minZoom: 0.01, maxZoom: 4, textureOnViewport: true, hideEdgesOnViewport: big, pixelRatio: 1,
     elements: {
-      nodes: run.nodes.map((n) => ({ data: { id: "n" + n.id, label: big ? "" : String(n.id), value: n.value },
+      nodes: run.nodes.map((n) => ({ data: { id: "n" + n.id, label: String(n.id), color: hue(n.value) },
         position: at.get(n.id), classes: best.has(n.id) ? "best" : "" })),
       edges: run.nodes.filter((n) => n.parent !== null).map((n) => ({
         data: { id: "e" + n.id, source: "n" + n.parent, target: "n" + n.id },
         classes: best.has(n.id) && best.has(n.parent) ? "best" : "" })),
     },
     layout: { name: "preset", fit: true, padding: 10 },
-    style: window.STYLE_TEST || [
-      { selector: "node", style: { width: 14, height: 14, label: "data(label)", "font-size": 8, "min-zoomed-font-size": 6,
-        "background-color": `mapData(value, ${low}, ${high}, #ef4444, #22c55e)` } },
+    style: [
+      { selector: "node", style: { width: 14, height: 14, "background-color": "data(color)" } },  // cheaper than mapData
+      big ? null : { selector: "node", style: { label: "data(label)", "font-size": 8 } },
       { selector: "node.best", style: { "border-width": 3, "border-color": "#1d4ed8", width: 20, height: 20 } },
       { selector: "node:selected", style: { "border-width": 4, "border-color": "#f59e0b" } },
       { selector: "edge", style: { width: 1, "line-color": "#cbd5e1", "curve-style": "haystack" } },
       { selector: "edge.best", style: { width: 4, "line-color": "#1d4ed8" } },
       { selector: ".hidden", style: { display: "none" } },
-    ],
+    ].filter(Boolean),
   });
   const byId = new Map(run.nodes.map((n) => [n.id, n]));
   const filter = () => {

@@ -71,12 +71,15 @@ def llm_proposer(llm: LLM, describe: Describe, parse: Parse, *, samples: int = 4
 
 
 def legal_actions_proposer(llm: LLM, env: Environment, describe: Describe, *, samples: int = 4,
-                           temperature: float = 0.8, max_tokens: int | None = None, seed: int | None = 0) -> Proposer:
+                           temperature: float = 0.8, max_tokens: int | None = None, seed: int | None = 0,
+                           floor: float = 0.0) -> Proposer:
     """Like `llm_proposer`, but the model picks from the environment's legal actions (a JSON enum it must follow).
 
     Constrained decoding makes even a 135M model propose only legal moves. A state with one legal
     action costs no model call; with none, it is a dead end. `max_tokens` defaults to room for the
-    longest action (a character can be a token).
+    longest action (a character can be a token). With `floor` > 0 every legal action is proposed: those
+    no sample named share `floor` of the prior, so PUCT can still reach a move a few samples missed
+    (the samples sharpen the prior instead of pruning; for strategies that value every child, keep 0).
 
     >>> propose = legal_actions_proposer(load_llm(), env, describe)  # doctest: +SKIP
     """
@@ -92,7 +95,8 @@ def legal_actions_proposer(llm: LLM, env: Environment, describe: Describe, *, sa
                           max_tokens=max_tokens or max(map(len, legal)) + 16, seed=_seed(seed, state),
                           response_format=_schema("action", schema))
         completion = await BudgetedLLM(llm, spend).complete(request)
-        return _by_frequency([legal.get(str(_field(c.text, "action"))) for c in completion.choices])
+        sampled = _by_frequency([legal.get(str(_field(c.text, "action"))) for c in completion.choices])
+        return _with_floor(sampled, list(legal.values()), floor) if floor > 0 else sampled
 
     return propose
 
@@ -181,6 +185,17 @@ def _by_frequency(actions: list[Any]) -> list[tuple[Any, float]]:
             counts[key] = (action, counts.get(key, (action, 0))[1] + 1)
     total = sum(n for _, n in counts.values())
     return [(action, n / total) for action, n in counts.values()]
+
+
+def _with_floor(sampled: list[tuple[Any, float]], legal: list[Any], floor: float) -> list[tuple[Any, float]]:
+    """Every legal action: the sampled ones with 1 - `floor` of the prior by frequency, the rest sharing `floor`."""
+    named = {json.dumps(a, sort_keys=True) for a, _ in sampled}
+    rest = [a for a in legal if json.dumps(a, sort_keys=True) not in named]
+    if not sampled:  # no valid sample: the floor is all there is
+        return [(a, 1 / len(rest)) for a in rest]
+    if not rest:
+        return sampled
+    return [(a, p * (1 - floor)) for a, p in sampled] + [(a, floor / len(rest)) for a in rest]
 
 
 def _label(action: Any) -> str:

@@ -146,3 +146,13 @@ def test_the_embedded_model_searches_with_legal_moves_and_a_judge_within_its_bud
     judged = [n for n in result.tree.nodes[1:] if n.visits and not n.done]
     # every judgement followed the schema: a critique within its bound (a cut-off answer would keep its raw JSON)
     assert judged and all(0.0 <= n.value <= 1.0 and 0 < len(n.critique) <= 60 for n in judged)
+
+
+def test_the_legal_actions_proposer_with_a_floor_keeps_every_legal_move_with_the_samples_sharpening_the_prior() -> None:
+    answers = itertools.cycle(['{"action": "1"}', '{"action": "1"}', '{"action": "2"}', '{"action": "1"}'])
+    llm = ScriptedLLM(lambda request: next(answers))
+    proposals = asyncio.run(legal_actions_proposer(llm, ENV, describe, floor=0.2)([], [], 4, Spend()))
+    assert proposals == [(1, 0.75 * 0.8), (2, 0.25 * 0.8), (0, 0.2)]  # the unsampled 0 keeps the floor
+    broken = ScriptedLLM(lambda request: "{")
+    assert asyncio.run(legal_actions_proposer(broken, ENV, describe, floor=0.2)([], [], 2, Spend())) == [
+        (0, 1 / 3), (1, 1 / 3), (2, 1 / 3)]  # no valid sample: uniform over the legal moves

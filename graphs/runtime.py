@@ -292,8 +292,7 @@ class App:
             status, error = "error", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            run.span.end(status, error)
-            run.span.tracer.flush()
+            run.span.end(status, error)  # written by the background writer: a run costs no extra commit
 
     def _trace(self, run: _Run) -> Span | None:
         """The run's span, recorded in the checkpointer's store; None without a checkpointer."""

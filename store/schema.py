@@ -7,7 +7,7 @@ rewritten when the node changes (visits, value, children). Spans time what a run
 model and tool calls) for the trace viewer.
 """
 
-from sqlalchemy import Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 SCHEMA_VERSION = 1
 
@@ -87,9 +87,11 @@ search_nodes = Table(
 spans = Table(
     "spans",
     metadata,
-    Column("id", String(32), primary_key=True),
+    # random 52-bit ids, made by the writer so that children can name parents before either is written; an
+    # INTEGER key is SQLite's rowid (no second index) and 52 bits stay exact in the viewer's JavaScript
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
     Column("run", String(300), nullable=False),  # thread:<name> | search:<name> | agent:<id>: what the UI lists
-    Column("parent", String(32), nullable=True),
+    Column("parent", BigInteger, nullable=True),
     Column("kind", String(16), nullable=False),  # run | node | agent | model | tool | search
     Column("name", String(255), nullable=False),
     Column("started", Float, nullable=False),

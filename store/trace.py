@@ -2,14 +2,19 @@
 
 A span belongs to a run (`thread:<name>`, `search:<name>`, `agent:<id>`) and maybe to a parent span.
 The current span is a context variable, so an agent called inside a graph node records its model
-calls under that node without either knowing of the other. Finished spans wait in a buffer that is
-written at most every `FLUSH_SECONDS` and when a run ends: a step costs no extra transaction.
+calls under that node without either knowing of the other. Spans wait in a buffer that a background
+thread writes every `FLUSH_SECONDS` (and at exit): a step or a run costs no extra transaction, a live
+view lags by at most that, and a process killed outright loses the spans of its last moments.
 """
 
+import atexit
 import json
+import logging
+import secrets
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,6 +28,7 @@ from baobab.store.db import Store
 from baobab.store.schema import spans
 
 FLUSH_SECONDS = 0.25  # how stale a live view may be; writes in between cost nothing
+log = logging.getLogger(__name__)
 _COLUMNS = ["id", "run", "parent", "kind", "name", "started", "ended", "status", "error", "attrs"]
 
 
@@ -34,9 +40,9 @@ class Span:
     run: str
     kind: str
     name: str
-    parent: str | None = None
+    parent: int | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: int = field(default_factory=lambda: secrets.randbits(52))
     started: float = field(default_factory=time.time)
     ended: float | None = None
     status: str = "running"
@@ -59,7 +65,8 @@ class Span:
 
 
 class Tracer:
-    """The span buffer of one store: `add` queues, `flush` writes the queue in one transaction.
+    """The span buffer of one store: `add` queues, `flush` writes the queue in one transaction (the
+    background writer calls it; call it yourself before reading spans back in the same process).
 
     >>> tracer = tracer_for(Store("sqlite://"))
     >>> run = tracer.start("agent:demo", "agent", "helper")
@@ -72,10 +79,10 @@ class Tracer:
         self._update = store.compile(update(spans).where(spans.c.id == bindparam("span_id")).values(
             ended=bindparam("ended"), status=bindparam("status"), error=bindparam("error"),
             attrs=bindparam("attrs")))
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the queue
+        self._flushing = threading.Lock()  # one flush at a time, so a span's insert precedes its update
         self._queue: list[Span] = []
-        self._written: set[str] = set()  # open spans already written (a running run): closing them is an update
-        self._last = time.monotonic()
+        self._written: set[int] = set()  # open spans already written (a running run): closing them is an update
 
     def start(self, run: str, kind: str, name: str, attrs: dict[str, Any] | None = None) -> Span:
         """A new open root span of `run`; it is written open at the next flush, so a live view sees it."""
@@ -84,30 +91,67 @@ class Tracer:
         return span
 
     def add(self, span: Span) -> None:
-        """Queue `span` (open or closed) and write the queue if the last write is older than FLUSH_SECONDS."""
+        """Queue `span` (open or closed) for the background writer."""
         with self._lock:
             self._queue.append(span)
-        if time.monotonic() - self._last >= FLUSH_SECONDS:
-            self.flush()
+        if not _writer.is_alive():
+            _start_writer()
 
     def flush(self) -> None:
-        """Write every queued span: new ones inserted, ones written while open updated."""
-        with self._lock:
-            queue, self._queue = self._queue, []
-            self._last = time.monotonic()
+        """Write every queued span now: new ones inserted, ones written while open updated."""
+        with self._flushing:
+            with self._lock:
+                queue, self._queue = self._queue, []
             rows = {span.id: span.row() for span in queue}  # the latest of a span queued twice
+            if not rows:
+                return
             updates = [r for key, r in rows.items() if key in self._written]
             inserts = [r for key, r in rows.items() if key not in self._written]
+            with self.store.raw_transaction() as cursor:
+                if inserts:
+                    cursor.executemany(self._insert.text, [self._insert.params(r) for r in inserts])
+                if updates:
+                    cursor.executemany(self._update.text, [self._update.params({**r, "span_id": r["id"]})
+                                                           for r in updates])
             self._written.update(key for key, r in rows.items() if r["ended"] is None)
             self._written.difference_update(key for key, r in rows.items() if r["ended"] is not None)
-        if not rows:
-            return
-        with self.store.raw_transaction() as cursor:
-            if inserts:
-                cursor.executemany(self._insert.text, [self._insert.params(r) for r in inserts])
-            if updates:
-                cursor.executemany(self._update.text, [self._update.params({**r, "span_id": r["id"]})
-                                                       for r in updates])
+
+    @property
+    def pending(self) -> bool:
+        """Spans are waiting to be written."""
+        return bool(self._queue)
+
+
+_live: "weakref.WeakSet[Tracer]" = weakref.WeakSet()  # a tracer goes with its store
+_writer_lock = threading.Lock()
+_writer = threading.Thread()  # replaced by the running writer on first use
+
+
+def _write_all() -> None:
+    """Flush every tracer with spans waiting; a failure is logged and the spans are dropped, not the run."""
+    for tracer in list(_live):
+        if tracer.pending:
+            try:
+                tracer.flush()
+            except Exception:
+                log.exception("baobab: could not write spans to %s", tracer.store.safe_url)
+
+
+def _writer_loop() -> None:
+    while True:
+        time.sleep(FLUSH_SECONDS)
+        _write_all()
+
+
+def _start_writer() -> None:
+    global _writer
+    with _writer_lock:
+        if not _writer.is_alive():
+            _writer = threading.Thread(target=_writer_loop, name="baobab-spans", daemon=True)
+            _writer.start()
+
+
+atexit.register(_write_all)
 
 
 _tracers_lock = threading.Lock()
@@ -121,6 +165,7 @@ def tracer_for(store: Store) -> Tracer:
         if tracer is None:
             tracer = Tracer(store)
             setattr(store, "_baobab_tracer", tracer)  # noqa: B010 - Store has no slot for it
+            _live.add(tracer)
         assert isinstance(tracer, Tracer)
         return tracer
 

@@ -5,6 +5,7 @@ them), so the live app and an exported file show the same thing.
 """
 
 import json
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from baobab.graphs.checkpoint import Write
 from baobab.search.persist import read_run
 from baobab.store import Store
 from baobab.store.schema import checkpoints, search_nodes, search_runs, spans, threads, writes
+from baobab.store.trace import FLUSH_SECONDS, tracer_for
 
 Apps = Mapping[str, App]  # compiled graphs by graph name: exact state replay and validated fork updates
 
@@ -52,13 +54,15 @@ def runs(store: Store, limit: int = 500) -> dict[str, Any]:
 
 def run_spans(store: Store, run: str) -> list[dict[str, Any]]:
     """Every span of `run` (`thread:NAME`, `search:NAME`, `agent:ID`), oldest first, attributes parsed."""
+    tracer_for(store).flush()  # spans this process recorded and has not written yet
     with store.transaction() as conn:
         rows = conn.execute(select(spans).where(spans.c.run == run).order_by(spans.c.started)).mappings().all()
     return [{**r, "attrs": json.loads(r["attrs"])} for r in rows]
 
 
 def thread(store: Store, name: str) -> dict[str, Any]:
-    """A thread: its status, graph (as last recorded), checkpoints, writes (node outputs) and spans."""
+    """A thread: its status, graph (as last recorded), checkpoints, writes (node outputs) and spans;
+    `settled` once its last update is old enough that the spans of its run have been written."""
     cp = Checkpointer(store)
     info = cp.thread(name)
     if info is None:
@@ -76,7 +80,7 @@ def thread(store: Store, name: str) -> dict[str, Any]:
         "checkpoints": [{"id": c.id, "step": c.step, "parent": c.parent, "next": list(c.next),
                          "created": c.created} for c in history],
         "writes": [{**w, "data": json.loads(w["data"])} for w in rows],
-        "spans": traced,
+        "spans": traced, "settled": time.time() - info.updated > 4 * FLUSH_SECONDS,  # its last spans written
     }
 
 

@@ -16,6 +16,7 @@ import scenes
 from browser import ARGS, CHROMIUM, off_loop
 
 from baobab.store import Store
+from baobab.store.trace import tracer_for
 
 ARTIFACTS = Path(os.environ.get("BAOBAB_ARTIFACTS") or Path(__file__).parents[1] / ".artifacts") / "ui"
 
@@ -36,6 +37,7 @@ def ui_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         scenes.report_app(store).run({"task": "what is the sum of 2 and 3?"}, thread="demo")
         scenes.small_search(store)
         scenes.big_tree(store)
+        tracer_for(store).flush()  # before close: the background writer would reopen the store
         store.close()
 
     off_loop(fill)

@@ -222,7 +222,7 @@ async function showThread(name, again = false) {
   const nodeSpans = thread.spans.filter((s) => s.kind === "node");
   const children = childrenOf(thread.spans);
   const key = JSON.stringify([thread.status, thread.checkpoints.length, thread.spans.length]);
-  if (again && key === viewer.key) return scheduleLive(thread.status, () => showThread(name, true));
+  if (again && key === viewer.key) return scheduleLive(thread.status, () => showThread(name, true), !thread.settled);
   viewer.key = key;
   const detail = el("div", {});
   const graphBox = el("div", { class: "canvas", "data-testid": "graph" });
@@ -233,7 +233,7 @@ async function showThread(name, again = false) {
     el("h3", {}, "Timeline"), timeline(thread, nodeSpans, children), checkpointTools(thread));
   viewer.cy = drawGraph(graphBox, thread, nodeSpans, (node) => detail.replaceChildren(nodeDetail(thread, nodeSpans, node)));
   viewer.ready = "thread";
-  scheduleLive(thread.status, () => showThread(name, true));
+  scheduleLive(thread.status, () => showThread(name, true), !thread.settled);
 }
 
 // ---- a search tree ----------------------------------------------------------------------------------
@@ -367,10 +367,11 @@ async function showMemory() {
 
 // ---- routing and live updates -----------------------------------------------------------------------
 
-function scheduleLive(status, again) {
+// Read the run again while it runs, and a little after (`settling`: its last spans are still being written).
+function scheduleLive(status, again, settling = false) {
   const live = status === "running" && !EXPORTED;
   document.getElementById("live").textContent = live ? "● live" : "";
-  if (live) liveTimer = setTimeout(() => again().catch(showError), LIVE_MS);
+  if ((live || settling) && !EXPORTED) liveTimer = setTimeout(() => again().catch(showError), LIVE_MS);
 }
 
 function showError(error) {

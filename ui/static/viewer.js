@@ -39,21 +39,24 @@ const badge = (status) => el("span", { class: "badge " + status, "data-testid": 
 const link = (href, text) => el("a", { href: "#/" + href }, text);
 const enc = encodeURIComponent;
 
-function setView(...children) {
-  const view = document.getElementById("view");
-  view.replaceChildren(...children.flat(4).filter((c) => c !== null && c !== undefined));
-  return view;
+// Replace `node`'s children with `children` (nested lists flattened, null and undefined left out).
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat(4).filter((c) => c !== null && c !== undefined));
+  return node;
 }
+
+const setView = (...children) => fill(document.getElementById("view"), ...children);
 
 async function showRuns() {
   const runs = await api("/api/runs");
   const section = (title, rows, href, text) =>
     rows.length ? [el("h3", {}, title), rows.map((r) => link(href(r), text(r)))] : [];
-  document.getElementById("runs").replaceChildren(...[section("Threads", runs.threads,
-    (t) => "thread/" + enc(t.name), (t) => `${t.name} · ${t.status}`), ...section("Searches", runs.searches,
-    (s) => "search/" + enc(s.name), (s) => `${s.name} · ${s.strategy} · ${s.nodes || 0} nodes`),
-  ...section("Agent runs", runs.traces, (r) => "trace/" + enc(r.run), (r) => `${r.name} · ${r.status}`),
-  EXPORTED ? [] : [el("h3", {}, "Memory"), link("memory", "notes and links")]].flat(3));
+  fill(document.getElementById("runs"),
+    section("Threads", runs.threads, (t) => "thread/" + enc(t.name), (t) => `${t.name} · ${t.status}`),
+    section("Searches", runs.searches, (s) => "search/" + enc(s.name),
+      (s) => `${s.name} · ${s.strategy} · ${s.nodes || 0} nodes`),
+    section("Agent runs", runs.traces, (r) => "trace/" + enc(r.run), (r) => `${r.name} · ${r.status}`),
+    EXPORTED ? [] : [el("h3", {}, "Memory"), link("memory", "notes and links")]);
 }
 
 // ---- spans: agents, model calls, tool calls ----------------------------------------------------------
@@ -184,7 +187,7 @@ function checkpointTools(thread) {
   const diff = async () => {
     const [sa, sb] = await Promise.all([api("/api/state/" + a.value), api("/api/state/" + b.value)]);
     const rows = diffStates(sa.state, sb.state);
-    out.replaceChildren(el("table", { "data-testid": "diff" },
+    fill(out, el("table", { "data-testid": "diff" },
       el("tr", {}, el("th", {}, "field"), el("th", {}, "change"), el("th", {}, `step ${sa.step}`), el("th", {}, `step ${sb.step}`)),
       rows.map((r) => el("tr", { "data-testid": "diff-row" }, el("td", {}, r.key), el("td", {}, r.change),
         el("td", {}, json(r.before)), el("td", {}, json(r.after))))),
@@ -203,12 +206,12 @@ function checkpointTools(thread) {
     try {
       body = { checkpoint: Number(from.value), update: update.value.trim() ? JSON.parse(update.value) : null };
     } catch (e) {
-      result.replaceChildren(el("span", { class: "error" }, "update: not JSON: " + e.message));
+      fill(result, el("span", { class: "error" }, "update: not JSON: " + e.message));
       return;
     }
     const response = await fetch("/api/fork", { method: "POST", body: JSON.stringify(body) });
     const answer = await response.json();
-    result.replaceChildren(response.ok ? link("thread/" + enc(answer.thread), "new thread " + answer.thread)
+    fill(result, response.ok ? link("thread/" + enc(answer.thread), "new thread " + answer.thread)
       : el("span", { class: "error" }, answer.error));
     if (response.ok) showRuns();
   };
@@ -231,7 +234,7 @@ async function showThread(name, again = false) {
     el("p", {}, `graph ${thread.graph_name} · ${thread.checkpoints.length} checkpoints${forked}`),
     thread.detail ? json(thread.detail) : null, graphBox, detail,
     el("h3", {}, "Timeline"), timeline(thread, nodeSpans, children), checkpointTools(thread));
-  viewer.cy = drawGraph(graphBox, thread, nodeSpans, (node) => detail.replaceChildren(nodeDetail(thread, nodeSpans, node)));
+  viewer.cy = drawGraph(graphBox, thread, nodeSpans, (node) => fill(detail, nodeDetail(thread, nodeSpans, node)));
   viewer.ready = "thread";
   scheduleLive(thread.status, () => showThread(name, true), !thread.settled);
 }
@@ -239,7 +242,8 @@ async function showThread(name, again = false) {
 // ---- a search tree ----------------------------------------------------------------------------------
 
 // Tree positions: leaves side by side in depth-first order, parents centred over their children, one row
-// per depth. Linear in the nodes; cytoscape's breadthfirst layout takes about a second at 5,000.
+// per depth, rows spaced so that the tree is about half as tall as wide. Linear in the nodes; cytoscape's
+// breadthfirst layout takes about a second at 5,000. Also returns the width, to size marks for the first view.
 function treePositions(nodes) {
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const at = new Map();
@@ -248,16 +252,19 @@ function treePositions(nodes) {
   while (stack.length) {
     const [node, visited] = stack.pop();
     const kids = node.children.filter((c) => byId.has(c));
-    if (!kids.length) at.set(node.id, { x: 24 * nextLeaf++, y: 60 * node.depth });
+    if (!kids.length) at.set(node.id, { x: 24 * nextLeaf++, y: node.depth });
     else if (visited) {
       const xs = kids.map((c) => at.get(c).x);
-      at.set(node.id, { x: (Math.min(...xs) + Math.max(...xs)) / 2, y: 60 * node.depth });
+      at.set(node.id, { x: (Math.min(...xs) + Math.max(...xs)) / 2, y: node.depth });
     } else {
       stack.push([node, true]);
       for (let i = kids.length - 1; i >= 0; i--) stack.push([byId.get(kids[i]), false]);
     }
   }
-  return at;
+  const width = 24 * nextLeaf, depth = Math.max(...nodes.map((n) => n.depth), 1);
+  const row = Math.max(60, width / 2 / depth);
+  for (const p of at.values()) p.y *= row;
+  return { at, width };
 }
 
 async function showSearch(name, again = false) {
@@ -278,7 +285,8 @@ async function showSearch(name, again = false) {
     el("p", {}, el("span", { "data-testid": "tree-count" }, `${run.nodes.length} nodes`),
       ` · ${run.strategy} · chosen path ${run.best.join(" → ")} · stopped by ${run.result ? run.result.stopped_by : "—"}`),
     el("div", { class: "row" }, "filter:", depth, value, shown), box, detail);
-  const at = treePositions(run.nodes);
+  const { at, width } = treePositions(run.nodes);
+  const scale = Math.max(1, width / 1000);  // marks drawn at least a few pixels wide when the whole tree fits
   const big = run.nodes.length > 500;  // labels cost a text measurement per node: only on small trees
   const cy = cytoscape({
     container: box, minZoom: 0.01, maxZoom: 4, textureOnViewport: true, hideEdgesOnViewport: big, pixelRatio: 1,
@@ -291,12 +299,13 @@ async function showSearch(name, again = false) {
     },
     layout: { name: "preset", fit: true, padding: 10 },
     style: [
-      { selector: "node", style: { width: 14, height: 14, "background-color": "data(color)" } },  // cheaper than mapData
+      { selector: "node", style: { width: 14 * Math.sqrt(scale), height: 14 * Math.sqrt(scale),
+        "background-color": "data(color)" } },  // a colour per node: cheaper than mapData
       big ? null : { selector: "node", style: { label: "data(label)", "font-size": 8 } },
-      { selector: "node.best", style: { "border-width": 3, "border-color": "#1d4ed8", width: 20, height: 20 } },
+      { selector: "node.best", style: { "border-width": 3 * scale, "border-color": "#1d4ed8" } },
       { selector: "node:selected", style: { "border-width": 4, "border-color": "#f59e0b" } },
-      { selector: "edge", style: { width: 1, "line-color": "#cbd5e1", "curve-style": "haystack" } },
-      { selector: "edge.best", style: { width: 4, "line-color": "#1d4ed8" } },
+      { selector: "edge", style: { width: scale, "line-color": "#cbd5e1", "curve-style": "haystack" } },
+      { selector: "edge.best", style: { width: 4 * scale, "line-color": "#1d4ed8" } },
       { selector: ".hidden", style: { display: "none" } },
     ].filter(Boolean),
   });
@@ -319,7 +328,7 @@ async function showSearch(name, again = false) {
   filter();
   cy.on("tap", "node", (event) => {
     const n = byId.get(Number(event.target.id().slice(1)));
-    detail.replaceChildren(el("table", { class: "panel", "data-testid": "tree-detail" }, Object.entries(n)
+    fill(detail, el("table", { class: "panel", "data-testid": "tree-detail" }, Object.entries(n)
       .filter(([k]) => k !== "children").map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, json(v))))));
   });
   viewer.cy = cy;
@@ -357,7 +366,7 @@ async function showMemory() {
   cy.on("tap", "node", (event) => {
     const note = byId.get(event.target.id());
     const links = memory.links.filter((l) => l.source === note.id || l.target === note.id);
-    detail.replaceChildren(el("div", { class: "panel", "data-testid": "note-detail" }, json(note),
+    fill(detail, el("div", { class: "panel", "data-testid": "note-detail" }, json(note),
       el("h4", {}, "links"), links.map((l) => el("div", {}, `${l.source} → ${l.target} (${l.kind}): ${l.reason || ""}`)),
       el("h4", {}, "history"), json(note.history || [])));
   });

@@ -37,6 +37,7 @@ def ui_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         scenes.report_app(store).run({"task": "what is the sum of 2 and 3?"}, thread="demo")
         scenes.small_search(store)
         scenes.big_tree(store)
+        scenes.solo_agent(store)
         tracer_for(store).flush()  # before close: the background writer would reopen the store
         store.close()
 

@@ -14,6 +14,7 @@ from baobab.search.persist import SearchRecorder
 from baobab.search.toys import DeceptiveTree
 from baobab.search.tree import Tree
 from baobab.store import Store
+from baobab.store.trace import recording
 from baobab.tools import tool
 
 
@@ -29,10 +30,15 @@ class Report(BaseModel):
     answer: str = ""
 
 
+def researcher() -> Agent:
+    """An agent that calls add(2, 3), then answers."""
+    return Agent("researcher", model=ScriptedLLM([Choice(tool_calls=[ToolCall(
+        id="c1", name="add", arguments=json.dumps({"a": 2, "b": 3}))]), "The sum is 5."], cycle=True), tools=[add])
+
+
 def report_app(store: Store) -> App:
     """plan -> research (an agent: a model call, a tool call, a model call) -> write; a route may skip research."""
-    agent = Agent("researcher", model=ScriptedLLM([Choice(tool_calls=[ToolCall(
-        id="c1", name="add", arguments=json.dumps({"a": 2, "b": 3}))]), "The sum is 5."], cycle=True), tools=[add])
+    agent = researcher()
 
     async def research(state: Report) -> dict[str, object]:
         return {"log": [(await agent.arun(state.task)).text]}
@@ -81,3 +87,9 @@ def big_tree(store: Store, size: int = 5000, branching: int = 4) -> None:
     recorder = SearchRecorder(store, "big")
     recorder.open("bfs", {})
     recorder.commit(tree, {"calls": 0}, "done", {"stopped_by": "done"})
+
+
+def solo_agent(store: Store) -> None:
+    """The researcher on its own, recorded as `agent:solo`."""
+    with recording(store, "agent:solo", "solo"):
+        researcher().run("what is 2 + 3?")

@@ -2,9 +2,12 @@
 
 from typing import Any
 
-from browser import open_view
+import scenes
+from browser import off_loop, open_view
 
 from baobab.graphs import Checkpointer
+from baobab.store import Store
+from baobab.ui import data
 
 
 def test_the_graph_shows_every_node_and_the_path_taken(page: Any, ui_server: str) -> None:
@@ -66,6 +69,18 @@ def test_forking_from_the_ui_makes_a_pending_thread(page: Any, ui_server: str, u
     page.wait_for_function("window.viewer.ready === 'thread'")
     assert page.get_by_test_id("status").first.inner_text() == "pending"
     assert "just write" in page.get_by_test_id("timeline").inner_text()
+    resumed = off_loop(scenes.report_app(Store(ui_db)).resume, name)  # the fork runs on from after plan
+    assert resumed.status == "done" and resumed.state.task == "just write"  # type: ignore[attr-defined]
+    assert resumed.state.log == ["plan for what is the sum of 2 and 3?", "The sum is 5."]  # type: ignore[attr-defined]
+
+
+def test_states_are_exact_with_the_graphs_app(ui_db: str) -> None:
+    store = Store(ui_db)
+    app = scenes.report_app(store)
+    last = Checkpointer(store).history(Checkpointer(store).thread("demo").id, "demo")[0]  # type: ignore[union-attr]
+    exact, replayed = data.state(store, last.id, {"report": app}), data.state(store, last.id)
+    assert exact["exact"] and replayed["exact"] and exact["state"] == replayed["state"]
+    assert exact["state"]["log"] == ["plan for what is the sum of 2 and 3?", "The sum is 5."]
 
 
 def test_a_bad_fork_request_is_refused_with_its_reason(ui_server: str) -> None:
@@ -74,3 +89,10 @@ def test_a_bad_fork_request_is_refused_with_its_reason(ui_server: str) -> None:
     answer = httpx.post(f"{ui_server}/api/fork", json={"update": {}})
     assert answer.status_code == 400 and "checkpoint" in answer.json()["error"]
     assert httpx.post(f"{ui_server}/api/fork", json={"checkpoint": 99999}).status_code == 404
+
+
+def test_an_agent_run_recorded_on_its_own_shows_its_calls(page: Any, ui_server: str) -> None:
+    open_view(page, f"{ui_server}/#/trace/agent%3Asolo", "trace")
+    assert page.get_by_test_id("span-agent").count() == 1
+    assert page.get_by_test_id("span-model").count() == 2 and page.get_by_test_id("span-tool").count() == 1
+    assert "agent:solo" in page.get_by_test_id("view").inner_text()

@@ -2,6 +2,7 @@
 prompt lookup (Hugging Face transformers `prompt_lookup_num_tokens`, llama.cpp's prompt-lookup drafter).
 
     pip install -e '.[test,bench]' && python benchmarks/engine_speculative.py [--quick]
+    python benchmarks/engine_speculative.py --device cuda --replay   # on a GPU, the committed workload
 
 Workloads, replayed request by request through every engine (each in its own process):
 - agentic: recorded here from Baobab's own loops on the embedded model: a tool-using agent that resends its
@@ -10,7 +11,8 @@ Workloads, replayed request by request through every engine (each in its own pro
   each prompt's last 1,500 tokens;
 - spec-bench: Spec-Bench first turns, the same number from each group.
 Greedy, except best-of-n (seeded sampling). Decode tokens/s = tokens after the first / time after the first.
-Writes benchmarks/results/engine_speculative.json.
+Writes benchmarks/results/engine_speculative.json (engine_speculative_cuda.json with --device cuda, where
+llama.cpp has no row: the GPU machine has no CUDA build of llama-cpp-python).
 """
 
 import argparse
@@ -107,12 +109,12 @@ def spec_bench(per_group: int) -> list[dict[str, Any]]:
     return [r for g in groups.values() for r in g]
 
 
-def replay(engine: str, workload: list[dict[str, Any]], new: int) -> list[dict[str, Any]]:
+def replay(engine: str, workload: list[dict[str, Any]], new: int, device: str) -> list[dict[str, Any]]:
     """Every request through one engine: completion tokens, decode seconds, outputs."""
     results = []
     if engine in BAOBAB:
         factory = BAOBAB[engine]
-        llm = LocalLLM(slots=4, context=4096, threads=2, prefix_cache_mb=0,
+        llm = LocalLLM(slots=4, context=4096, threads=2, prefix_cache_mb=0, device=device,
                        speculative=factory() if factory else False)
         try:
             for r in workload:
@@ -133,7 +135,7 @@ def replay(engine: str, workload: list[dict[str, Any]], new: int) -> list[dict[s
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                     dtype=torch.float32).eval()
+                                                     dtype=torch.float32).to(device).eval()
     else:
         from llama_cpp import Llama
         from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
@@ -150,10 +152,11 @@ def replay(engine: str, workload: list[dict[str, Any]], new: int) -> list[dict[s
                 torch.manual_seed(r.get("seed", 0) * 100 + sample)
                 with torch.no_grad():
                     start = time.perf_counter()
-                    model.generate(torch.tensor([ids]), max_new_tokens=1, do_sample=False)
+                    model.generate(torch.tensor([ids], device=device), max_new_tokens=1, do_sample=False)
                     first = time.perf_counter() - start
                     start = time.perf_counter()
-                    out = model.generate(torch.tensor([ids]), max_new_tokens=new, prompt_lookup_num_tokens=10,
+                    out = model.generate(torch.tensor([ids], device=device), max_new_tokens=new,
+                                         prompt_lookup_num_tokens=10,
                                          do_sample=temperature > 0, temperature=temperature or None, top_p=None,
                                          top_k=None)
                     total = time.perf_counter() - start
@@ -179,19 +182,25 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests and tokens")
     parser.add_argument("--engine", help="replay the workload file through one engine here and print its JSON")
     parser.add_argument("--workload", type=Path, default=OUT / "engine_speculative_workload.json")
+    parser.add_argument("--replay", action="store_true", help="replay the workload file instead of recording one")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     new = 32 if args.quick else 64
     if args.engine:
         workload = json.loads(args.workload.read_text())
-        print("RESULT " + json.dumps(replay(args.engine, workload, new)))
+        print("RESULT " + json.dumps(replay(args.engine, workload, new, args.device)))
         return
-    rounds, swe, per_group = (2, 3, 1) if args.quick else (3, 6, 2)
-    workload = record_agentic(new, rounds) + swe_turns(swe, 1500) + spec_bench(per_group)
-    args.workload.write_text(json.dumps(workload) + "\n")
+    if args.replay:
+        workload = json.loads(args.workload.read_text())
+    else:
+        rounds, swe, per_group = (2, 3, 1) if args.quick else (3, 6, 2)
+        workload = record_agentic(new, rounds) + swe_turns(swe, 1500) + spec_bench(per_group)
+        args.workload.write_text(json.dumps(workload) + "\n")
     figures: dict[str, list[dict[str, Any]]] = {}
-    for engine in [*BAOBAB, *PEERS]:
+    peers = [p for p in PEERS if args.device == "cpu" or not p.startswith("llama.cpp")]
+    for engine in [*BAOBAB, *peers]:
         command = [sys.executable, __file__, "--engine", engine, "--workload", str(args.workload),
-                   *(["--quick"] if args.quick else [])]
+                   "--device", args.device, *(["--quick"] if args.quick else [])]
         out = subprocess.run(command, capture_output=True, text=True)
         lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
         if out.returncode != 0 or not lines:
@@ -201,16 +210,16 @@ def main() -> None:
     table, checks = _table(workload, figures), {}
     plain = {row["workload"]: row["tok_s"] for row in table if row["engine"] == "Baobab plain"}
     ours = {row["workload"]: row for row in table if row["engine"] == "Baobab suffix: all (default)"}
-    peers = defaultdict(float)
+    best_peer: dict[str, float] = defaultdict(float)
     for row in table:
         if not row["engine"].startswith("Baobab"):
-            peers[row["workload"]] = max(peers[row["workload"]], row["tok_s"])
+            best_peer[row["workload"]] = max(best_peer[row["workload"]], row["tok_s"])
     checks["agentic >= 3x"] = ours["agentic"]["speedup"] >= 3
     checks["swe-agent >= 2x"] = ours["swe-agent"]["speedup"] >= 2
     checks["spec-bench >= 1.5x"] = ours["spec-bench"]["speedup"] >= 1.5
     checks["no spec-bench group slower"] = all(r["speedup"] >= 1.0 for w, r in ours.items()
                                                if w.startswith("spec-bench/"))
-    checks["ahead of every peer"] = all(r["tok_s"] > peers[w] for w, r in ours.items())
+    checks["ahead of every peer"] = all(r["tok_s"] > best_peer[w] for w, r in ours.items())
     print(f"{'engine':<34} {'workload':<26} {'tok/s':>7} {'speedup':>8} {'acc/step':>9} {'identical':>10}")
     for r in table:
         print(f"{r['engine']:<34} {r['workload']:<26} {r['tok_s']:>7} {r['speedup']:>8} "
@@ -221,9 +230,11 @@ def main() -> None:
     print("Baobab suffix (default):", summary, "| checks:", checks)
     result = {"goal": GOAL, "met": met, "checks": checks, "summary": summary, "table": table, "quick": args.quick,
               "new_tokens": new, "requests": len(workload), "environment": {
-                  "cpu": cpu_name(), "threads": 2, "python": platform.python_version(),
+                  "device": args.device, "cpu": cpu_name(), "threads": 2, "python": platform.python_version(),
+                  "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
                   "versions": versions("baobab", "torch", "transformers", "llama_cpp_python")}}
-    (OUT / "engine_speculative.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "engine_speculative" if args.device == "cpu" else "engine_speculative_cuda"
+    (OUT / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 def _table(workload: list[dict[str, Any]], figures: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -43,12 +43,15 @@ class LocalLLM(LLM):
     `slots` is how many sequences decode together; `context` the longest prompt plus answer;
     `prefix_cache_mb` bounds the KV kept for reuse across requests (0 turns the prefix cache off);
     `speculative` drafts from the request, its sibling samples and earlier outputs and verifies the drafts in
-    the decode forward (outputs unchanged); False decodes one token per forward, or pass your own drafter.
+    the decode forward (outputs unchanged); False decodes one token per forward, or pass your own drafter;
+    `fixed_steps` pads decode and verify steps to a few fixed shapes and, on a GPU, replays them as CUDA graphs
+    (a step of a small model is launch-bound there); None: on a GPU only.
     """
 
     def __init__(self, model: str = weights.DEFAULT_MODEL, *, dtype: str = "float32", weight_dtype: str | None = None,
                  device: str = "cpu", slots: int = 8, context: int = 4096, threads: int | None = None,
-                 prefix_cache_mb: int = 512, speculative: bool | SuffixDrafter = True) -> None:
+                 prefix_cache_mb: int = 512, speculative: bool | SuffixDrafter = True,
+                 fixed_steps: bool | None = None) -> None:
         if weight_dtype is None:  # bfloat16 weights halve a CPU decode step's reads; verifying k drafts costs ~1
             weight_dtype = "bfloat16" if device == "cpu" and dtype == "float32" else dtype
         for name, value in (("dtype", dtype), ("weight_dtype", weight_dtype)):
@@ -65,7 +68,9 @@ class LocalLLM(LLM):
             checkpoint = weights.load(path, _DTYPES[dtype])
             self.tokenizer = ChatTokenizer(checkpoint)
             llama = Llama.from_checkpoint(checkpoint, slots=slots, max_len=context, device=device,
-                                          weight_dtype=_DTYPES[weight_dtype])
+                                          weight_dtype=_DTYPES[weight_dtype],
+                                          spare_slots=int(device.startswith("cuda") if fixed_steps is None
+                                                          else fixed_steps))
             assert llama.cache is not None
             capacity = prefix_cache_mb * 2**20 // token_bytes(llama.cache)
             return llama, PrefixCache(capacity) if capacity else None

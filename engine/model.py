@@ -97,26 +97,33 @@ class RMSNorm(nn.Module):
 
 
 class KVCache(nn.Module):
-    """Keys and values of `slots` sequences of up to `max_len` tokens, for every layer."""
+    """Keys and values of `slots` sequences of up to `max_len` tokens, for every layer, and `spare` slots more
+    that no sequence owns (the padding rows of a fixed-shape forward write there)."""
 
-    def __init__(self, config: LlamaConfig, slots: int, max_len: int, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(self, config: LlamaConfig, slots: int, max_len: int, dtype: torch.dtype, device: torch.device,
+                 spare: int = 0) -> None:
         super().__init__()
-        shape = (config.n_layers, slots, config.n_kv_heads, max_len, config.head_dim)
+        shape = (config.n_layers, slots + spare, config.n_kv_heads, max_len, config.head_dim)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.k: Tensor
         self.v: Tensor
-        self.max_len = max_len
+        self.slots, self.max_len = slots, max_len
 
 
 @dataclass(frozen=True)
 class Step:
-    """What every layer of one forward shares: RoPE factors, each row's attention mask, the rows."""
+    """What every layer of one forward shares: RoPE factors, and where each row reads and writes the cache:
+    `rows` with their own masks (a view of each row's slot), or fixed-shape tensors (a CUDA graph's inputs)."""
 
     cos: Tensor  # batch x length x 1 x head_dim
     sin: Tensor  # the same, negated in the first half (rotate-half as a roll)
     masks: list[Tensor | None]
     rows: list[Row]
+    slots: Tensor | None = None  # batch: each row's slot, whose cache it attends to
+    write_slots: Tensor | None = None  # batch x length: the slot and position where each new token's key and
+    write_at: Tensor | None = None  # value go (a padding token's go to a spare slot)
+    sees: Tensor | None = None  # batch x 1 x length x window: which cached positions each new token attends to
 
 
 class Attention(nn.Module):
@@ -138,6 +145,16 @@ class Attention(nn.Module):
         q, k = qk[:, :, :heads].transpose(1, 2), qk[:, :, heads:].transpose(1, 2)
         v = qkv[..., (heads + kv_heads) * dim:].view(batch, length, kv_heads, dim).transpose(1, 2)
         keys, values = cache.k[self.layer], cache.v[self.layer]
+        if step.sees is not None:
+            out = self._attend_fixed(q, k, v, keys, values, step)
+        else:
+            out = self._attend_rows(q, k, v, keys, values, step)
+        projected: Tensor = self.o_proj(out.transpose(1, 2).reshape(batch, length, heads * dim))
+        return projected
+
+    @staticmethod
+    def _attend_rows(q: Tensor, k: Tensor, v: Tensor, keys: Tensor, values: Tensor, step: Step) -> Tensor:
+        length = q.shape[2]
         outs = []
         for b, row in enumerate(step.rows):  # each row over its own slot: views, no gather
             end = row.start + length
@@ -146,9 +163,18 @@ class Attention(nn.Module):
             outs.append(F.scaled_dot_product_attention(
                 q[b:b + 1], keys[row.slot:row.slot + 1, :, :end], values[row.slot:row.slot + 1, :, :end],
                 attn_mask=step.masks[b], enable_gqa=True))
-        out = outs[0] if batch == 1 else torch.cat(outs)
-        projected: Tensor = self.o_proj(out.transpose(1, 2).reshape(batch, length, heads * dim))
-        return projected
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    @staticmethod
+    def _attend_fixed(q: Tensor, k: Tensor, v: Tensor, keys: Tensor, values: Tensor, step: Step) -> Tensor:
+        assert step.slots is not None and step.write_slots is not None and step.sees is not None
+        window = step.sees.shape[-1]
+        keys[step.write_slots, :, step.write_at] = k.transpose(1, 2).to(keys.dtype)  # no host sync: graph-safe
+        values[step.write_slots, :, step.write_at] = v.transpose(1, 2).to(values.dtype)
+        out: Tensor = F.scaled_dot_product_attention(q, keys[:, :, :window][step.slots],
+                                                     values[:, :, :window][step.slots], attn_mask=step.sees,
+                                                     enable_gqa=True)
+        return out
 
 
 class MLP(nn.Module):
@@ -218,8 +244,10 @@ class Llama(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, *, slots: int = 1, max_len: int = 2048,
-                        device: str | torch.device = "cpu", weight_dtype: torch.dtype | None = None) -> "Llama":
-        """A model with the checkpoint's weights and a KV cache of `slots` x `max_len` tokens.
+                        device: str | torch.device = "cpu", weight_dtype: torch.dtype | None = None,
+                        spare_slots: int = 0) -> "Llama":
+        """A model with the checkpoint's weights and a KV cache of `slots` x `max_len` tokens (and `spare_slots`
+        more for the padding rows of `forward_fixed`).
 
         Activations and the cache use the checkpoint's dtype; `weight_dtype` stores the projections' weights
         narrower (float16 or bfloat16).
@@ -233,7 +261,7 @@ class Llama(nn.Module):
             if isinstance(module, Linear):
                 module.pack()
         model.cache = KVCache(checkpoint.config, slots, min(max_len, checkpoint.config.max_seq_len), dtype,
-                              torch.device(device))
+                              torch.device(device), spare_slots)
         return model.eval()
 
     @torch.inference_mode()
@@ -251,14 +279,35 @@ class Llama(nn.Module):
         logits: Tensor = self.lm_head(x).float()
         return logits if all_logits else logits[:, -1]
 
+    @torch.inference_mode()
+    def forward_fixed(self, tokens: Tensor, slots: Tensor, positions: Tensor, write_slots: Tensor, write_at: Tensor,
+                      sees: Tensor) -> Tensor:
+        """Logits of every token, with every shape fixed by the arguments' (what a CUDA graph replays).
+
+        `tokens`, `positions` (RoPE), `write_slots` and `write_at` (where each token's key and value go) are
+        batch x length; `slots` is each row's slot; `sees` (batch x 1 x length x window, bool) says which of
+        the slot's first `window` positions each token attends to, after this forward's own writes.
+        """
+        assert self.cache is not None, "from_checkpoint() makes the cache"
+        x = F.embedding(tokens, self.embed_tokens)
+        cos, sin = self._rope(positions, x.dtype)
+        step = Step(cos, sin, [], [], slots, write_slots, write_at, sees)
+        for block in self.layers:
+            x = block(x, step, self.cache)
+        logits: Tensor = self.lm_head(self.norm(x)).float()
+        return logits
+
     def _step(self, rows: list[Row], length: int, dtype: torch.dtype) -> Step:
         device = self.inv_freq.device
         placed = [r.positions_and_mask(length, device) for r in rows]
-        positions = torch.tensor([p for p, _ in placed], device=device)
-        masks = [m for _, m in placed]
+        cos, sin = self._rope(torch.tensor([p for p, _ in placed], device=device), dtype)
+        return Step(cos, sin, [m for _, m in placed], rows)
+
+    def _rope(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """RoPE factors (cos, and sin negated in its first half) for batch x length positions."""
         angles = (positions[..., None].float() * self.inv_freq)[:, :, None]  # batch x length x 1 x head_dim/2
         cos, sin = angles.cos(), angles.sin()
-        return Step(torch.cat((cos, cos), -1).to(dtype), torch.cat((-sin, sin), -1).to(dtype), masks, rows)
+        return torch.cat((cos, cos), -1).to(dtype), torch.cat((-sin, sin), -1).to(dtype)
 
     def keep(self, slot: int, start: int, path: list[int]) -> None:
         """After a tree forward from `start`, move the keys and values of the accepted path (indices of new

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from baobab.engine.drafters import Draft, SuffixDrafter
+from baobab.engine.fixed_forward import FixedForward
 from baobab.engine.model import Llama, Row
 from baobab.engine.prefix_cache import PrefixCache
 from baobab.engine.sampling import SamplingParams, sample
@@ -108,8 +109,11 @@ class Scheduler:
             self.model, self.prefix_cache = load()
             assert self.model.cache is not None
             self.kv = self.model.cache
-            self.slots, self.max_len = self.kv.k.shape[1], self.kv.max_len
+            self.slots, self.max_len = self.kv.slots, self.kv.max_len
             self._free = list(range(self.slots))
+            # a cache with a spare slot asks for fixed-shape steps: CUDA graphs on a GPU, eager elsewhere
+            self._fixed = (FixedForward(self.model, graphs=self.kv.k.is_cuda)
+                           if self.kv.k.shape[1] > self.slots else None)
             if self.drafter is not None:
                 self.verify_ms, self.context_ms = self._measure_verify_cost()
         except BaseException as exc:  # handed to the constructor, which raises it in the caller's thread
@@ -226,13 +230,20 @@ class Scheduler:
             tokens.append([seq.tokens[-1], *draft.tokens, *[seq.tokens[-1]] * pad])
             parents = (-1, *(p + 1 for p in draft.parents), *[-1] * pad) if length > 1 else None
             rows.append(Row(seq.slot, start, parents))
-        logits = self.model(torch.tensor(tokens, device=self.kv.k.device), rows, all_logits=length > 1)
+        logits = self._forward(tokens, rows)
         for seq, row, draft, out in zip(running, rows, drafts, logits, strict=True):
             seq.steps += 1
             if length == 1:
-                self._commit(seq, self._advance(seq, out))
+                self._commit(seq, self._advance(seq, out[0]))
             else:
                 self._verify(seq, row, draft, out)
+
+    def _forward(self, tokens: list[list[int]], rows: list[Row]) -> Tensor:
+        """Logits (rows x tokens x vocab) of a decode or verify step: every row has as many tokens."""
+        if self._fixed is not None:
+            return self._fixed(tokens, rows)
+        logits: Tensor = self.model(torch.tensor(tokens, device=self.kv.k.device), rows, all_logits=True)
+        return logits
 
     def _draft(self, seq: Sequence, room: int) -> Draft:
         """The drafter's tree for a sequence, cut to the size that maximises expected tokens per second."""
@@ -306,12 +317,11 @@ class Scheduler:
 
     def _time_forward(self, tokens: int, start: int) -> float:
         """Best of three forwards of `tokens` new tokens in slot 0 after `start` cached ones, in ms."""
-        chain = torch.zeros(1, tokens, dtype=torch.long, device=self.kv.k.device)
         best = float("inf")
         for _ in range(3):
             started = time.perf_counter()
-            self.model(chain, [Row(0, start)], all_logits=True)
-            if chain.is_cuda:
+            self._forward([[0] * tokens], [Row(0, start)])
+            if self.kv.k.is_cuda:
                 torch.cuda.synchronize()
             best = min(best, time.perf_counter() - started)
         return best * 1e3

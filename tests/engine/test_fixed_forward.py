@@ -1,0 +1,78 @@
+"""Fixed-shape steps (what CUDA graphs replay): the same logits and tokens as the row-by-row forward."""
+
+from typing import Any
+
+import pytest
+import torch
+
+from baobab.aio import run_sync
+from baobab.engine import weights
+from baobab.engine.fixed_forward import FixedForward
+from baobab.engine.local import LocalLLM
+from baobab.engine.model import Llama, Row
+
+PROMPTS = [[{"role": "user", "content": text}] for text in (
+    "List three colours.", "Write a Python function that adds two numbers.",
+    "Copy this line twice: id=7, name=ada, score=3", "What is the capital of France?")]
+
+
+def _model(device: str) -> Llama:
+    checkpoint = weights.load(weights.resolve(weights.DEFAULT_MODEL), torch.float32)
+    return Llama.from_checkpoint(checkpoint, slots=4, max_len=512, device=device, spare_slots=1)
+
+
+def _steps_agree(model: Llama, forward: FixedForward) -> None:
+    """A batch of a chain row and a tree row, padded to a bucket, gives the row path's logits; and a one-token
+    decode step after it too (the keys and values it wrote are the right ones, in the right places)."""
+    device = model.inv_freq.device
+    prompts = [list(range(10, 40)), list(range(50, 67))]
+    for slot, prompt in enumerate(prompts):
+        model(torch.tensor([prompt], device=device), [Row(slot, 0)])
+    tree = Row(1, len(prompts[1]), (-1, 0, 0, 1))
+    rows = [Row(0, len(prompts[0])), tree]
+    tokens = [[5, 6, 7, 8], [9, 10, 11, 12]]
+    expected = model(torch.tensor(tokens, device=device), rows, all_logits=True)
+    for slot, prompt in enumerate(prompts):  # the same cached prompts, written again
+        model(torch.tensor([prompt], device=device), [Row(slot, 0)])
+    got = forward(tokens, rows)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    expected_next = model(torch.tensor([[3]], device=device), [Row(0, len(prompts[0]) + 4)], all_logits=True)
+    got_next = forward([[3]], [Row(0, len(prompts[0]) + 4)])
+    torch.testing.assert_close(got_next, expected_next, rtol=1e-4, atol=1e-4)
+
+
+def test_padded_step_matches_the_row_path_on_the_cpu() -> None:
+    model = _model("cpu")
+    _steps_agree(model, FixedForward(model, graphs=False))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (run on the device machine)")
+def test_cuda_graph_step_matches_the_row_path() -> None:
+    model = _model("cuda")
+    forward = FixedForward(model, graphs=True)
+    _steps_agree(model, forward)
+    _steps_agree(model, forward)  # the second time replays the captured graphs
+    assert forward._captured
+
+
+@pytest.mark.timeout(600)
+def test_fixed_steps_decode_the_same_tokens(local_llm: Any) -> None:
+    """Greedy output with padded steps equals the row path's, with and without speculation (float32)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    options: dict[str, Any] = {"slots": 4, "context": 512, "threads": 2, "prefix_cache_mb": 0,
+                               "weight_dtype": "float32", "fixed_steps": True, "device": device}
+    fixed_plain, fixed_spec = LocalLLM(speculative=False, **options), LocalLLM(**options)
+    fixed_spec.scheduler.verify_ms, fixed_spec.scheduler.context_ms = {1: 1.0, 32: 1.0}, (0.0, 0.0)  # draft
+    try:
+        for messages in PROMPTS:
+            want = local_llm.complete_sync(messages=messages, max_tokens=24, temperature=0).choices[0].token_ids
+            assert fixed_plain.complete_sync(messages=messages, max_tokens=24, temperature=0).choices[0].token_ids \
+                == want
+            for _ in range(2):  # the second time its own earlier output drafts
+                got = fixed_spec.complete_sync(messages=messages, max_tokens=24, temperature=0)
+                assert got.choices[0].token_ids == want
+        assert got.usage.accepted_tokens > 0
+    finally:
+        run_sync(fixed_plain.aclose())
+        run_sync(fixed_spec.aclose())

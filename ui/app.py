@@ -38,6 +38,9 @@ def create_app(store: Store, apps: data.Apps | None = None, memory_url: str | No
         return endpoint
 
     async def fork(request: Request) -> Response:
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            # a page on another site cannot send this type without a CORS preflight, which this app never grants
+            return JSONResponse({"error": "fork: send the body as application/json"}, status_code=415)
         try:
             body = json.loads(await request.body() or b"{}")
             checkpoint = int(body["checkpoint"])

@@ -89,6 +89,8 @@ def test_a_bad_fork_request_is_refused_with_its_reason(ui_server: str) -> None:
     answer = httpx.post(f"{ui_server}/api/fork", json={"update": {}})
     assert answer.status_code == 400 and "checkpoint" in answer.json()["error"]
     assert httpx.post(f"{ui_server}/api/fork", json={"checkpoint": 99999}).status_code == 404
+    form = httpx.post(f"{ui_server}/api/fork", content='{"checkpoint": 1}', headers={"content-type": "text/plain"})
+    assert form.status_code == 415  # what another site's page could send without a preflight
 
 
 def test_an_agent_run_recorded_on_its_own_shows_its_calls(page: Any, ui_server: str) -> None:

@@ -209,7 +209,8 @@ function checkpointTools(thread) {
       fill(result, el("span", { class: "error" }, "update: not JSON: " + e.message));
       return;
     }
-    const response = await fetch("/api/fork", { method: "POST", body: JSON.stringify(body) });
+    const response = await fetch("/api/fork", { method: "POST", body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json" } });
     const answer = await response.json();
     fill(result, response.ok ? link("thread/" + enc(answer.thread), "new thread " + answer.thread)
       : el("span", { class: "error" }, answer.error));

@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from baobab.store import Store
 from baobab.ui import data
-from baobab.ui.memory import memory_view
+from baobab.ui.memory import memory_history, memory_view, open_memory
 
 STATIC = Path(__file__).parent / "static"
 Handler = Callable[[Request], Awaitable[Response]]
@@ -55,6 +55,14 @@ def create_app(store: Store, apps: data.Apps | None = None, memory_url: str | No
             return JSONResponse({"error": str(exc)}, status_code=404)
         return JSONResponse({"thread": name})
 
+    memories: dict[str, Any] = {}  # the Memory over `memory_url`, opened on first use
+
+    def memory() -> Any:
+        url = memory_url or store.url
+        if url not in memories:
+            memories[url] = open_memory(url)
+        return memories[url]
+
     async def index(_: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
@@ -66,7 +74,8 @@ def create_app(store: Store, apps: data.Apps | None = None, memory_url: str | No
               api(lambda r: data.state(store, r.path_params["checkpoint"], apps))),
         Route("/api/search/{name:path}", api(lambda r: data.search(store, r.path_params["name"]))),
         Route("/api/trace/{run:path}", api(lambda r: data.trace(store, r.path_params["run"]))),
-        Route("/api/memory", api(lambda r: memory_view(memory_url or store.url))),
+        Route("/api/memory", api(lambda r: memory_view(memory()))),
+        Route("/api/memory/history/{note:path}", api(lambda r: memory_history(memory(), r.path_params["note"]))),
         Route("/api/fork", fork, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ])

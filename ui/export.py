@@ -21,16 +21,24 @@ def export_html(store: Store, run: str, path: str | Path, apps: data.Apps | None
     """
     answers, route = _answers(store, run, apps)
     answers["/api/runs"] = _only(data.runs(store), route)
-    page = (STATIC / "index.html").read_text()
-    page = re.sub(r'<script src="static/([^"]+)"></script>',
-                  lambda m: "<script>" + _script((STATIC / m.group(1)).read_text()) + "</script>", page)
-    page = re.sub(r'<link rel="stylesheet" href="static/([^"]+)">',
-                  lambda m: "<style>" + (STATIC / m.group(1)).read_text() + "</style>", page)
-    inline = json.dumps({"route": route, "answers": answers}, default=repr)
-    page = page.replace("<!--DATA-->", f"<script>window.BAOBAB_DATA = {_script(inline)};</script>")
     out = Path(path)
-    out.write_text(page)
+    out.write_text(page(answers, route))
     return out
+
+
+def page(answers: dict[str, Any], route: str) -> str:
+    """The viewer's page, scripts and styles inlined, answering API `path`s from `answers`, showing `route`.
+
+    >>> "BAOBAB_DATA" in page({"/api/runs": {"threads": [], "searches": [], "traces": []}}, "")
+    True
+    """
+    html = (STATIC / "index.html").read_text()
+    html = re.sub(r'<script src="static/([^"]+)"></script>',
+                  lambda m: "<script>" + _script((STATIC / m.group(1)).read_text()) + "</script>", html)
+    html = re.sub(r'<link rel="stylesheet" href="static/([^"]+)">',
+                  lambda m: "<style>" + (STATIC / m.group(1)).read_text() + "</style>", html)
+    inline = json.dumps({"route": route, "answers": answers}, default=repr)
+    return html.replace("<!--DATA-->", f"<script>window.BAOBAB_DATA = {_script(inline)};</script>")
 
 
 def _answers(store: Store, run: str, apps: data.Apps | None) -> tuple[dict[str, Any], str]:

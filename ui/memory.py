@@ -1,17 +1,35 @@
-"""The memory view's data: notes, links and each note's evolution history, from `baobab.memory`."""
+"""The memory view's data, from `baobab.memory`: notes, links, and a note's evolution history."""
 
 import importlib
 from typing import Any
 
+from pydantic_core import to_jsonable_python
+
 from baobab.ui.data import NotFound
 
 
-def memory_view(url: str) -> dict[str, Any]:
-    """Every note (content, keywords, tags, context, version) and link (kind, reason) of the memory at `url`."""
-    try:  # imported by name: the viewer works without the memory package
+def open_memory(url: str) -> Any:
+    """`baobab.memory.Memory(url)`, imported by name: the viewer works without the memory package."""
+    try:
         memory = importlib.import_module("baobab.memory")
     except ImportError as exc:
         raise NotFound(f"no memory view: baobab.memory cannot be imported ({exc})") from exc
-    graph = memory.Memory(url).graph()
-    return {"notes": [{"id": str(n), **{k: v for k, v in a.items()}} for n, a in graph.nodes(data=True)],
-            "links": [{"source": str(a), "target": str(b), **e} for a, b, e in graph.edges(data=True)]}
+    return memory.Memory(url)
+
+
+def memory_view(memory: Any) -> dict[str, Any]:
+    """Every note (content, keywords, tags, context, version) and link (kind, reason) of `memory`."""
+    graph = memory.graph()
+    notes = [{"id": str(n), **to_jsonable_python(a, fallback=repr)} for n, a in graph.nodes(data=True)]
+    links = [{"source": str(a), "target": str(b), **to_jsonable_python(e, fallback=repr)}
+             for a, b, e in graph.edges(data=True)]
+    return {"notes": notes, "links": links}
+
+
+def memory_history(memory: Any, note: str) -> dict[str, Any]:
+    """How note `note` evolved: its earlier versions, oldest first, as `memory.history()` gives them."""
+    try:
+        history = memory.history(note)
+    except KeyError as exc:
+        raise NotFound(f"no note {note!r} in the memory") from exc
+    return {"note": note, "history": to_jsonable_python(history, fallback=repr)}

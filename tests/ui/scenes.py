@@ -1,6 +1,7 @@
 """Runs recorded for the viewer tests: a graph with an agent node, a search, a 5,000-node tree, a slow live run."""
 
 import json
+import random
 import time
 from typing import Annotated
 
@@ -93,3 +94,13 @@ def solo_agent(store: Store) -> None:
     """The researcher on its own, recorded as `agent:solo`."""
     with recording(store, "agent:solo", "solo"):
         researcher().run("what is 2 + 3?")
+
+
+def memory_answer(notes: int, links_per_note: int = 3) -> dict[str, object]:
+    """What `/api/memory` answers for a memory of `notes` notes, each linked to `links_per_note` others."""
+    rng = random.Random(0)
+    made = [{"id": f"n{i}", "content": f"note {i} on topic {i % 50}", "keywords": [f"k{i % 50}", f"w{i % 7}"],
+             "tags": [f"tag{i % 12}"], "context": "synthetic", "version": 1 + i % 3} for i in range(notes)]
+    links = [{"source": f"n{i}", "target": f"n{rng.randrange(notes)}", "kind": "related", "reason": "shared keywords"}
+             for i in range(notes) for _ in range(links_per_note)]
+    return {"notes": made, "links": links}

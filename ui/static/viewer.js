@@ -348,30 +348,77 @@ async function showTrace(run) {
   viewer.ready = "trace";
 }
 
+// Notes as dots coloured by their first tag; a memory of more than BIG_MEMORY notes draws a note's links
+// when it is picked (10,000 notes have tens of thousands of links: all at once would not stay responsive).
+const BIG_MEMORY = 1500;
+
 async function showMemory() {
   const memory = await api("/api/memory");
+  const big = memory.notes.length > BIG_MEMORY;
   const box = el("div", { class: "canvas big", "data-testid": "memory" });
   const detail = el("div", {});
+  const find = el("input", { placeholder: "find a word in notes", size: 30, "data-testid": "memory-find" });
+  const found = el("span", { "data-testid": "memory-found" });
   setView(el("h2", {}, "memory"), el("p", { "data-testid": "memory-count" },
-    `${memory.notes.length} notes · ${memory.links.length} links`), box, detail);
-  const ids = new Set(memory.notes.map((n) => n.id));
-  const cy = cytoscape({
-    container: box, minZoom: 0.02, textureOnViewport: true, hideEdgesOnViewport: true, pixelRatio: 1,
-    elements: { nodes: memory.notes.map((n) => ({ data: { id: n.id, label: (n.keywords || []).slice(0, 2).join(", ") } })),
-      edges: memory.links.filter((l) => ids.has(l.source) && ids.has(l.target))
-        .map((l, i) => ({ data: { id: "l" + i, source: l.source, target: l.target } })) },
-    layout: { name: memory.notes.length > 300 ? "grid" : "cose", animate: false },
-    style: [{ selector: "node", style: { width: 10, height: 10, label: "data(label)", "font-size": 6,
-      "min-zoomed-font-size": 8, "background-color": "#0ea5e9" } },
-    { selector: "edge", style: { width: 1, "line-color": "#cbd5e1", "curve-style": "haystack" } }],
-  });
+    `${memory.notes.length} notes · ${memory.links.length} links` + (big ? " (a note's links show when picked)" : "")),
+  el("div", { class: "row" }, find, found), box, detail);
   const byId = new Map(memory.notes.map((n) => [n.id, n]));
-  cy.on("tap", "node", (event) => {
+  const linksOf = new Map(memory.notes.map((n) => [n.id, []]));
+  for (const l of memory.links) if (byId.has(l.source) && byId.has(l.target)) {
+    linksOf.get(l.source).push(l);
+    linksOf.get(l.target).push(l);
+  }
+  const tags = [...new Set(memory.notes.map((n) => (n.tags || [])[0] || ""))];
+  const tagClass = new Map(tags.map((t, i) => [t, "t" + (i % 10)]));
+  const edge = (l) => ({ data: { id: `${l.source}->${l.target}`, source: l.source, target: l.target } });
+  // a big memory sits on a square grid, notes of one tag together (cytoscape's grid layout takes ~1 s more)
+  const side = Math.ceil(Math.sqrt(memory.notes.length));
+  const order = big ? memory.notes.map((n, i) => [(n.tags || [])[0] || "", i]).sort().map(([, i]) => i) : [];
+  const at = new Map(order.map((i, k) => [memory.notes[i].id, { x: 20 * (k % side), y: 20 * Math.floor(k / side) }]));
+  const cy = cytoscape({
+    container: box, minZoom: 0.01, textureOnViewport: true, hideEdgesOnViewport: true, pixelRatio: 1,
+    elements: {
+      nodes: memory.notes.map((n) => ({ data: { id: n.id, label: (n.keywords || []).slice(0, 2).join(", ") },
+        classes: tagClass.get((n.tags || [])[0] || ""), position: at.get(n.id) })),
+      edges: big ? [] : memory.links.filter((l) => byId.has(l.source) && byId.has(l.target)).map(edge),
+    },
+    layout: big ? { name: "preset" } : { name: "cose", animate: false },
+    style: [
+      { selector: "node", style: { width: 12, height: 12 } },
+      big ? null : { selector: "node", style: { label: "data(label)", "font-size": 7 } },
+      ...[...Array(10).keys()].map((i) => ({ selector: "node.t" + i,
+        style: { "background-color": `hsl(${i * 36}, 65%, 50%)` } })),
+      { selector: "node.found", style: { "border-width": 3, "border-color": "#111827" } },
+      { selector: "node:selected", style: { "border-width": 4, "border-color": "#f59e0b" } },
+      { selector: "edge", style: { width: 1, "line-color": "#94a3b8", "curve-style": "haystack" } },
+    ].filter(Boolean),
+  });
+  find.addEventListener("input", () => {
+    const word = find.value.trim().toLowerCase();
+    const hit = (n) => word && JSON.stringify([n.content, n.keywords, n.tags, n.context]).toLowerCase().includes(word);
+    cy.batch(() => cy.nodes().forEach((node) => node.toggleClass("found", Boolean(hit(byId.get(node.id()))))));
+    found.textContent = word ? `${cy.nodes(".found").length} found` : "";
+  });
+  cy.on("tap", "node", async (event) => {
     const note = byId.get(event.target.id());
-    const links = memory.links.filter((l) => l.source === note.id || l.target === note.id);
-    fill(detail, el("div", { class: "panel", "data-testid": "note-detail" }, json(note),
-      el("h4", {}, "links"), links.map((l) => el("div", {}, `${l.source} → ${l.target} (${l.kind}): ${l.reason || ""}`)),
-      el("h4", {}, "history"), json(note.history || [])));
+    const links = linksOf.get(note.id);
+    if (big) cy.batch(() => { cy.edges().remove(); cy.add(links.map(edge)); });
+    const other = (l) => (l.source === note.id ? l.target : l.source);
+    const { version, content, keywords, tags: noteTags, context, ...rest } = note;
+    const history = el("div", {}, "…");
+    fill(detail, el("div", { class: "panel", "data-testid": "note-detail" },
+      el("h3", {}, `note ${note.id} (version ${version ?? "?"})`), el("p", {}, content),
+      el("table", {}, [["keywords", keywords], ["tags", noteTags], ["context", context], ...Object.entries(rest)]
+        .map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, json(v ?? ""))))),
+      el("h4", {}, `links (${links.length})`), links.map((l) => el("div", { "data-testid": "note-link" },
+        `${l.source === note.id ? "→" : "←"} ${other(l)} (${l.kind || "link"}) ${l.reason || ""}`)),
+      el("h4", {}, "evolution history"), history));
+    try {
+      const answer = await api("/api/memory/history/" + enc(note.id));
+      fill(history, answer.history.length ? answer.history.map((h) => json(h)) : "never changed");
+    } catch (error) {
+      fill(history, String(error.message));
+    }
   });
   viewer.cy = cy;
   viewer.ready = "memory";

@@ -20,6 +20,7 @@ def test_a_running_thread_updates_live_until_done(page: Any, ui_server: str, ui_
         assert page.get_by_test_id("live").inner_text() == "● live"
         assert page.get_by_test_id("status").first.inner_text() == "running"
         seen_first = page.get_by_test_id("step-row").count()
+        assert page.evaluate("window.viewer.cy.nodes('.next').map(n => n.id())") == ["tick"]  # running now
         assert seen_first < steps + 1
         page.screenshot(path=str(artifacts / "live-running.png"), full_page=True)
         page.wait_for_function(f"document.querySelectorAll('[data-testid=step-row]').length === {steps + 1}",
@@ -29,4 +30,5 @@ def test_a_running_thread_updates_live_until_done(page: Any, ui_server: str, ui_
     finally:
         worker.join()
     assert page.get_by_test_id("live").inner_text() == ""
+    assert page.evaluate("window.viewer.cy.nodes('.next').length") == 0
     assert "6\N{MULTIPLICATION SIGN}" in page.evaluate("window.viewer.cy.$id('tick').data('label')")

@@ -112,22 +112,27 @@ function drawGraph(container, thread, nodeSpans, onPick) {
     return runs.length ? `${name}\n${runs.length}× ${seconds(total)}` : name;
   };
   const ran = new Set(thread.writes.map((w) => w.node));
+  const last = thread.checkpoints.at(-1);
+  const next = new Set(["running", "pending", "interrupted"].includes(thread.status) && last ? last.next : []);
   const elements = [
-    ...shape.nodes.map((n) => ({ data: { id: n, label: label(n) }, classes: ran.has(n) ? "ran" : "" })),
+    ...shape.nodes.map((n) => ({ data: { id: n, label: label(n) },
+      classes: (ran.has(n) ? "ran" : "") + (next.has(n) ? " next" : "") })),
     ...shape.edges.filter(([a, b]) => shape.nodes.includes(a) && shape.nodes.includes(b)).map(([a, b, kind]) => ({
       data: { id: a + "->" + b, source: a, target: b }, classes: (kind || "edge") + (taken.has(a + "->" + b) ? " taken" : ""),
     })),
   ];
   const cy = cytoscape({
-    container, elements, layout: { name: "dagre", rankDir: "TB", nodeSep: 30, rankSep: 40 },
+    container, elements, maxZoom: 1.3, layout: { name: "dagre", rankDir: "TB", nodeSep: 30, rankSep: 40 },
     style: [
       { selector: "node", style: { label: "data(label)", "text-wrap": "wrap", "text-valign": "center", shape: "round-rectangle",
         width: 110, height: 40, "font-size": 11, "background-color": "#e5e7eb", "border-width": 1, "border-color": "#9ca3af" } },
       { selector: "node.ran", style: { "background-color": "#bbf7d0", "border-color": "#15803d" } },
+      { selector: "node.next", style: { "border-width": 3, "border-style": "dashed", "border-color": "#d97706" } },
       { selector: "node:selected", style: { "border-width": 3, "border-color": "#1d4ed8" } },
       { selector: "edge", style: { "curve-style": "bezier", "target-arrow-shape": "triangle", width: 1, "line-color": "#9ca3af",
         "target-arrow-color": "#9ca3af" } },
       { selector: "edge.route", style: { "line-style": "dashed" } },
+      { selector: "edge:loop", style: { "loop-direction": "90deg", "loop-sweep": "-50deg", "control-point-step-size": 70 } },
       { selector: "edge.taken", style: { width: 3, "line-color": "#15803d", "target-arrow-color": "#15803d" } },
     ],
   });
@@ -218,7 +223,7 @@ function checkpointTools(thread) {
   };
   return [panel, el("div", { class: "panel" }, el("h3", {}, "Fork"), el("div", { class: "row" }, "from", from, update,
     el("button", { onclick: fork, "data-testid": "fork-button" }, "Fork"), result),
-  el("p", {}, "A new pending thread; `baobab run --resume NAME` or app.resume(NAME) runs it on."))];
+  el("p", {}, "A new pending thread: `baobab run FILE.py:graph --resume NAME` or app.resume(NAME) runs it on."))];
 }
 
 async function showThread(name, again = false) {
@@ -228,6 +233,7 @@ async function showThread(name, again = false) {
   const key = JSON.stringify([thread.status, thread.checkpoints.length, thread.spans.length]);
   if (again && key === viewer.key) return scheduleLive(thread.status, () => showThread(name, true), !thread.settled);
   viewer.key = key;
+  if (again) showRuns().catch(showError);  // the run list shows statuses too
   const detail = el("div", {});
   const graphBox = el("div", { class: "canvas", "data-testid": "graph" });
   const forked = thread.forked_from ? ` · forked from checkpoint #${thread.forked_from}` : "";
@@ -273,6 +279,7 @@ async function showSearch(name, again = false) {
   const key = JSON.stringify([run.status, run.nodes.length, run.spent]);
   if (again && key === viewer.key) return scheduleLive(run.status, () => showSearch(name, true));
   viewer.key = key;
+  if (again) showRuns().catch(showError);  // the run list shows statuses too
   const best = new Set(run.best);
   const values = run.nodes.map((n) => n.value);
   const [low, high] = [Math.min(...values, 0), Math.max(...values, 1e-9)];

@@ -15,8 +15,8 @@ from baobab.store.trace import recording
 from baobab.ui import data
 
 
-def test_a_graph_run_records_its_nodes_and_the_agent_calls_inside_them(sqlite_url: str) -> None:
-    store = Store(sqlite_url)
+def test_a_graph_run_records_its_nodes_and_the_agent_calls_inside_them(db_url: str) -> None:
+    store = Store(db_url)
     off_loop(scenes.report_app(store).run, {"task": "the sum"}, thread="t")
     spans = data.run_spans(store, "thread:t")
     by_kind = {kind: [s for s in spans if s["kind"] == kind] for kind in ("run", "node", "agent", "model", "tool")}

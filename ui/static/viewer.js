@@ -66,8 +66,9 @@ function spanLine(span) {
   if (span.kind === "model") {
     const rate = a.drafted_tokens ? ` · accepted ${a.accepted_tokens}/${a.drafted_tokens} drafted ` +
       `(${Math.round((100 * a.accepted_tokens) / a.drafted_tokens)}%)` : "";
+    const first = a.time_to_first_token ? ` (first token ${seconds(a.time_to_first_token)})` : "";
     return `model call (${span.name}) · ${a.prompt_tokens} prompt + ${a.completion_tokens} completion tokens · ` +
-      `${duration(span)}${rate}`;
+      `${duration(span)}${first}${rate}`;
   }
   if (span.kind === "tool") return `tool ${span.name}(${a.arguments}) → ${a.result} · ${duration(span)}`;
   if (span.kind === "agent") return `agent ${span.name} (${a.model || "?"}) · ${duration(span)}`;

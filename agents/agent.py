@@ -22,7 +22,7 @@ from baobab.aio import run_sync
 from baobab.engine import DEFAULT_MODEL, LLM, Completion, Message, Request, ToolCall, Usage, load_llm
 from baobab.engine import Tool as ToolSpec
 from baobab.engine.budget import Budget, BudgetedLLM, Spend, current_spend
-from baobab.store.trace import span
+from baobab.store.trace import excerpt, span
 from baobab.tools import Observation, Tool
 
 FINAL_ANSWER = "final_answer"
@@ -157,10 +157,10 @@ class Agent:
         messages = [Message(role="system", content=self._system()), *shown,
                     Message(role="user", content=_task(task, context))]
         model = self.model if isinstance(self.model, str) else type(self.model).__name__
-        with span("agent", self.name, {"model": model, "task": task}) as recorded:
+        with span("agent", self.name, {"model": model, "task": excerpt(task)}) as recorded:
             result = await _Loop(self, llm, messages).run()
             if recorded is not None:
-                recorded.attrs.update(output=result.text, steps=result.steps, handoff=result.handoff,
+                recorded.attrs.update(output=excerpt(result.text), steps=result.steps, handoff=result.handoff,
                                       usage=spend.usage.model_dump())
         result.usage = spend.usage
         emit(AgentFinished(self.name, result.output, result.steps, result.usage, result.handoff))

@@ -39,10 +39,12 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
 BUDGETS = (1, 4, 8)
 GOAL = ("pass rate of greedy, best-of-n, reflection retries and backtracking at equal budgets (1, 4, 8 samples), "
-        "with pass@k of plain sampling as the reference; reported honestly even if the 135M model scores low")
+        "with pass@k of plain sampling as the reference, reported honestly even if the 135M model scores low; "
+        "met when a search strategy at 8 samples passes more problems than greedy and no run exceeds its budget")
 INSTRUCTIONS = "Complete the Python function. Answer with the whole function in one ```python code block."
 TEMPERATURE = 0.8
-MAX_TOKENS = 256
+TOP_LEVEL = {"def", "class", "import", "from", "if", "for", "while", "try", "with", "async", "assert", "print"}
+MAX_TOKENS = 192
 
 
 class Problem:
@@ -51,16 +53,23 @@ class Problem:
     def __init__(self, row: dict[str, Any]) -> None:
         self.task, self.prompt, self.entry = row["task_id"], row["prompt"], row["entry_point"]
         self.test = row["test"]
-        self.examples = [(e.source.strip(), e.want.strip()) for e in doctest.DocTestParser().get_examples(self.prompt)]
+        # an example's `want` runs to a blank line, so the docstring's closing quotes can end up in it
+        self.examples = [(e.source.strip(), re.split(r'"""|\'\'\'', e.want)[0].strip())
+                         for e in doctest.DocTestParser().get_examples(self.prompt)]
 
     def program(self, text: str) -> str:
         """The program a model's answer makes: its code block (or the whole text) after the prompt.
 
         A block that defines the function replaces the prompt's stub (defined later, it wins); one that
-        does not is taken as the stub's body.
+        does not is taken as the stub's body. Small models often open no fence and close one, or write
+        prose after the code: the piece that defines the function is taken, up to the first prose line.
         """
-        match = re.search(r"```(?:python)?\n(.*?)(?:```|$)", text, re.S)
-        code = (match.group(1) if match else text).rstrip()
+        pieces = [re.sub(r"^(?:python|py)?[ \t]*\n", "", piece) for piece in text.split("```")]
+        code = next((p for p in pieces if f"def {self.entry}(" in p), pieces[1] if len(pieces) > 2 else pieces[0])
+        lines = code.splitlines()
+        prose = next((i for i, line in enumerate(lines) if i and re.match(r"[A-Za-z]", line)
+                      and line.split()[0] not in TOP_LEVEL), len(lines))
+        code = "\n".join(lines[:prose]).rstrip()
         if f"def {self.entry}(" in code:
             return f"{self.prompt}    pass\n\n\n{code}\n"
         body = "\n".join(line if line.startswith("    ") else "    " + line for line in code.splitlines())
@@ -179,7 +188,7 @@ async def search_row(name: str, problem: Problem, llm: LLM, sandbox: Sandbox, bu
         propose = sampler(llm, problem, TEMPERATURE)
     else:  # backtrack: 2 samples a decision (1 at a budget of 1), episodes of 2 attempts, a lesson on each failure
         env, propose = CodeEnv(problem, sandbox, 2), sampler(llm, problem, TEMPERATURE)
-        options = {"k": min(2, budget), "summarise": llm_reflector(llm, describer(problem), max_tokens=64)}
+        options = {"k": min(2, budget), "summarise": llm_reflector(llm, describer(problem), max_tokens=48)}
     strategy = "greedy" if name in ("greedy", "best_of_n") else "backtrack"
     result = await asearch(env, strategy, budget={"max_model_calls": budget}, proposer=propose,
                            evaluator=nothing_ahead, target=1.0, **options)
@@ -191,7 +200,7 @@ async def reflection_row(problem: Problem, llm: LLM, sandbox: Sandbox, budget: i
     """Reflection retries: attempt; on failed examples the model writes a lesson (a sample) and tries again."""
     spend = Spend(Budget(max_model_calls=budget))
     env, describe = CodeEnv(problem, sandbox, budget), describer(problem)
-    reflect = llm_reflector(llm, describe, max_tokens=64)
+    reflect = llm_reflector(llm, describe, max_tokens=48)
     state, lessons, best = env.reset(), list[str](), ""
     root = Node(0, None, None, state)
     while spend.calls < budget:
@@ -258,12 +267,12 @@ SLOTS, CONTEXT = 24, 2048
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 problems (a few minutes)")
-    parser.add_argument("--problems", type=int, help="how many problems (default 10; quick 2)")
+    parser.add_argument("--quick", action="store_true", help="1 problem (a few minutes)")
+    parser.add_argument("--problems", type=int, help="how many problems (default 10; quick 1)")
     parser.add_argument("--concurrency", type=int, default=12, help="strategy runs at once")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the engine")
     args = parser.parse_args()
-    count = args.problems or (2 if args.quick else 10)
+    count = args.problems or (1 if args.quick else 10)
     chosen = problems(count)
     started = time.perf_counter()
     llm = load_llm("local:smollm2-135m", threads=args.threads, slots=SLOTS, context=CONTEXT)
@@ -298,10 +307,10 @@ def main() -> None:
     summary = (f"HumanEval, {count} problems with docstring examples, smollm2-135m: at {max(BUDGETS)} samples "
                + ", ".join(f"{r['strategy'].split(' ')[0]} {r[str(max(BUDGETS))]:.0%}" for r in table)
                + f"; greedy {table[0]['1']:.0%} at 1")
-    met = all(str(b) in r for r in table for b in BUDGETS) and not over  # every row measured within its budget
+    met = best["strategy"] != "greedy" and best[str(max(BUDGETS))] > table[0][str(BUDGETS[0])] and not over
     print(summary)
     result = {
-        "goal": GOAL, "met": met, "met_means": "every strategy measured at every budget without exceeding it",
+        "goal": GOAL, "met": met,
         "summary": summary, "quick": args.quick, "best_at_largest_budget": best["strategy"],
         "problems": {"count": count, "tasks": [p.task for p in chosen],
                      "which": "the first problems (task order) whose docstrings have >>> examples (the visible tests)",

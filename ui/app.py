@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from baobab.store import Store
 from baobab.ui import data
-from baobab.ui.memory import memory_history, memory_view, open_memory
+from baobab.ui.memory import memory_available, memory_history, memory_view, open_memory
 
 STATIC = Path(__file__).parent / "static"
 Handler = Callable[[Request], Awaitable[Response]]
@@ -68,7 +68,7 @@ def create_app(store: Store, apps: data.Apps | None = None, memory_url: str | No
 
     return Starlette(routes=[
         Route("/", index),
-        Route("/api/runs", api(lambda r: data.runs(store))),
+        Route("/api/runs", api(lambda r: {**data.runs(store), "memory": memory_available()})),
         Route("/api/thread/{name:path}", api(lambda r: data.thread(store, r.path_params["name"]))),
         Route("/api/state/{checkpoint:int}",
               api(lambda r: data.state(store, r.path_params["checkpoint"], apps))),

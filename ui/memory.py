@@ -1,11 +1,17 @@
 """The memory view's data, from `baobab.memory`: notes, links, and a note's evolution history."""
 
 import importlib
+import importlib.util
 from typing import Any
 
 from pydantic_core import to_jsonable_python
 
 from baobab.ui.data import NotFound
+
+
+def memory_available() -> bool:
+    """`baobab.memory` is installed: the viewer offers its memory view."""
+    return importlib.util.find_spec("baobab.memory") is not None
 
 
 def open_memory(url: str) -> Any:

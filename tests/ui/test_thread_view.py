@@ -8,6 +8,7 @@ from browser import off_loop, open_view
 from baobab.graphs import Checkpointer
 from baobab.store import Store
 from baobab.ui import data
+from baobab.ui.memory import memory_available
 
 
 def test_the_graph_shows_every_node_and_the_path_taken(page: Any, ui_server: str) -> None:
@@ -19,6 +20,9 @@ def test_the_graph_shows_every_node_and_the_path_taken(page: Any, ui_server: str
     assert sorted(taken) == ["__start__->plan", "plan->research", "research->write", "write->__end__"]
     assert "1\N{MULTIPLICATION SIGN}" in page.evaluate(f"{cy}.$id('research').data('label')")  # ran once, with its time
     assert page.get_by_test_id("status").first.inner_text() == "done"
+    nav = page.get_by_test_id("runs").inner_text()
+    assert "demo · done" in nav and "toy · mcts" in nav and "solo · ok" in nav
+    assert ("notes and links" in nav) == memory_available()  # the memory view only where baobab.memory is
 
 
 def test_the_timeline_has_a_row_per_step_with_model_and_tool_calls(page: Any, ui_server: str) -> None:

@@ -56,7 +56,7 @@ async function showRuns() {
     section("Searches", runs.searches, (s) => "search/" + enc(s.name),
       (s) => `${s.name} · ${s.strategy} · ${s.nodes || 0} nodes`),
     section("Agent runs", runs.traces, (r) => "trace/" + enc(r.run), (r) => `${r.name} · ${r.status}`),
-    EXPORTED ? [] : [el("h3", {}, "Memory"), link("memory", "notes and links")]);
+    runs.memory ? [el("h3", {}, "Memory"), link("memory", "notes and links")] : []);
 }
 
 // ---- spans: agents, model calls, tool calls ----------------------------------------------------------

@@ -52,7 +52,7 @@ class Problem:
 
     def __init__(self, row: dict[str, Any]) -> None:
         self.task, self.prompt, self.entry = row["task_id"], row["prompt"], row["entry_point"]
-        self.test = row["test"]
+        self.test, self.canonical = row["test"], row["canonical_solution"]
         # an example's `want` runs to a blank line, so the docstring's closing quotes can end up in it
         self.examples = [(e.source.strip(), re.split(r'"""|\'\'\'', e.want)[0].strip())
                          for e in doctest.DocTestParser().get_examples(self.prompt)]
@@ -238,6 +238,13 @@ async def reference(problem: Problem, llm: LLM, sandbox: Sandbox) -> dict[str, A
 ROWS = ("greedy", "best_of_n", "reflection", "backtrack")
 
 
+async def harness_check(sandbox: Sandbox, chosen: list[Problem]) -> dict[str, float]:
+    """The canonical solutions through the same harness: both test sets should pass them all (1.0)."""
+    visible = [(await sandbox.passes(p.visible(p.program(p.canonical))))[0] for p in chosen]
+    hidden = [(await sandbox.passes(p.hidden(p.program(p.canonical))))[0] for p in chosen]
+    return {"visible": sum(visible) / len(chosen), "hidden": sum(hidden) / len(chosen)}
+
+
 async def run_all(llm: LLM, sandbox: Sandbox, chosen: list[Problem], concurrency: int) -> dict[str, Any]:
     """Every row at every budget on every problem, `concurrency` at a time (their requests batch in the engine)."""
     gate = asyncio.Semaphore(concurrency)
@@ -281,6 +288,7 @@ def main() -> None:
         sandbox = Sandbox(folder)
         try:
             rows = asyncio.run(run_all(memo, sandbox, chosen, args.concurrency))
+            harness = asyncio.run(harness_check(sandbox, chosen))
         finally:
             asyncio.run(llm.aclose())
 
@@ -308,6 +316,7 @@ def main() -> None:
                + ", ".join(f"{r['strategy'].split(' ')[0]} {r[str(max(BUDGETS))]:.0%}" for r in table)
                + f"; greedy {table[0]['1']:.0%} at 1")
     met = best["strategy"] != "greedy" and best[str(max(BUDGETS))] > table[0][str(BUDGETS[0])] and not over
+    print(f"harness check, the canonical solutions: visible {harness['visible']:.0%}, hidden {harness['hidden']:.0%}")
     print(summary)
     result = {
         "goal": GOAL, "met": met,
@@ -315,7 +324,7 @@ def main() -> None:
         "problems": {"count": count, "tasks": [p.task for p in chosen],
                      "which": "the first problems (task order) whose docstrings have >>> examples (the visible tests)",
                      "why": "the full run must finish in 15 minutes on a 2-core CPU shared with other work"},
-        "budgets": list(BUDGETS), "table": table,
+        "budgets": list(BUDGETS), "table": table, "harness_check_canonical_solutions": harness,
         "method": {"model": "local:smollm2-135m (bfloat16 weights, CPU)", "instructions": INSTRUCTIONS,
                    "temperature": TEMPERATURE, "greedy_temperature": 0.0, "max_tokens": MAX_TOKENS,
                    "budget_unit": "samples (completions); each request asks for one",

@@ -21,10 +21,12 @@ app = typer.Typer(help="Baobab: agent graphs with durable, resumable runs.", no_
 threads_app = typer.Typer(help="List and inspect stored threads.", no_args_is_help=True)
 graph_app = typer.Typer(help="Draw graphs.", no_args_is_help=True)
 search_app = typer.Typer(help="Look at stored searches.", no_args_is_help=True)
+memory_app = typer.Typer(help="Add to, search and draw a Zettelkasten memory.", no_args_is_help=True)
 trace_app = typer.Typer(help="Share recorded runs.", no_args_is_help=True)
 app.add_typer(threads_app, name="threads")
 app.add_typer(graph_app, name="graph")
 app.add_typer(search_app, name="search")
+app.add_typer(memory_app, name="memory")
 app.add_typer(trace_app, name="trace")
 console = Console()
 errors = Console(stderr=True)
@@ -483,6 +485,79 @@ def search_show(run: Annotated[str, typer.Argument(help="The search's name (what
                   + (f", stopped by {result['stopped_by']}" if "stopped_by" in result else "")
                   + f": {stored.tree.expansions} expansions, {spent.get('calls', 0)} model calls")
     console.print(_search_tree(stored.tree, depth))
+
+
+ScopeOption = Annotated[str, typer.Option(help="The memory's scope: global, team:NAME or agent:NAME.")]
+
+
+def _memory(db: str | None, scope: str, model: str | None = None) -> Any:
+    from baobab.memory import Memory
+
+    return Memory(db, llm=model, scope=scope)
+
+
+@memory_app.command("add")
+def memory_add(content: Annotated[str, typer.Argument(help="The note's text.")], db: DbOption = None,
+               scope: ScopeOption = "global",
+               tag: Annotated[list[str] | None, typer.Option(help="A tag (repeat for more).")] = None,
+               model: Annotated[str | None, typer.Option(help="A model writes keywords, tags, context and links "
+                                                         "(default: none, links by similarity).")] = None) -> None:
+    """Add a note; print it with its links."""
+    with _memory(db, scope, model) as memory:
+        note = memory.add(content, tags=tag or [])
+        console.print(f"[bold]note {note.id}[/] keywords: {', '.join(note.keywords)}; tags: {', '.join(note.tags)}")
+        for link in note.links:
+            console.print(f"  -> {link.target} ({link.kind}: {link.reason})")
+
+
+@memory_app.command("search")
+def memory_search(query: Annotated[str, typer.Argument(help="What to look for.")], db: DbOption = None,
+                  scope: ScopeOption = "global", k: Annotated[int, typer.Option(help="How many notes.")] = 5,
+                  hops: Annotated[int, typer.Option(help="Follow links this many steps.")] = 0) -> None:
+    """The notes that best match a query, with why each matched."""
+    with _memory(db, scope) as memory:
+        table = Table("note", "score", "content", "why")
+        for hit in memory.search(query, k, hops=hops):
+            table.add_row(str(hit.note.id), f"{hit.score:.4f}", hit.note.content, "; ".join(hit.why))
+        console.print(table)
+
+
+@memory_app.command("show")
+def memory_show(note: Annotated[int, typer.Argument(help="The note's id.")], db: DbOption = None,
+                scope: ScopeOption = "global") -> None:
+    """One note: its fields, links and earlier versions."""
+    from baobab.memory import MemoryError
+
+    with _memory(db, scope) as memory:
+        try:
+            found, history = memory.get(note), memory.history(note)
+        except MemoryError as exc:
+            raise typer.BadParameter(str(exc), param_hint="NOTE") from exc
+        console.print(f"[bold]note {found.id}[/] (version {found.version}, scope {found.scope})\n{found.content}")
+        console.print(f"keywords: {', '.join(found.keywords)}\ntags: {', '.join(found.tags)}\ncontext: {found.context}")
+        for link in found.links:
+            console.print(f"link {link.source} -> {link.target}: {link.kind} ({link.reason})")
+        for version in history:
+            console.print(f"version {version.version} ({version.reason}): {version.context or version.content}")
+
+
+@memory_app.command("graph")
+def memory_graph(db: DbOption = None, scope: ScopeOption = "global",
+                 html: Annotated[Path | None, typer.Option(help="Write the viewer's memory view to this "
+                                                           "self-contained HTML file instead.")] = None) -> None:
+    """The notes and links as Mermaid text, or as an HTML page (`--html out.html`)."""
+    from baobab.memory.mermaid import mermaid
+
+    with _memory(db, scope) as memory:
+        if html is None:
+            typer.echo(mermaid(memory.graph()))
+            return
+        from baobab.ui.export import page
+        from baobab.ui.memory import memory_view
+
+        answers = {"/api/runs": {"threads": [], "searches": [], "traces": []}, "/api/memory": memory_view(memory)}
+        html.write_text(page(answers, "memory"))
+        console.print(f"wrote {html}")
 
 
 def _search_tree(tree: Any, depth: int | None = None) -> Any:

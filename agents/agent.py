@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
@@ -24,6 +24,9 @@ from baobab.engine import Tool as ToolSpec
 from baobab.engine.budget import Budget, BudgetedLLM, Spend, current_spend
 from baobab.store.trace import excerpt, span
 from baobab.tools import Observation, Tool
+
+if TYPE_CHECKING:  # numpy and an embedder load only when a memory is used
+    from baobab.memory import Memory
 
 FINAL_ANSWER = "final_answer"
 HANDOFF_PREFIX = "transfer_to_"
@@ -112,7 +115,8 @@ class Agent:
     before the task; `max_steps` bounds model calls that may call tools (a call repeating an earlier one
     ends the tool use: the model answers from what it has); `repairs` bounds retries after an answer that
     does not validate; `handoffs` names agents this one may pass control to in a team; `budget` caps what
-    one run of the agent spends.
+    one run of the agent spends; with a `memory`, the `recall` notes nearest the task are shown before it
+    starts, and what it answered is stored as a note tagged with its name.
     An agent is also a graph node over a `TeamState` (see `baobab.agents.team`).
     """
 
@@ -120,7 +124,8 @@ class Agent:
                  tools: Sequence[Tool] = (), output: type[BaseModel] | None = None,
                  examples: Sequence[Example] = (), max_steps: int = 8,
                  max_tokens: int = 512, temperature: float = 0.0, repairs: int = 2,
-                 handoffs: Sequence[str] = (), budget: Budget | None = None) -> None:
+                 handoffs: Sequence[str] = (), budget: Budget | None = None, memory: "Memory | None" = None,
+                 recall: int = 3) -> None:
         if not name.isidentifier():
             raise ValueError(f"agent name {name!r} must be an identifier (letters, digits, _), it names tools")
         if max_steps < 1:
@@ -134,6 +139,7 @@ class Agent:
         self.output, self.max_steps, self.max_tokens, self.temperature = output, max_steps, max_tokens, temperature
         self.repairs, self.handoffs, self.budget = repairs, tuple(handoffs), budget
         self.examples = list(examples)
+        self.memory, self.recall = memory, recall
         for example in self.examples:
             unknown = sorted({c.tool for c in example.calls} - set(self.tools))
             if unknown:
@@ -154,8 +160,12 @@ class Agent:
         spend = parent.child(self.budget, self.name) if parent is not None else Spend(self.budget, self.name)
         llm = BudgetedLLM(shared_model(self.model), spend)
         shown = [m for i, example in enumerate(self.examples) for m in example.messages(i)]
-        messages = [Message(role="system", content=self._system()), *shown,
-                    Message(role="user", content=_task(task, context))]
+        system = self._system()
+        if self.memory is not None and self.recall:
+            hits = await self.memory.asearch(task, self.recall)
+            if hits:
+                system += "\nNotes from earlier work:\n" + "\n".join(f"- {h.note.content}" for h in hits)
+        messages = [Message(role="system", content=system), *shown, Message(role="user", content=_task(task, context))]
         model = self.model if isinstance(self.model, str) else type(self.model).__name__
         with span("agent", self.name, {"model": model, "task": excerpt(task)}) as recorded:
             result = await _Loop(self, llm, messages).run()
@@ -163,6 +173,9 @@ class Agent:
                 recorded.attrs.update(output=excerpt(result.text), steps=result.steps, handoff=result.handoff,
                                       usage=spend.usage.model_dump())
         result.usage = spend.usage
+        if self.memory is not None:
+            await self.memory.aadd(f"Task: {task}\nAnswer: {result.text}", tags=[self.name],
+                                   metadata={"agent": self.name})
         emit(AgentFinished(self.name, result.output, result.steps, result.usage, result.handoff))
         return result
 

@@ -7,7 +7,7 @@ rewritten when the node changes (visits, value, children). Spans time what a run
 model and tool calls) for the trace viewer.
 """
 
-from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text
 
 SCHEMA_VERSION = 1
 
@@ -100,4 +100,46 @@ spans = Table(
     Column("error", Text, nullable=True),
     Column("attrs", Text, nullable=False),  # JSON: model, tokens, drafted/accepted, tool arguments and result...
     Index("ix_spans_run_started", "run", "started"),
+)
+
+memory_notes = Table(
+    "memory_notes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scope", String(255), nullable=False),  # global | team:<name> | agent:<name>
+    Column("content", Text, nullable=False),
+    Column("keywords", Text, nullable=False),  # JSON list
+    Column("tags", Text, nullable=False),  # JSON list
+    Column("context", Text, nullable=False),
+    Column("meta", Text, nullable=False),  # JSON object
+    Column("timestamp", Float, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),  # float32, L2-normalised
+    Column("updated", Float, nullable=False),
+    Index("ix_memory_notes_updated", "updated"),
+)
+
+memory_links = Table(
+    "memory_links",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", Integer, ForeignKey("memory_notes.id", ondelete="CASCADE"), nullable=False),
+    Column("target", Integer, ForeignKey("memory_notes.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),  # supports | contradicts | elaborates | same-topic | similar
+    Column("reason", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Index("ix_memory_links_source", "source"),
+    Index("ix_memory_links_target", "target"),
+)
+
+memory_versions = Table(
+    "memory_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("note", Integer, ForeignKey("memory_notes.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("data", Text, nullable=False),  # JSON: content, keywords, tags, context, metadata of that version
+    Column("reason", Text, nullable=False),  # why it was replaced: evolved by note N, updated, reverted
+    Column("created", Float, nullable=False),
+    Index("ix_memory_versions_note", "note", "version", unique=True),
 )

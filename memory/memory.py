@@ -1,0 +1,424 @@
+"""A Zettelkasten memory (A-MEM): notes that a model describes, links to their neighbours and evolves, stored
+durably through `store/` and found by hybrid retrieval (vectors + full-text keywords, fused, then links).
+
+>>> mem = Memory("sqlite:///notes.db", llm="local:smollm2-135m")  # doctest: +SKIP
+>>> note = mem.add("The deploy failed because the disk was full")  # doctest: +SKIP
+>>> [hit.note.content for hit in mem.search("why did the deploy fail", k=3, hops=1)]  # doctest: +SKIP
+"""
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+from sqlalchemy import Connection, delete, func, insert, or_, select, text, update
+
+from baobab.aio import run_sync
+from baobab.engine import LLM, load_llm
+from baobab.memory import writer
+from baobab.memory.embedders import DEFAULT_EMBEDDER, Embedder, aembed, load_embedder
+from baobab.memory.index import VectorIndex
+from baobab.memory.keywords import keywords as extract_keywords
+from baobab.memory.keywords import words
+from baobab.memory.types import Hit, Link, Note, NoteVersion
+from baobab.store import Store
+from baobab.store.schema import memory_links, memory_notes, memory_versions
+
+RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
+HOP_DECAY = 0.5  # a note reached over a link scores this share of the note it was reached from
+
+
+class MemoryError(RuntimeError):
+    """A note is missing, or the memory cannot do what was asked (the message says which note and why)."""
+
+
+class Memory:
+    """Notes in a store, written by `scope` (global, team:NAME or agent:NAME) and read from `scope` and `reads`.
+
+    `llm=None` is the cheap mode: keywords by frequency, links to neighbours at least `link_threshold` similar,
+    no evolution. With a model, it writes each note's keywords, tags and context, picks the links among the
+    `neighbours` nearest notes and evolves the linked ones (their previous versions are kept).
+    """
+
+    def __init__(self, url: str | Store | None = None, *, llm: str | LLM | None = None,
+                 embedder: str | Embedder | None = DEFAULT_EMBEDDER, scope: str = "global",
+                 reads: Sequence[str] = ("global",), link_threshold: float = 0.6, neighbours: int = 5) -> None:
+        self.store = url if isinstance(url, Store) else Store(url)
+        self.llm = load_llm(llm) if isinstance(llm, str) else llm
+        self.embedder = load_embedder(embedder)
+        self.scope, self.visible = scope, frozenset({scope, *reads})
+        self.link_threshold, self.neighbours = link_threshold, neighbours
+        self.index = VectorIndex(self.embedder.dim)
+        self._scopes: dict[int, str] = {}
+        self._seen = 0.0
+        self._lock = threading.Lock()
+        if self.store.dialect == "sqlite":
+            with self.store.transaction() as conn:
+                conn.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(body)"))
+        self._refresh()
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    async def aadd(self, content: str, *, timestamp: float | None = None, metadata: Mapping[str, Any] | None = None,
+                   tags: Sequence[str] | None = None) -> Note:
+        """Store a note: describe it, embed it, link it to its neighbours and evolve them; return it."""
+        if not content.strip():
+            raise MemoryError("add: content is empty")
+        if self.llm is not None:
+            described = await writer.describe(self.llm, content)
+            found, context = [*described.keywords], described.context
+            tag_list = [*(tags or ()), *(t for t in described.tags if t not in (tags or ()))]
+        else:
+            found, context, tag_list = extract_keywords(content), "", list(tags or ())
+        vector = (await aembed(self.embedder, [_embedded_text(content, context, found)]))[0]
+        self._refresh()
+        near = [(i, s) for i, s in self.index.search(vector, self.neighbours, self._visible_ids()) if s > 0]
+        links: list[tuple[int, str, str]] = []
+        evolutions: list[dict[str, Any]] = []
+        if self.llm is not None and near:
+            decision = await writer.decide(self.llm, content, self.notes([i for i, _ in near]))
+            links = [(x["id"], x["kind"], x["reason"]) for x in decision.links]
+            evolutions = decision.evolve
+        else:
+            links = [(i, "similar", f"cosine {s:.2f}") for i, s in near if s >= self.link_threshold]
+        now = time.time()
+        with self.store.transaction() as conn:
+            note_id = self._insert(conn, content, found, tag_list, context, dict(metadata or {}),
+                                   timestamp if timestamp is not None else now, vector, now)
+            for target, kind, reason in dict.fromkeys(links):
+                conn.execute(insert(memory_links).values(source=note_id, target=target, kind=kind, reason=reason,
+                                                         created=now))
+            for change in evolutions:
+                self._change(conn, int(change["id"]), f"evolved by note {note_id}",
+                             {"context": change["context"], "tags": list(change["tags"])}, now)
+        self._put([note_id], vector[None], self.scope)
+        return self.get(note_id)
+
+    def add(self, content: str, **options: Any) -> Note:
+        """`aadd` for scripts."""
+        return run_sync(self.aadd(content, **options))
+
+    async def aadd_many(self, contents: Sequence[str], *, timestamps: Sequence[float] | None = None,
+                        metadatas: Sequence[Mapping[str, Any]] | None = None) -> list[Note]:
+        """Bulk ingestion in the cheap mode (no model): one batched embedding, one transaction, links by
+        similarity to earlier notes and to each other."""
+        if self.llm is not None:
+            return [await self.aadd(c, timestamp=timestamps[i] if timestamps else None,
+                                    metadata=metadatas[i] if metadatas else None) for i, c in enumerate(contents)]
+        found = [extract_keywords(c) for c in contents]
+        vectors = await aembed(self.embedder, [_embedded_text(c, "", k) for c, k in zip(contents, found, strict=True)])
+        self._refresh()
+        now = time.time()
+        with self.store.transaction() as conn:
+            ids = [self._insert(conn, c, found[i], [], "", dict(metadatas[i]) if metadatas else {},
+                                timestamps[i] if timestamps else now, vectors[i], now) for i, c in enumerate(contents)]
+            self._put(ids, vectors, self.scope)
+            visible = self._visible_ids()
+            rows = []
+            for note, vector in zip(ids, vectors, strict=True):
+                for other, score in self.index.search(vector, self.neighbours + 1, visible):
+                    if other != note and score >= self.link_threshold:
+                        rows.append({"source": note, "target": other, "kind": "similar",
+                                     "reason": f"cosine {score:.2f}", "created": now})
+            if rows:
+                conn.execute(insert(memory_links), rows)
+        return self.notes(ids)
+
+    def add_many(self, contents: Sequence[str], **options: Any) -> list[Note]:
+        """`aadd_many` for scripts."""
+        return run_sync(self.aadd_many(contents, **options))
+
+    def update(self, note: int, *, content: str | None = None, tags: Sequence[str] | None = None,
+               context: str | None = None, keywords: Sequence[str] | None = None,
+               metadata: Mapping[str, Any] | None = None) -> Note:
+        """Change a note's fields; the previous version is kept (`history`, `revert`)."""
+        fields: dict[str, Any] = {k: v for k, v in {"content": content, "tags": tags, "context": context,
+                                                      "keywords": keywords, "metadata": metadata}.items()
+                                  if v is not None}
+        with self.store.transaction() as conn:
+            self._change(conn, note, "updated", fields, time.time())
+        self._refresh()
+        return self.get(note)
+
+    def revert(self, note: int, version: int) -> Note:
+        """Make note `note` what it was at `version` (the current one is kept as a version too)."""
+        old = {v.version: v for v in self.history(note)}
+        if version not in old:
+            raise MemoryError(f"note {note} has no earlier version {version} (has {sorted(old)})")
+        was = old[version]
+        fields = {"content": was.content, "keywords": was.keywords, "tags": was.tags, "context": was.context,
+                  "metadata": was.metadata}
+        with self.store.transaction() as conn:
+            self._change(conn, note, f"reverted to version {version}", fields, time.time())
+        self._refresh()
+        return self.get(note)
+
+    def delete(self, note: int) -> None:
+        """Remove a note, its links (both ways) and its versions."""
+        with self.store.transaction() as conn:
+            if conn.execute(delete(memory_notes).where(memory_notes.c.id == note)).rowcount == 0:
+                raise MemoryError(f"no note {note}")
+            conn.execute(delete(memory_links).where(or_(memory_links.c.source == note, memory_links.c.target == note)))
+            conn.execute(delete(memory_versions).where(memory_versions.c.note == note))
+            if self.store.dialect == "sqlite":
+                conn.execute(text("DELETE FROM memory_fts WHERE rowid = :id"), {"id": note})
+        with self._lock:
+            self.index.remove([note])
+            self._scopes.pop(note, None)
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    async def asearch(self, query: str, k: int = 5, *, hops: int = 0, filters: Mapping[str, Any] | None = None,
+                      mode: str = "hybrid") -> list[Hit]:
+        """The `k` notes that best match `query`: vector similarity and full-text keywords fused by reciprocal
+        rank (`mode` hybrid | vector | keyword), then notes `hops` links away; each hit says why it matched.
+
+        `filters`: `tags` (all of them), `scope`, `since`/`until` (timestamps), `metadata` (equal values).
+        """
+        if mode not in ("hybrid", "vector", "keyword"):
+            raise MemoryError(f"search: mode must be hybrid, vector or keyword, got {mode!r}")
+        self._refresh()
+        allowed = self._allowed(filters)
+        pool = max(k * 4, 20)
+        fused: dict[int, float] = {}
+        why: dict[int, list[str]] = {}
+        if mode != "keyword":
+            vector = (await aembed(self.embedder, [query]))[0]
+            for rank, (note, score) in enumerate(self.index.search(vector, pool, allowed), 1):
+                fused[note] = fused.get(note, 0.0) + 1 / (RRF_K + rank)
+                why.setdefault(note, []).append(f"vector {score:.2f} (rank {rank})")
+        if mode != "vector":
+            for rank, note in enumerate(self._keyword_search(query, pool, allowed), 1):
+                fused[note] = fused.get(note, 0.0) + 1 / (RRF_K + rank)
+                why.setdefault(note, []).append(f"keyword (rank {rank})")
+        ranked = sorted(fused, key=lambda n: -fused[n])[:k]
+        scores = {n: fused[n] for n in ranked}
+        frontier = list(ranked)
+        for hop in range(1, hops + 1):
+            reached = []
+            for link in self._links(frontier):
+                source, other = (link.source, link.target) if link.source in frontier else (link.target, link.source)
+                if other in scores or other not in allowed:
+                    continue
+                scores[other] = scores[source] * HOP_DECAY
+                why[other] = [f"link from {source}: {link.kind}" + (f" (hop {hop})" if hop > 1 else "")]
+                reached.append(other)
+            frontier = reached
+        notes = {n.id: n for n in self.notes(list(scores))}
+        hits = [Hit(note=notes[n], score=round(s, 6), why=why[n]) for n, s in scores.items() if n in notes]
+        return sorted(hits, key=lambda h: -h.score)
+
+    def search(self, query: str, k: int = 5, **options: Any) -> list[Hit]:
+        """`asearch` for scripts."""
+        return run_sync(self.asearch(query, k, **options))
+
+    def get(self, note: int) -> Note:
+        """One note with its links (both directions)."""
+        found = self.notes([note])
+        if not found:
+            raise MemoryError(f"no note {note}")
+        return found[0]
+
+    def notes(self, ids: Iterable[int]) -> list[Note]:
+        """The notes with these ids, in that order (missing ones left out)."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+        with self.store.transaction() as conn:
+            rows = {r.id: r for r in conn.execute(select(memory_notes).where(memory_notes.c.id.in_(wanted)))}
+        links = self._links(wanted)
+        return [_note(rows[i], [x for x in links if i in (x.source, x.target)]) for i in wanted if i in rows]
+
+    def history(self, note: int) -> list[NoteVersion]:
+        """The earlier versions of a note, oldest first, each with the reason it was replaced."""
+        with self.store.transaction() as conn:
+            rows = conn.execute(select(memory_versions).where(memory_versions.c.note == note)
+                                .order_by(memory_versions.c.version)).all()
+        return [NoteVersion(note=note, version=r.version, reason=r.reason, created=r.created, **json.loads(r.data))
+                for r in rows]
+
+    def graph(self) -> "nx.DiGraph[int]":
+        """The visible notes as a networkx graph: node attributes are the note's fields, edges its links.
+
+        >>> mem.graph().number_of_nodes()  # doctest: +SKIP
+        """
+        graph: nx.DiGraph[int] = nx.DiGraph()
+        with self.store.transaction() as conn:
+            for r in conn.execute(select(memory_notes).where(memory_notes.c.scope.in_(self.visible))):
+                graph.add_node(r.id, content=r.content, keywords=json.loads(r.keywords), tags=json.loads(r.tags),
+                               context=r.context, scope=r.scope, version=r.version, timestamp=r.timestamp)
+            for link in conn.execute(select(memory_links)):
+                if link.source in graph and link.target in graph:
+                    graph.add_edge(link.source, link.target, kind=link.kind, reason=link.reason)
+        return graph
+
+    def export(self, path: str | Path) -> int:
+        """Write the visible notes and their links as JSON lines; return how many notes."""
+        graph = self.graph()
+        with Path(path).open("w") as out:
+            for note in self.notes(list(graph.nodes)):
+                out.write(note.model_dump_json() + "\n")
+        return graph.number_of_nodes()
+
+    def import_(self, path: str | Path) -> list[Note]:
+        """Add the notes of an `export` file (new ids; links between imported notes kept, in this scope)."""
+        lines = Path(path).read_text().splitlines()
+        try:
+            loaded = [Note.model_validate_json(line) for line in lines if line.strip()]
+        except ValueError as exc:
+            raise MemoryError(f"{path}: not an export file of notes ({exc})") from exc
+        vectors = self.embedder.embed([_embedded_text(n.content, n.context, n.keywords) for n in loaded])
+        now, new = time.time(), {}
+        with self.store.transaction() as conn:
+            for note, vector in zip(loaded, vectors, strict=True):
+                new[note.id] = self._insert(conn, note.content, note.keywords, note.tags, note.context, note.metadata,
+                                            note.timestamp, vector, now)
+            links = {(x.source, x.target, x.kind, x.reason) for n in loaded for x in n.links}
+            for source, target, kind, reason in links:
+                if source in new and target in new:
+                    conn.execute(insert(memory_links).values(source=new[source], target=new[target], kind=kind,
+                                                             reason=reason, created=now))
+        self._put(list(new.values()), vectors, self.scope)
+        return self.notes(new.values())
+
+    def close(self) -> None:
+        """Release the store (when this memory opened it)."""
+        self.store.close()
+
+    def __enter__(self) -> "Memory":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _insert(self, conn: Connection, content: str, found: list[str], tags: list[str], context: str,
+                metadata: dict[str, Any], timestamp: float, vector: np.ndarray[Any, Any], now: float) -> int:
+        note_id = conn.execute(insert(memory_notes).values(
+            scope=self.scope, content=content, keywords=json.dumps(found), tags=json.dumps(tags), context=context,
+            meta=json.dumps(metadata), timestamp=timestamp, version=1,
+            embedding=np.asarray(vector, dtype=np.float32).tobytes(), updated=now)).inserted_primary_key
+        assert note_id is not None
+        self._index_text(conn, int(note_id[0]), content, found, tags, context)
+        return int(note_id[0])
+
+    def _change(self, conn: Connection, note: int, reason: str, fields: Mapping[str, Any], now: float) -> None:
+        """Keep the note's current version, then apply `fields` (re-embedding a changed content)."""
+        row = conn.execute(select(memory_notes).where(memory_notes.c.id == note)).first()
+        if row is None:
+            raise MemoryError(f"no note {note}")
+        current = {"content": row.content, "keywords": json.loads(row.keywords), "tags": json.loads(row.tags),
+                   "context": row.context, "metadata": json.loads(row.meta)}
+        conn.execute(insert(memory_versions).values(note=note, version=row.version, data=json.dumps(current),
+                                                    reason=reason, created=now))
+        merged = {**current, **fields}
+        values: dict[str, Any] = {"content": merged["content"], "keywords": json.dumps(list(merged["keywords"])),
+                                  "tags": json.dumps(list(merged["tags"])), "context": merged["context"],
+                                  "meta": json.dumps(dict(merged["metadata"])), "version": row.version + 1,
+                                  "updated": now}
+        if merged["content"] != row.content:
+            vector = self.embedder.embed([_embedded_text(merged["content"], merged["context"], merged["keywords"])])
+            values["embedding"] = vector[0].tobytes()
+        conn.execute(update(memory_notes).where(memory_notes.c.id == note).values(**values))
+        if self.store.dialect == "sqlite":
+            conn.execute(text("DELETE FROM memory_fts WHERE rowid = :id"), {"id": note})
+        self._index_text(conn, note, merged["content"], list(merged["keywords"]), list(merged["tags"]),
+                         merged["context"])
+
+    def _index_text(self, conn: Connection, note: int, content: str, found: list[str], tags: list[str],
+                    context: str) -> None:
+        if self.store.dialect == "sqlite":
+            conn.execute(text("INSERT INTO memory_fts(rowid, body) VALUES (:id, :body)"),
+                         {"id": note, "body": " ".join([content, *found, *tags, context])})
+
+    def _keyword_search(self, query: str, limit: int, allowed: set[int]) -> list[int]:
+        terms = list(dict.fromkeys(words(query)))
+        if not terms:
+            return []
+        with self.store.transaction() as conn:
+            if self.store.dialect == "sqlite":
+                match = " OR ".join('"' + t.replace('"', "") + '"' for t in terms)
+                rows = conn.execute(text("SELECT rowid FROM memory_fts WHERE memory_fts MATCH :q "
+                                         "ORDER BY bm25(memory_fts) LIMIT :n"), {"q": match, "n": limit * 4}).all()
+            else:
+                document = func.to_tsvector("english", memory_notes.c.content + " " + memory_notes.c.keywords + " "
+                                            + memory_notes.c.tags + " " + memory_notes.c.context)
+                wanted = func.to_tsquery("english", " | ".join(t.replace("'", "") for t in terms))
+                rows = conn.execute(select(memory_notes.c.id).where(document.op("@@")(wanted))
+                                    .order_by(func.ts_rank(document, wanted).desc()).limit(limit * 4)).all()
+        return [r[0] for r in rows if r[0] in allowed][:limit]
+
+    def _links(self, ids: Sequence[int]) -> list[Link]:
+        if not ids:
+            return []
+        with self.store.transaction() as conn:
+            rows = conn.execute(select(memory_links).where(or_(memory_links.c.source.in_(ids),
+                                                               memory_links.c.target.in_(ids)))).all()
+        return [Link(source=r.source, target=r.target, kind=r.kind, reason=r.reason) for r in rows]
+
+    def _visible_ids(self) -> set[int]:
+        return {n for n, scope in self._scopes.items() if scope in self.visible}
+
+    def _allowed(self, filters: Mapping[str, Any] | None) -> set[int]:
+        allowed = self._visible_ids()
+        if not filters:
+            return allowed
+        unknown = set(filters) - {"tags", "scope", "since", "until", "metadata"}
+        if unknown:
+            raise MemoryError(f"search: unknown filters {sorted(unknown)} (expected tags, scope, since, until, "
+                              "metadata)")
+        query = select(memory_notes.c.id, memory_notes.c.tags, memory_notes.c.meta)
+        if "scope" in filters:
+            query = query.where(memory_notes.c.scope == filters["scope"])
+        if "since" in filters:
+            query = query.where(memory_notes.c.timestamp >= filters["since"])
+        if "until" in filters:
+            query = query.where(memory_notes.c.timestamp <= filters["until"])
+        wanted_tags = set(filters.get("tags", ()))
+        wanted_meta = dict(filters.get("metadata", {}))
+        with self.store.transaction() as conn:
+            rows = conn.execute(query).all()
+        return allowed & {r.id for r in rows if wanted_tags <= set(json.loads(r.tags))
+                          and all(json.loads(r.meta).get(k) == v for k, v in wanted_meta.items())}
+
+    def _put(self, ids: list[int], vectors: np.ndarray[Any, Any], scope: str) -> None:
+        with self._lock:
+            self.index.put(ids, vectors)
+            self._scopes.update(dict.fromkeys(ids, scope))
+
+    def _refresh(self) -> None:
+        """Bring the index up to date with notes written since (by this or any other process)."""
+        with self.store.transaction() as conn:
+            count = conn.execute(select(func.count()).select_from(memory_notes)).scalar_one()
+            full = count != len(self.index) + self._pending(conn)
+            since = 0.0 if full else self._seen - 5.0  # commits may land out of timestamp order
+            rows = conn.execute(select(memory_notes.c.id, memory_notes.c.scope, memory_notes.c.embedding,
+                                       memory_notes.c.updated).where(memory_notes.c.updated > since)).all()
+        with self._lock:
+            if full:
+                self.index, self._scopes = VectorIndex(self.embedder.dim), {}
+            if rows:
+                vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype=np.float32)
+                self.index.put([r.id for r in rows], vectors.reshape(len(rows), self.embedder.dim))
+                self._scopes.update({r.id: r.scope for r in rows})
+                self._seen = max(self._seen, max(r.updated for r in rows))
+
+    def _pending(self, conn: Connection) -> int:
+        """Notes counted but not yet indexed: none once the index is current (a hook for subclasses: 0)."""
+        return 0
+
+
+def _embedded_text(content: str, context: str, found: Sequence[str]) -> str:
+    """What is embedded: the content, and what was written about it (A-MEM embeds both)."""
+    return " ".join(part for part in (content, context, " ".join(found)) if part)
+
+
+def _note(row: Any, links: list[Link]) -> Note:
+    return Note(id=row.id, content=row.content, keywords=json.loads(row.keywords), tags=json.loads(row.tags),
+                context=row.context, timestamp=row.timestamp, metadata=json.loads(row.meta), scope=row.scope,
+                version=row.version, links=links)

@@ -1,0 +1,153 @@
+"""Notes, links, evolution, versions and hybrid search, with a scripted model and in the cheap mode."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bag_of_words import BagOfWords
+
+from baobab.engine import Request
+from baobab.engine.scripted import ScriptedLLM
+from baobab.memory import Memory, MemoryError
+
+
+def cheap(url: str, **options: Any) -> Memory:
+    return Memory(url, embedder=BagOfWords(), **options)
+
+
+def test_cheap_mode_links_by_similarity_and_search_fuses_vectors_keywords_and_links(db_url: str) -> None:
+    with cheap(db_url, link_threshold=0.5) as memory:
+        deploy = memory.add("the deploy failed because the build server disk was full", tags=["ops"])
+        disk = memory.add("build server disk full again, the deploy failed")
+        paris = memory.add("paris is the capital of france", metadata={"source": "atlas"})
+        assert "deploy" in deploy.keywords and deploy.tags == ["ops"]
+        assert [(x.source, x.target, x.kind) for x in disk.links] == [(disk.id, deploy.id, "similar")]
+        assert memory.get(deploy.id).links == disk.links  # navigable from the other end too
+        assert paris.links == []
+
+        hits = memory.search("why did the deploy fail", k=1, hops=1)
+        assert hits[0].note.id in (deploy.id, disk.id)
+        assert {h.note.id for h in hits} == {deploy.id, disk.id}  # the second one over the link
+        assert any(w.startswith("link from") for h in hits for w in h.why)
+        assert memory.search("capital", k=3, mode="keyword")[0].note.id == paris.id
+        assert memory.search("capital", k=3, mode="keyword")[0].why == ["keyword (rank 1)"]
+        assert [h.note.id for h in memory.search("disk", k=5, filters={"tags": ["ops"]})] == [deploy.id]
+        assert [h.note.id for h in memory.search("paris", filters={"metadata": {"source": "atlas"}})] == [paris.id]
+        with pytest.raises(MemoryError, match="unknown filters"):
+            memory.search("x", filters={"colour": "red"})
+        with pytest.raises(MemoryError, match="mode must be"):
+            memory.search("x", mode="fuzzy")
+
+
+def test_versions_revert_and_delete_cleans_links(db_url: str) -> None:
+    with cheap(db_url, link_threshold=0.5) as memory:
+        first = memory.add("the cache server restarts every night")
+        second = memory.add("the cache server restarts at night for backups")
+        changed = memory.update(first.id, content="the cache server restarts every hour", tags=["ops"])
+        assert changed.version == 2 and changed.tags == ["ops"]
+        assert [(v.version, v.content, v.reason) for v in memory.history(first.id)] == [
+            (1, "the cache server restarts every night", "updated")]
+        assert memory.search("every hour", k=1)[0].note.id == first.id  # re-embedded and re-indexed
+        back = memory.revert(first.id, 1)
+        assert (back.content, back.tags, back.version) == ("the cache server restarts every night", [], 3)
+        assert [v.version for v in memory.history(first.id)] == [1, 2]
+        with pytest.raises(MemoryError, match="no earlier version 7"):
+            memory.revert(first.id, 7)
+        memory.delete(first.id)
+        assert memory.get(second.id).links == []
+        assert [h.note.id for h in memory.search("cache server", k=5)] == [second.id]
+        with pytest.raises(MemoryError, match=f"no note {first.id}"):
+            memory.get(first.id)
+
+
+def test_graph_export_and_import(tmp_path: Path) -> None:
+    with cheap(f"sqlite:///{tmp_path / 'a.db'}", link_threshold=0.5) as memory:
+        a = memory.add("tests catch regressions early")
+        b = memory.add("regressions caught early by tests are cheap")
+        graph = memory.graph()
+        assert set(graph.nodes) == {a.id, b.id} and graph.edges[b.id, a.id]["kind"] == "similar"
+        assert memory.export(tmp_path / "notes.jsonl") == 2
+    with cheap(f"sqlite:///{tmp_path / 'b.db'}") as other:
+        other.add("an unrelated first note")
+        imported = other.import_(tmp_path / "notes.jsonl")
+        assert [n.content for n in imported] == [a.content, b.content]
+        assert other.graph().number_of_edges() == 1
+    (tmp_path / "bad.jsonl").write_text("{not json\n")
+    with cheap(f"sqlite:///{tmp_path / 'c.db'}") as third, pytest.raises(MemoryError, match=r"bad\.jsonl"):
+        third.import_(tmp_path / "bad.jsonl")
+
+
+def test_scopes_keep_agents_apart(sqlite_url: str) -> None:
+    alice = cheap(sqlite_url, scope="agent:alice", reads=("global", "team:red"))
+    bob = cheap(sqlite_url, scope="agent:bob", reads=("global", "team:red"))
+    team = cheap(sqlite_url, scope="team:red")
+    shared = cheap(sqlite_url)
+    try:
+        alice.add("alice keeps the api key rotation schedule")
+        team.add("the red team rotates keys monthly")
+        shared.add("keys must never be committed")
+        seen_by_bob = {h.note.content for h in bob.search("keys rotation", k=10)}
+        assert seen_by_bob == {"the red team rotates keys monthly", "keys must never be committed"}
+        assert len(alice.search("keys rotation", k=10)) == 3
+        assert shared.graph().number_of_nodes() == 1
+    finally:
+        for memory in (alice, bob, team, shared):
+            memory.close()
+
+
+def answers(request: Request) -> str:
+    """A scripted note writer: describes a note; links to and evolves the first neighbour it is shown."""
+    name = request.response_format["json_schema"]["name"] if request.response_format else ""
+    prompt = request.messages[-1].content if request.messages else ""
+    if name == "attributes":
+        content = prompt.removeprefix("Note: ")
+        return json.dumps({"keywords": content.split()[:2], "tags": ["incident"], "context": f"About: {content}"})
+    first = int(prompt.split("Earlier notes:\nid ")[1].split(":")[0])
+    return json.dumps({"links": [{"id": first, "kind": "elaborates", "reason": "same outage"}],
+                       "evolve": [{"id": first, "context": "Part of the disk outage.", "tags": ["outage"]}]})
+
+
+def test_a_model_writes_links_by_id_and_evolves_the_linked_note(db_url: str) -> None:
+    llm = ScriptedLLM(answers)
+    with Memory(db_url, llm=llm, embedder=BagOfWords()) as memory:
+        first = memory.add("the deploy failed at noon")
+        assert (first.keywords, first.tags, first.context) == (["the", "deploy"], ["incident"],
+                                                                "About: the deploy failed at noon")
+        memory.add("a printer ran out of paper")  # no word in common: not shown to the model, not linked
+        second = memory.add("the deploy failed because the disk was full")
+        assert [(x.source, x.target, x.kind, x.reason) for x in second.links] == [
+            (second.id, first.id, "elaborates", "same outage")]
+        evolved = memory.get(first.id)
+        assert (evolved.context, evolved.tags, evolved.version) == ("Part of the disk outage.", ["outage"], 2)
+        [before] = memory.history(first.id)
+        assert (before.context, before.tags, before.reason) == ("About: the deploy failed at noon", ["incident"],
+                                                                  f"evolved by note {second.id}")
+        shown = [r for r in llm.requests if r.response_format["json_schema"]["name"] == "decision"]  # type: ignore
+        assert f"id {first.id}:" in shown[-1].messages[-1].content  # ids, not ranks, are shown and asked for
+        ids = shown[-1].response_format["json_schema"]["schema"]["properties"]["links"]["items"]  # type: ignore
+        assert first.id in ids["properties"]["id"]["enum"]
+
+
+def test_a_model_that_names_no_valid_json_gets_a_clear_error(sqlite_url: str) -> None:
+    with Memory(sqlite_url, llm=ScriptedLLM(["not json"]), embedder=BagOfWords()) as memory, \
+            pytest.raises(ValueError, match="no valid JSON"):
+        memory.add("anything")
+    with cheap(sqlite_url) as memory, pytest.raises(MemoryError, match="content is empty"):
+        memory.add("   ")
+
+
+def test_an_agent_recalls_notes_before_acting_and_stores_what_it_answered(sqlite_url: str) -> None:
+    from baobab.agents import Agent
+
+    llm = ScriptedLLM(["The deploy fails when the disk is full; clean /tmp first.", "Clean /tmp, then deploy."])
+    with cheap(sqlite_url, scope="agent:ops", reads=("global", "agent:ops")) as memory:
+        memory.add("the build server disk fills up with old artifacts in /tmp")
+        agent = Agent("ops", model=llm, memory=memory)
+        agent.run("Why does the deploy on the build server fail?")
+        assert "old artifacts in /tmp" in (llm.requests[0].messages[0].content or "")  # recalled before acting
+        stored = memory.search("deploy fails disk full", k=5, filters={"tags": ["ops"]})
+        assert [h.note.metadata for h in stored] == [{"agent": "ops"}]
+        assert "clean /tmp first" in stored[0].note.content
+        agent.run("How do I deploy on the build server?")  # the next run sees the first run's answer
+        assert "clean /tmp first" in (llm.requests[1].messages[0].content or "")

@@ -27,6 +27,7 @@ from baobab.store import Store
 Strategy = Callable[..., Awaitable[None]]
 STRATEGIES: dict[str, Strategy] = {"greedy": greedy, "best_of_n": best_of_n, "beam": beam, "bfs": bfs, "dfs": dfs,
                                    "mcts": mcts, "lookahead": lookahead, "backtrack": backtrack}
+LESSON_TAG = "lesson"  # the tag of notes a search keeps in a Memory
 COMMON_OPTIONS = ("k", "max_depth", "target")  # children per expansion, depth limit, stop at this total reward
 
 
@@ -52,7 +53,8 @@ class SearchResult:
 async def asearch(env: Environment, strategy: str = "mcts", *, budget: Budget | Mapping[str, Any] | None = None,
                   proposer: Proposer | None = None, evaluator: Evaluator | None = None,
                   store: Store | str | None = None, run: str | None = None, seed: int = 0,
-                  spend: Spend | None = None, **options: Any) -> SearchResult:
+                  spend: Spend | None = None, memory: Any = None, task: str | None = None,
+                  **options: Any) -> SearchResult:
     """Search `env` with `strategy` within `budget`; with `run` (a name) every step is committed to `store`.
 
     Calling again with the same `run` resumes an interrupted search from its stored tree (nothing
@@ -61,11 +63,28 @@ async def asearch(env: Environment, strategy: str = "mcts", *, budget: Budget | 
     a uniform prior; `evaluator` to its `evaluate` method, else to a random rollout;
     `spend` is an enclosing spend (an agent's) that the search's model calls also count against.
     `store` is a Store or a URL (default: `baobab.store.default_url()`).
+    `memory` (a `baobab.memory.Memory`) recalls the lessons of earlier episodes of `task` (default: the start
+    state as text) before the search, and keeps this one's reflections and experience notes after it.
     Options: `k`, `max_depth`, `target` for every strategy, and the strategy's own (see STRATEGIES).
 
     >>> from baobab.search.toys import DeceptiveTree
     >>> result = await asearch(DeceptiveTree(), "mcts", budget={"max_expansions": 60})  # doctest: +SKIP
     """
+    recalled: list[str] = []
+    if memory is not None:  # lessons of earlier episodes of this task
+        task = task or json.dumps(await resolve(env.reset()), default=str)
+        recalled = [hit.note.content for hit in await memory.asearch(task, 5, filters={"tags": [LESSON_TAG]})]
+    result = await _search(env, strategy, budget, proposer, evaluator, store, run, seed, spend, recalled, options)
+    if memory is not None:
+        for lesson in dict.fromkeys(result.experiences):
+            if lesson not in recalled:
+                await memory.aadd(lesson, tags=[LESSON_TAG, f"task:{task}"[:200]], metadata={"task": task})
+    return result
+
+
+async def _search(env: Environment, strategy: str, budget: Budget | Mapping[str, Any] | None,
+                  proposer: Proposer | None, evaluator: Evaluator | None, store: Store | str | None, run: str | None,
+                  seed: int, spend: Spend | None, recalled: list[str], options: dict[str, Any]) -> SearchResult:
     fn = _strategy(strategy, options)
     search_budget = SearchBudget.model_validate(budget.model_dump() if isinstance(budget, Budget) else budget or {})
     hooks = (proposer or getattr(env, "propose", None) or uniform_proposer(env, seed),
@@ -73,7 +92,8 @@ async def asearch(env: Environment, strategy: str = "mcts", *, budget: Budget | 
     if run is None:
         if store is not None:
             raise ValueError("store= needs run= (the name to persist the search under and resume it by)")
-        return await _run(env, fn, options, hooks, search_budget, Spend(search_budget, "search", spend), seed, None)
+        return await _run(env, fn, options, hooks, search_budget, Spend(search_budget, "search", spend), seed, None,
+                          recalled)
     db = store if isinstance(store, Store) else Store(store)
     try:
         recorder = SearchRecorder(db, run)
@@ -84,7 +104,8 @@ async def asearch(env: Environment, strategy: str = "mcts", *, budget: Budget | 
         search_spend = Spend(search_budget, "search", spend)  # counting on from what the earlier runs spent
         search_spend.calls, search_spend.usage = calls, usage
         search_spend.started -= stored.spent.get("seconds", 0.0)
-        return await _run(env, fn, options, hooks, search_budget, search_spend, seed, recorder, stored.tree)
+        return await _run(env, fn, options, hooks, search_budget, search_spend, seed, recorder, recalled,
+                          stored.tree)
     finally:
         if db is not store:
             db.close()
@@ -92,8 +113,9 @@ async def asearch(env: Environment, strategy: str = "mcts", *, budget: Budget | 
 
 async def _run(env: Environment, fn: Strategy, options: Mapping[str, Any], hooks: tuple[Proposer, Evaluator],
                budget: SearchBudget, spend: Spend, seed: int, recorder: SearchRecorder | None,
-               tree: Tree | None = None) -> SearchResult:
+               recalled: list[str], tree: Tree | None = None) -> SearchResult:
     tree = tree or Tree(json.loads(json.dumps(await resolve(env.reset()))))
+    tree.recalled = recalled
     ctx = SearchContext(tree, env, *hooks, budget, spend, k=options.get("k"), max_depth=options.get("max_depth"),
                         target=options.get("target"), recorder=recorder, seed=seed)
     try:
@@ -137,7 +159,7 @@ def _strategy(name: str, options: Mapping[str, Any]) -> Strategy:
 def _result(tree: Tree, result: Mapping[str, Any], calls: int, usage: Usage) -> SearchResult:
     best = tree.best_trajectory()
     return SearchResult(best, tree.returns(best[-1]), tree, tree.expansions, result["stopped_by"],
-                        result.get("detail", ""), calls, usage, tree.lessons())
+                        result.get("detail", ""), calls, usage, tree.reflections())
 
 
 def _hook(value: Any) -> str:

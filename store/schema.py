@@ -116,6 +116,7 @@ memory_notes = Table(
     Column("version", Integer, nullable=False),
     Column("embedding", LargeBinary, nullable=False),  # float32, L2-normalised
     Column("updated", Float, nullable=False),
+    Column("writer", String(32), nullable=False),  # the Memory object that wrote it last: others reload it
     Index("ix_memory_notes_updated", "updated"),
 )
 

@@ -70,7 +70,9 @@ def test_forking_from_the_ui_makes_a_pending_thread(page: Any, ui_server: str, u
     after_plan = next(c for c in checkpointer.history(demo.id, "demo") if c.step == 1)
     assert info.forked_from == after_plan.id
     link.click()  # the new thread opens in the viewer, its fork write in the timeline
-    page.wait_for_function("window.viewer.ready === 'thread'")
+    page.wait_for_url(f"**/#/thread/{name}")
+    page.wait_for_function("document.querySelector('[data-testid=status]')?.innerText === 'pending'",
+                           timeout=10_000)  # the old thread's view may still show for a moment
     assert page.get_by_test_id("status").first.inner_text() == "pending"
     assert "just write" in page.get_by_test_id("timeline").inner_text()
     resumed = off_loop(scenes.report_app(Store(ui_db)).resume, name)  # the fork runs on from after plan

@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import BaseModel
 
 from baobab.agents import Agent, Example, ExampleCall
+from baobab.agents.agent import close_shared_models
+from baobab.aio import run_sync
 from baobab.engine import DEFAULT_MODEL
 from baobab.graphs import END, START, Checkpoint, Checkpointer, Graph, RunResult, append
 from baobab.store import Store
@@ -66,12 +68,16 @@ def main() -> None:
     else:
         print(f"resuming thread {args.thread} ({info.status})", flush=True)
         events = app.stream_resume(args.thread)
-    for event in events:
-        if isinstance(event, Checkpoint) and event.step > 0:  # printed once committed: never lost to a kill
-            row = event.state.done[-1]  # type: ignore[attr-defined]
-            print(f"row {row.n}: {row.answer}", flush=True)
-        elif isinstance(event, RunResult):
-            print(f"thread {event.thread} {event.status}: {len(event.state.done)} rows", flush=True)  # type: ignore[attr-defined]
+    try:
+        for event in events:
+            if isinstance(event, Checkpoint) and event.step > 0:  # printed once committed: never lost to a kill
+                row = event.state.done[-1]  # type: ignore[attr-defined]
+                print(f"row {row.n}: {row.answer}", flush=True)
+            elif isinstance(event, RunResult):
+                print(f"thread {event.thread} {event.status}: {len(event.state.done)} rows",  # type: ignore[attr-defined]
+                      flush=True)
+    finally:  # the engine's thread stops before the interpreter does
+        run_sync(close_shared_models())
 
 
 if __name__ == "__main__":

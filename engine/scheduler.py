@@ -10,9 +10,11 @@ Requests talk to it through `submit` (from any thread) and a callback per sequen
 cancelled at any time and its slot is freed at the next step.
 """
 
+import atexit
 import itertools
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +31,14 @@ from baobab.engine.sampling import SamplingParams, sample
 from baobab.engine.tokenizer import TextStream
 
 T = TypeVar("T")
+_running: "weakref.WeakSet[Scheduler]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop engine threads before the interpreter finalizes: a thread still in torch then aborts the process."""
+    for scheduler in list(_running):
+        scheduler.close()
 
 
 class Constraint(Protocol):
@@ -100,6 +110,7 @@ class Scheduler:
         self._load_error: BaseException | None = None
         self._thread = threading.Thread(target=self._start, args=(load,), name="baobab-engine", daemon=True)
         self._thread.start()
+        _running.add(self)
         self._ready.wait()
         if self._load_error is not None:
             raise self._load_error

@@ -34,8 +34,7 @@ def memory_view(memory: Any) -> dict[str, Any]:
 
 def memory_history(memory: Any, note: str) -> dict[str, Any]:
     """How note `note` evolved: its earlier versions, oldest first, as `memory.history()` gives them."""
-    try:  # ids travel as text in URLs; the store's note ids are integers
-        history = memory.history(int(note) if note.isdigit() else note)
-    except KeyError as exc:
-        raise NotFound(f"no note {note!r} in the memory") from exc
+    if not note.isdigit():  # ids travel as text in URLs; the store's note ids are integers
+        raise NotFound(f"no note {note!r} in the memory (note ids are numbers)")
+    history = memory.history(int(note))
     return {"note": note, "history": to_jsonable_python(history, fallback=repr)}

@@ -75,6 +75,27 @@ def port_finder() -> Callable[[], int]:
     return free_port
 
 
+def wait_until_serving(proc: subprocess.Popen[str], url: str, *, headers: dict[str, str] | None = None,
+                       timeout: float = 60) -> None:
+    """Poll `url` until it answers 200; fail with the server's output if it exits or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if httpx.get(url, headers=headers).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{proc.args} did not answer {url} in {timeout} s"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def serving() -> Callable[..., None]:
+    """`wait_until_serving`, for tests and fixtures (conftest modules cannot be imported)."""
+    return wait_until_serving
+
+
 @pytest.fixture(scope="session")
 def server_key() -> str:
     return "test-key-123"
@@ -88,16 +109,7 @@ def server(server_key: str) -> Iterator[str]:
     proc = subprocess.Popen(["baobab", "serve", "--model", "local:smollm2-135m", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            if httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {server_key}"}).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "baobab serve did not start"
-        time.sleep(0.3)
+    wait_until_serving(proc, f"{url}/models", headers={"Authorization": f"Bearer {server_key}"}, timeout=120)
     yield url
     proc.terminate()
     proc.wait(timeout=30)

@@ -4,11 +4,9 @@ that holds the runs of scenes.py."""
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # scenes.py and browser.py, beside this file
@@ -46,22 +44,13 @@ def ui_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def ui_server(ui_db: str, port_finder: Callable[[], int]) -> Iterator[str]:
+def ui_server(ui_db: str, port_finder: Callable[[], int], serving: Callable[..., None]) -> Iterator[str]:
     """`baobab ui --db ...` really started on a free loopback port; yields its base URL."""
     port = port_finder()
     proc = subprocess.Popen(["baobab", "ui", "--db", ui_db, "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            if httpx.get(f"{base}/api/runs").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "baobab ui did not start"
-        time.sleep(0.2)
+    serving(proc, f"{base}/api/runs")
     yield base
     proc.terminate()
     proc.wait(timeout=30)

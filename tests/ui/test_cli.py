@@ -1,7 +1,6 @@
 """`baobab ui --app FILE.py:NAME`: the named graph's threads get exact states and validated forks."""
 
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,8 +27,8 @@ graph = (Graph(Words, name="words").node("a", lambda s: {"word": "tree", "count"
 '''
 
 
-def test_ui_with_an_app_replays_custom_reducers_and_validates_forks(tmp_path: Path,
-                                                                    port_finder: Callable[[], int]) -> None:
+def test_ui_with_an_app_replays_custom_reducers_and_validates_forks(tmp_path: Path, port_finder: Callable[[], int],
+                                                                    serving: Callable[..., None]) -> None:
     source = tmp_path / "words.py"
     source.write_text(GRAPH)
     url = f"sqlite:///{tmp_path / 'w.db'}"
@@ -42,16 +41,7 @@ def test_ui_with_an_app_replays_custom_reducers_and_validates_forks(tmp_path: Pa
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.communicate()
-            try:
-                if httpx.get(f"{base}/api/runs").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "baobab ui did not start"
-            time.sleep(0.2)
+        serving(server, f"{base}/api/runs")
         state = httpx.get(f"{base}/api/state/{last.id}").json()
         assert state["exact"] and state["state"] == {"word": "tree", "count": 2}  # `longest` kept "tree"
         bad = httpx.post(f"{base}/api/fork", json={"checkpoint": last.id, "update": {"count": "many"}})

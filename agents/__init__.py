@@ -9,12 +9,12 @@
 from baobab.agents.agent import Agent, AgentError, AgentResult, Example, ExampleCall
 from baobab.agents.config import Config, read_config
 from baobab.agents.events import AgentEvent, AgentFinished, ModelCalled, ToolCalled, listen
-from baobab.agents.state import Said, TeamState
+from baobab.agents.llm_router import LLMRouter, choose_option
+from baobab.agents.state import Said, TeamState, describe_state, embedding_features
 from baobab.agents.team import handoffs, pipeline, supervisor
 from baobab.agents.workflow import Workflow
 from baobab.agents.yaml_source import ConfigError
 
 __all__ = ["Agent", "AgentError", "AgentEvent", "AgentFinished", "AgentResult", "Config", "ConfigError", "Example",
-           "ExampleCall",
-           "ModelCalled", "Said", "TeamState", "ToolCalled", "Workflow", "handoffs", "listen", "pipeline",
-           "read_config", "supervisor"]
+           "ExampleCall", "LLMRouter", "ModelCalled", "Said", "TeamState", "ToolCalled", "Workflow", "choose_option",
+           "describe_state", "embedding_features", "handoffs", "listen", "pipeline", "read_config", "supervisor"]

@@ -132,13 +132,47 @@ class NodeEntry(Strict):
         return self
 
 
+class LLMRouterEntry(Strict):
+    """`{kind: llm}`: a model picks the target from their descriptions (default: the agents' roles)."""
+
+    kind: Literal["llm"]
+    model: str = DEFAULT_MODEL  # a key of `models`, or a model string
+    descriptions: dict[str, str] = {}
+    reason: bool = True
+
+
+class BanditRouterEntry(Strict):
+    """`{kind: bandit, reward: module:function}`: a contextual bandit learns which target pays, across runs."""
+
+    kind: Literal["bandit"]
+    reward: ImportRef  # of the state when the routed work is over: a number, best within [0, 1]
+    features: Literal["embedding"] | ImportRef | None = None  # of the state: a list of numbers
+    method: Literal["linucb", "thompson"] = "linucb"
+    alpha: float = Field(default=1.0, gt=0)
+    decay: float = Field(default=0.99, gt=0, le=1)
+    name: str | None = None  # what its rewards are stored under (default: from -> targets)
+
+
+class LookaheadRouterEntry(Strict):
+    """`{kind: lookahead, value: module:function}`: run each target a few steps ahead, keep the best."""
+
+    kind: Literal["lookahead"]
+    value: ImportRef  # of a branch's state: a number, higher is better
+    depth: int = Field(default=2, ge=1)
+    budget: int | None = Field(default=None, ge=1)  # super-steps one decision may spend on branches
+    sample: int | None = Field(default=None, ge=1)  # explore only this many targets
+
+
+RouterEntry = Annotated[LLMRouterEntry | BanditRouterEntry | LookaheadRouterEntry, Field(discriminator="kind")]
+
+
 class RouteEntry(Strict):
-    """After `from`, go where `by` says: `next` (the state's next field: handoffs, supervisors) or
-    `module:function` of the state."""
+    """After `from`, go where `by` says: `next` (the state's next field: handoffs, supervisors),
+    `module:function` of the state, or a router: `{kind: llm | bandit | lookahead, ...}`."""
 
     from_: str = Field(alias="from")
     to: list[str] = Field(min_length=1)
-    by: Literal["next"] | ImportRef = "next"
+    by: Literal["next"] | ImportRef | RouterEntry = "next"
 
 
 class SupervisorEntry(Strict):
@@ -268,6 +302,13 @@ def _references(config: Config, source: YamlSource) -> list[str]:
     for i, route in enumerate(flow.routes):
         for end in [route.from_, *route.to]:
             need(end in ends, ("workflow", "routes", i), f"{end!r} is not a node ({sorted(ends)})")
+        if isinstance(route.by, LLMRouterEntry):
+            model = route.by.model
+            need(model in models or ":" in model or "/" in model, ("workflow", "routes", i, "by", "model"),
+                 f"{model!r} is not a model of this file ({sorted(models)}) nor a model string")
+            for target in sorted(set(route.by.descriptions) - set(route.to)):
+                need(False, ("workflow", "routes", i, "by", "descriptions", target),
+                     f"{target!r} is not a target of this route ({route.to})")
     if config.search is not None:
         nodes = _nodes(flow)
         for i, point in enumerate(config.search.choice_points):

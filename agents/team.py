@@ -6,17 +6,14 @@
 """
 
 import itertools
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from baobab.agents.agent import Agent, shared_model
-from baobab.agents.state import TeamState
+from baobab.agents.agent import Agent
+from baobab.agents.llm_router import FINISH, choose_option
+from baobab.agents.state import TeamState, describe_state
 from baobab.engine import DEFAULT_MODEL, LLM
-from baobab.engine.budget import BudgetedLLM, Spend, current_spend
 from baobab.graphs import END, START, Graph
-
-FINISH = "FINISH"
 
 
 def pipeline(agents: Sequence[Agent], *, name: str = "pipeline") -> Graph:
@@ -74,19 +71,10 @@ class Supervisor:
     async def __call__(self, state: TeamState) -> dict[str, Any]:
         if state.rounds >= self.max_rounds:
             return {"next": "", "rounds": state.rounds}
-        choices = [a.name for a in self.agents] + [FINISH]
-        team = "\n".join(f"- {a.name}: {a.description}" for a in self.agents)
-        said = "\n".join(f"- {s.agent}: {s.content}" for s in state.messages) or "(nothing yet)"
-        prompt = (f"You lead a team:\n{team}\n\nTask: {state.task}\n\nWork so far:\n{said}\n\n"
-                  f"Who should act next? Answer {FINISH} when the task is done.")
-        spend = current_spend.get() or Spend(name="supervisor")
-        completion = await BudgetedLLM(shared_model(self.model), spend).complete(
-            messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=32,
-            response_format={"type": "json_schema", "json_schema": {"name": "next", "schema": {
-                "type": "object", "properties": {"next": {"enum": choices}}, "required": ["next"]}}})
-        picked = json.loads(completion.text).get("next")
-        if picked not in choices:
-            raise ValueError(f"supervisor answered {completion.text!r}; expected next to be one of {choices}")
+        options = {a.name: a.description for a in self.agents} | {FINISH: "the task is done"}
+        picked, _ = await choose_option(self.model, options, describe_state(state), name="supervisor",
+                                        question="You lead a team. Who should act next? Answer FINISH when the "
+                                                 "task is done.", max_tokens=32)
         return {"next": "" if picked == FINISH else picked, "rounds": state.rounds + 1}
 
 

@@ -13,13 +13,26 @@ from pathlib import Path
 from typing import Any
 
 from baobab.agents.agent import Agent, shared_model
-from baobab.agents.config import Config, InputEntry, ModelEntry, import_object, output_model, read_config
-from baobab.agents.state import TeamState
+from baobab.agents.config import (
+    BanditRouterEntry,
+    Config,
+    InputEntry,
+    LLMRouterEntry,
+    ModelEntry,
+    RouteEntry,
+    import_object,
+    output_model,
+    read_config,
+)
+from baobab.agents.llm_router import LLMRouter
+from baobab.agents.state import TeamState, embedding_features
 from baobab.agents.team import handoffs, pipeline, supervisor
 from baobab.agents.yaml_source import ConfigError, YamlSource
 from baobab.engine import LLM
 from baobab.engine.budget import Spend, current_spend
 from baobab.graphs import END, START, App, Graph, RunResult
+from baobab.graphs.bandit import BanditRouter
+from baobab.graphs.lookahead import LookaheadRouter
 from baobab.search import GraphEnvironment, SearchResult
 from baobab.search import asearch as search_graph
 from baobab.tools import Tool, builtin_tools, load_mcp_tools, tool
@@ -183,10 +196,28 @@ class Workflow:
             named = [sources] if isinstance(sources, str) else sources
             graph.edge([ends.get(s, s) for s in named], ends.get(target, target))
         for i, route in enumerate(flow.routes):
-            router = (lambda s: s.next or END) if route.by == "next" else \
-                import_object(route.by, self.source.where(("workflow", "routes", i)), self.base)
-            graph.route(ends.get(route.from_, route.from_), router, [ends.get(t, t) for t in route.to])
+            graph.route(ends.get(route.from_, route.from_), self._router(route, i), [ends.get(t, t) for t in route.to])
         return graph
+
+    def _router(self, route: RouteEntry, i: int) -> Any:
+        """The router a route entry names: the state's `next`, a function, or an llm/bandit/lookahead router."""
+        by, where = route.by, self.source.where(("workflow", "routes", i, "by"))
+        if by == "next":
+            return lambda s: s.next or END
+        if isinstance(by, str):
+            return import_object(by, where, self.base)
+        if isinstance(by, LLMRouterEntry):
+            ends = {"END": END}
+            return LLMRouter(self._model(by.model), {ends.get(t, t): d for t, d in by.descriptions.items()},
+                             reason=by.reason)
+        if isinstance(by, BanditRouterEntry):
+            features = (embedding_features() if by.features == "embedding" else
+                        import_object(by.features, where, self.base) if by.features else None)
+            return BanditRouter(by.name or f"{route.from_}->{'|'.join(route.to)}",
+                                reward=import_object(by.reward, where, self.base), features=features,
+                                method=by.method, alpha=by.alpha, decay=by.decay)
+        return LookaheadRouter(import_object(by.value, where, self.base), depth=by.depth, budget=by.budget,
+                               sample=by.sample)
 
     def _agent_nodes(self) -> list[str]:
         """The graph's nodes that are agents: where a run samples, so a search's default choice points."""

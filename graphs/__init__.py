@@ -19,16 +19,18 @@ from baobab.graphs.events import (
     NodeEnd,
     NodeFailed,
     NodeStart,
+    Routed,
     RunResult,
 )
 from baobab.graphs.graph import Graph, Route
 from baobab.graphs.node import END, START, Retry, RunContext, Send
-from baobab.graphs.runtime import App
+from baobab.graphs.routing import Decision, RouteContext, Router
+from baobab.graphs.runtime import App, Branch
 from baobab.graphs.state import InvalidUpdateError, append, merge
 
 __all__ = [
-    "END", "START", "App", "Checkpoint", "CheckpointError", "CheckpointInfo", "Checkpointer", "Event",
-    "Graph", "GraphError", "GraphRecursionError", "Interrupt", "InvalidUpdateError", "NodeEnd", "NodeError",
-    "NodeFailed", "NodeStart", "Retry", "Route", "RunContext", "RunResult", "Send", "ThreadInfo", "append",
-    "merge",
+    "END", "START", "App", "Branch", "Checkpoint", "CheckpointError", "CheckpointInfo", "Checkpointer", "Decision",
+    "Event", "Graph", "GraphError", "GraphRecursionError", "Interrupt", "InvalidUpdateError", "NodeEnd", "NodeError",
+    "NodeFailed", "NodeStart", "Retry", "Route", "RouteContext", "Routed", "Router", "RunContext", "RunResult", "Send",
+    "ThreadInfo", "append", "merge",
 ]

@@ -37,6 +37,20 @@ class NodeFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class Routed:
+    """After `step`, the router on `source` chose `choice` among `targets` (with `scores` and a `reason`
+    when the router gives them)."""
+
+    step: int
+    source: str
+    router: str
+    targets: tuple[str, ...]
+    choice: tuple[str, ...]
+    scores: dict[str, float]
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Checkpoint:
     """A super-step's updates were merged into `state` and, with a checkpointer, committed as `id`."""
 
@@ -68,4 +82,4 @@ class RunResult:
     interrupt: Interrupt | None = None
 
 
-Event = NodeStart | NodeEnd | NodeFailed | Checkpoint | Interrupt | RunResult
+Event = NodeStart | NodeEnd | NodeFailed | Routed | Checkpoint | Interrupt | RunResult

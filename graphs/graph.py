@@ -12,6 +12,7 @@ from baobab.graphs.checkpoint import Checkpointer
 from baobab.graphs.errors import GraphError
 from baobab.graphs.export import to_dot, to_mermaid
 from baobab.graphs.node import END, START, NodeSpec, Retry, Send
+from baobab.graphs.routing import Decision, RouteContext, Router, router_name
 from baobab.graphs.runtime import App
 from baobab.graphs.state import StateSchema
 from baobab.store import Store
@@ -19,24 +20,27 @@ from baobab.store import Store
 
 @dataclass(frozen=True)
 class Route:
-    """A router on `source`: it returns one of `targets`, several, or `Send`s to them."""
+    """A router on `source`: a function of the state, or a `Router`; it picks targets or `Send`s to them."""
 
     source: str
-    router: Callable[[BaseModel], Any]
+    router: "Callable[[BaseModel], Any] | Router"
     targets: tuple[str, ...]
 
-    async def choose(self, state: BaseModel) -> list[str | Send]:
-        """The router's choice for `state`, checked against the declared targets."""
-        choice = self.router(state)
-        if inspect.isawaitable(choice):
-            choice = await choice
+    async def choose(self, state: BaseModel, ctx: RouteContext) -> tuple[list[str | Send], Decision]:
+        """The router's decision for `state`, its choice checked against the declared targets."""
+        if isinstance(self.router, Router):
+            decision = await self.router.decide(state, ctx)
+        else:
+            choice = self.router(state)
+            decision = Decision(await choice if inspect.isawaitable(choice) else choice)
+        choice = decision.choice
         choices = [choice] if isinstance(choice, str | Send) else list(choice) if choice is not None else []
         for item in choices:
             name = item.node if isinstance(item, Send) else item
             if name not in self.targets or (isinstance(item, Send) and name == END):
-                raise GraphError(f"router {_name(self.router)} of node {self.source!r} returned {item!r}; "
+                raise GraphError(f"router {router_name(self.router)} of node {self.source!r} returned {item!r}; "
                                  f"expected one of {list(self.targets)} (or Send(node, arg) to one of them)")
-        return choices
+        return choices, decision
 
 
 class Graph:
@@ -97,8 +101,10 @@ class Graph:
         self.edges.append((sources, target))
         return self
 
-    def route(self, source: str, router: Callable[[BaseModel], Any], targets: Sequence[str]) -> "Graph":
+    def route(self, source: str, router: "Callable[[BaseModel], Any] | Router", targets: Sequence[str]) -> "Graph":
         """After `source`, call `router(state)`: it returns a target, a list of them, or `Send`s.
+
+        `router` may also be a `Router` (`BanditRouter`, `LookaheadRouter`, `baobab.agents.LLMRouter`...).
 
         >>> g.route("check", lambda s: "fix" if s.errors else END, ["fix", END])  # doctest: +SKIP
         """
@@ -132,12 +138,12 @@ class Graph:
                 raise GraphError(f"edge {list(sources)} -> {target!r}: nothing leaves END or enters START")
         for route in self.routes:
             if route.source not in known or route.source == END:
-                raise GraphError(f"router {_name(route.router)} is on unknown node {route.source!r}")
+                raise GraphError(f"router {router_name(route.router)} is on unknown node {route.source!r}")
             if not route.targets:
-                raise GraphError(f"router {_name(route.router)} on {route.source!r} has no targets")
+                raise GraphError(f"router {router_name(route.router)} on {route.source!r} has no targets")
             for target in route.targets:
                 if target not in known or target == START:
-                    raise GraphError(f"router {_name(route.router)} on {route.source!r} names unknown target "
+                    raise GraphError(f"router {router_name(route.router)} on {route.source!r} names unknown target "
                                      f"{target!r}; nodes: {sorted(self.nodes)}")
         g = self.structure()
         if g.out_degree(START) == 0:
@@ -187,7 +193,3 @@ class Graph:
                 if both:
                     raise GraphError(f"nodes {a!r} and {b!r} can run in parallel after {source!r} and "
                                      f"both write {sorted(both)}, which have no reducer")
-
-
-def _name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__name__", repr(fn))

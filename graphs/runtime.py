@@ -6,6 +6,7 @@ state, and the step is committed in one transaction before the next begins.
 """
 
 import asyncio
+import functools
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -18,8 +19,9 @@ from pydantic_core import to_json, to_jsonable_python
 from baobab.aio import run_sync, run_sync_iter
 from baobab.graphs.checkpoint import Checkpointer, CheckpointInfo, LoadedCheckpoint, Write
 from baobab.graphs.errors import CheckpointError, GraphError, GraphRecursionError, NodeError, NodeInterrupt
-from baobab.graphs.events import Checkpoint, Event, Interrupt, NodeEnd, NodeFailed, NodeStart, RunResult
+from baobab.graphs.events import Checkpoint, Event, Interrupt, NodeEnd, NodeFailed, NodeStart, Routed, RunResult
 from baobab.graphs.node import END, START, RunContext, Send
+from baobab.graphs.routing import RouteContext, Router, router_name
 from baobab.graphs.state import InvalidUpdateError
 from baobab.store import Store
 from baobab.store.trace import Span, span, tracer_for
@@ -60,6 +62,27 @@ class _Run:
     chain_length: int = 0
     log: list[BaseModel] = field(default_factory=list)  # updates applied, for a subgraph in memory
     span: Span | None = None  # the run's span, when it is recorded (a checkpointer's store)
+    routed: list[Routed] = field(default_factory=list)  # decisions not yet reported
+    depth: int = 0  # 1 inside a lookahead branch
+    stop_at: int | None = None  # a branch pauses before running step stop_at + 1
+    adopt: "Branch | None" = None  # a lookahead branch to take over after this step's routing
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A lookahead branch: `target` run for up to `steps` super-steps from a routing decision's state.
+
+    It ended `done` (reached END), `paused` (its steps ran out, or an interrupt) or `error`; `thread` names
+    it when the run has a checkpointer (resume it to go on), and `tasks` counts the node runs it cost.
+    """
+
+    target: str
+    state: BaseModel
+    status: str
+    tasks: int
+    thread: str | None = None
+    error: str | None = None
+    run: _Run | None = field(default=None, repr=False, compare=False)  # where it stopped, to be adopted
 
 
 class _SubgraphUpdates(list[dict[str, Any]]):
@@ -217,7 +240,8 @@ class App:
                                       f"it, fork() branches from it")
             run = self._load_run(thread)
             upd = self.schema.validate_update("__input__", input if input is not None else {})
-            tasks, joins = await self._next(run.state, [START], {})
+            given = self.schema.apply(run.state, [("__input__", upd)])
+            tasks, joins = await self._next(run, given, run.step + 1, [START], {})
             self._commit_update(run, "__input__", upd, tasks, joins)
             return run
         if isinstance(input, self.schema.model):
@@ -227,8 +251,8 @@ class App:
                 state = self.schema.model.model_validate(input if input is not None else {})
             except ValueError as exc:
                 raise InvalidUpdateError(f"input to {self.graph.name!r}: {exc}") from exc
-        tasks, joins = await self._next(state, [START], {})
-        run = _Run(thread, None, state, 0, None, tasks, joins)
+        run = _Run(thread, None, state, 0, None, [], {})
+        run.tasks, run.joins = tasks, joins = await self._next(run, state, 0, [START], {})
         if cp is not None:
             snapshot = state.model_dump_json()
             run.thread_id, run.checkpoint = cp.create_thread(thread, self.graph.name, snapshot=snapshot,
@@ -309,10 +333,14 @@ class App:
     async def _run_steps(self, run: _Run) -> AsyncIterator[Event]:
         limit = run.step + self.recursion_limit
         skip_before = run.paused_before
+        for routed in self._report_routes(run):
+            yield routed
         try:
             while run.tasks:
                 nodes = tuple(dict.fromkeys(t.node for t in run.tasks))
                 before = tuple(n for n in nodes if n in self.interrupt_before)
+                if run.stop_at is not None and run.step >= run.stop_at:  # a lookahead branch's steps ran out
+                    before, skip_before = nodes, False
                 if before and not skip_before:
                     for event in self._pause(run, Interrupt(run.step + 1, before, "before")):
                         yield event
@@ -339,7 +367,11 @@ class App:
                 run.log.extend(u for _, u in ordered)
                 ran = [t.node for t in run.tasks]
                 run.step = step
-                run.tasks, run.joins = await self._next(run.state, ran, run.joins)
+                run.tasks, run.joins = await self._next(run, run.state, step, ran, run.joins)
+                if run.adopt is not None:
+                    outcome.unsaved.extend(self._adopt(run, run.adopt))
+                for routed in self._report_routes(run):
+                    yield routed
                 after = tuple(n for n in nodes if n in self.interrupt_after)
                 status = "done" if not run.tasks else ("interrupted" if after else None)
                 detail = {"when": "after", "nodes": list(after), "step": step} if status == "interrupted" else None
@@ -354,6 +386,10 @@ class App:
             if self.checkpointer is not None and run.thread_id is not None:
                 self.checkpointer.set_status(run.thread_id, "error", {"error": str(exc)})
             raise
+        if run.depth == 0:  # learning routers take their reward from how real runs end
+            for router in dict.fromkeys(r.router for rs in self._routes.values() for r in rs):
+                if isinstance(router, Router):
+                    await router.finish(run.state, run.thread)
         yield self._result(run, "done")
 
     async def _execute(self, run: _Run, step: int, outcome: "_Outcome") -> AsyncIterator[Event]:
@@ -471,8 +507,9 @@ class App:
 
     # ---- routing ----------------------------------------------------------------------------------
 
-    async def _next(self, state: BaseModel, ran: list[str],
+    async def _next(self, run: _Run, state: BaseModel, step: int, ran: list[str],
                     joins: dict[str, list[str]]) -> tuple[list[_Task], dict[str, list[str]]]:
+        """The tasks that follow the nodes `ran` when they left `state` at `step`; joins still waiting."""
         tasks: list[_Task] = []
         queued: set[str] = set()
         waiting = {target: set(sources) for target, sources in joins.items()}
@@ -492,12 +529,76 @@ class App:
                     del waiting[target]
                     add(target)
             for route in self._routes.get(node, ()):
-                for choice in await route.choose(state):
+                ctx = RouteContext(node, route.targets, run.thread, step, self, run.depth,
+                                   functools.partial(self._explore, run, state, step))
+                choices, decision = await route.choose(state, ctx)
+                run.adopt = decision.adopt if decision.adopt is not None and run.depth == 0 else run.adopt
+                run.routed.append(Routed(step, node, router_name(route.router), route.targets, tuple(
+                    c.node if isinstance(c, Send) else c for c in choices), decision.scores, decision.reason))
+                for choice in choices:
                     if isinstance(choice, Send):
                         tasks.append(_Task(choice.node, to_jsonable_python(choice.arg)))
                     else:
                         add(choice)
-        return tasks, {target: sorted(seen) for target, seen in waiting.items()}
+        still = {target: sorted(seen) for target, seen in waiting.items()}
+        if run.adopt is not None and ([t.dump() for t in tasks] != [[run.adopt.target]] or still != joins):
+            run.adopt = None  # other tasks run next step too: the branch no longer tells what happens
+        return tasks, still
+
+    def _report_routes(self, run: _Run) -> Iterator[Routed]:
+        """The run's decisions made since the last report, as events and as `route` spans."""
+        for routed in run.routed:
+            if run.span is not None:
+                run.span.child("route", routed.source, {
+                    "router": routed.router, "step": routed.step, "targets": list(routed.targets),
+                    "choice": list(routed.choice), "scores": routed.scores, "reason": routed.reason}).end()
+            yield routed
+        run.routed.clear()
+
+    def _adopt(self, run: _Run, branch: Branch) -> list[Write]:
+        """Take over `branch`: its state, step and next tasks become the run's; returns its writes to copy.
+
+        The run's next checkpoint holds a snapshot, so it loads without the branch's checkpoints; the
+        copied writes keep the thread's updates complete (a subgraph's net effect replays them).
+        """
+        run.adopt = None
+        taken = branch.run
+        assert taken is not None
+        run.state, run.step, run.tasks, run.joins = taken.state, taken.step, taken.tasks, taken.joins
+        run.log.extend(taken.log)
+        run.delta_bytes = run.snapshot_bytes  # forces a snapshot at the next checkpoint
+        cp = self.checkpointer
+        if cp is None or taken.thread_id is None or run.thread_id is None:
+            return []
+        cp.set_status(taken.thread_id, "adopted", {"by": run.thread})
+        return cp.thread_updates(taken.thread_id)
+
+    async def _explore(self, run: _Run, state: BaseModel, step: int, target: str, steps: int) -> Branch:
+        """Run `target` from `state` (reached at `step`) for up to `steps` super-steps, as a branch of `run`.
+
+        With a checkpointer the branch is a thread forked after the run's last checkpoint, left paused
+        where its steps ran out, so the viewer shows it and `resume()` continues it.
+        """
+        branch = _Run(f"{run.thread}~{step}.{target}.{uuid.uuid4().hex[:6]}", None, state, step, None,
+                      [_Task(target)], {}, depth=run.depth + 1, stop_at=step + steps)
+        cp = self.checkpointer
+        if cp is not None and run.checkpoint is not None:
+            parent = CheckpointInfo(run.checkpoint, run.thread, step - 1, None, (), 0.0, False)
+            snapshot = state.model_dump_json()
+            branch.thread_id, branch.checkpoint = cp.create_thread(
+                branch.thread, self.graph.name, pending=_pending(branch.tasks, {}),
+                snapshot=snapshot, parent=parent)
+            branch.snapshot_bytes = len(snapshot)
+        tasks, status, error = 0, "paused", None
+        try:
+            async for event in self._steps(branch):
+                tasks += isinstance(event, NodeStart)
+                if isinstance(event, RunResult) and event.status == "done":
+                    status = "done"
+        except (NodeError, GraphError, GraphRecursionError, InvalidUpdateError) as exc:
+            status, error = "error", f"{type(exc).__name__}: {exc}"
+        return Branch(target, branch.state, status, tasks,
+                      branch.thread if branch.thread_id is not None else None, error, branch)
 
     # ---- subgraphs --------------------------------------------------------------------------------
 

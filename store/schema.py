@@ -144,3 +144,16 @@ memory_versions = Table(
     Column("created", Float, nullable=False),
     Index("ix_memory_versions_note", "note", "version", unique=True),
 )
+
+router_rewards = Table(  # what learning routers observed: append-only, so processes sharing a router never race
+    "router_rewards",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("router", String(255), nullable=False),
+    Column("arm", String(255), nullable=False),
+    Column("features", Text, nullable=False),  # JSON list of floats
+    Column("reward", Float, nullable=False),
+    Column("thread", String(255), nullable=False),
+    Column("created", Float, nullable=False),
+    Index("ix_router_rewards_router", "router", "id"),
+)

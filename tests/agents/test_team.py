@@ -29,18 +29,18 @@ def test_a_pipeline_passes_each_agents_work_to_the_next() -> None:
 
 def test_a_supervisor_picks_agents_until_it_finishes() -> None:
     picks = iter(["writer", "checker", "FINISH"])
-    boss = ScriptedLLM(lambda r: json.dumps({"next": next(picks)}))
+    boss = ScriptedLLM(lambda r: json.dumps({"choice": next(picks)}))
     writer = Agent("writer", role="writes drafts", model=ScriptedLLM(["draft"]))
     checker = Agent("checker", role="checks drafts", model=ScriptedLLM(["checked"]))
     state = supervisor([writer, checker], model=boss).compile().run({"task": "Write"}).state
     assert [s.agent for s in state.messages] == ["writer", "checker"] and state.output == "checked"
     first = boss.requests[0]
     assert "- writer: writes drafts" in prompt_of(first) and first.json_schema is not None
-    assert first.json_schema["properties"]["next"]["enum"] == ["writer", "checker", "FINISH"]
+    assert first.json_schema["properties"]["choice"]["enum"] == ["writer", "checker", "FINISH"]
 
 
 def test_a_supervisor_stops_after_max_rounds() -> None:
-    boss = ScriptedLLM([json.dumps({"next": "worker"})], cycle=True)
+    boss = ScriptedLLM([json.dumps({"choice": "worker"})], cycle=True)
     worker = Agent("worker", model=ScriptedLLM(["again"], cycle=True))
     state = supervisor([worker], model=boss, max_rounds=3).compile().run({"task": "t"}).state
     assert len(state.messages) == 3 and len(boss.requests) == 3

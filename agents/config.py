@@ -29,7 +29,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     create_model,
     model_validator,
@@ -148,7 +150,7 @@ class BanditRouterEntry(Strict):
     reward: ImportRef  # of the state when the routed work is over: a number, best within [0, 1]
     features: Literal["embedding"] | ImportRef | None = None  # of the state: a list of numbers
     method: Literal["linucb", "thompson"] = "linucb"
-    alpha: float = Field(default=1.0, gt=0)
+    alpha: float | None = Field(default=None, gt=0)  # exploration (default: 1 for linucb, 0.5 for thompson)
     decay: float = Field(default=0.99, gt=0, le=1)
     name: str | None = None  # what its rewards are stored under (default: from -> targets)
 
@@ -163,7 +165,15 @@ class LookaheadRouterEntry(Strict):
     sample: int | None = Field(default=None, ge=1)  # explore only this many targets
 
 
-RouterEntry = Annotated[LLMRouterEntry | BanditRouterEntry | LookaheadRouterEntry, Field(discriminator="kind")]
+def _route_kind(value: Any) -> str | None:
+    return (value.get("kind") if isinstance(value, dict) else "function") if not isinstance(value, BaseModel) else \
+        getattr(value, "kind", "function")
+
+
+RouteBy = Annotated[Annotated[Literal["next"] | ImportRef, Tag("function")] | Annotated[LLMRouterEntry, Tag("llm")]
+                    | Annotated[BanditRouterEntry, Tag("bandit")] | Annotated[LookaheadRouterEntry, Tag("lookahead")],
+                    Discriminator(_route_kind, custom_error_type="router_kind", custom_error_message=(
+                        "expected next, module:function or {kind: llm | bandit | lookahead, ...}"))]
 
 
 class RouteEntry(Strict):
@@ -172,7 +182,7 @@ class RouteEntry(Strict):
 
     from_: str = Field(alias="from")
     to: list[str] = Field(min_length=1)
-    by: Literal["next"] | ImportRef | RouterEntry = "next"
+    by: RouteBy = "next"
 
 
 class SupervisorEntry(Strict):

@@ -86,6 +86,8 @@ class YamlSource:
             if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int)):
                 node = node[part] if isinstance(node, dict) or part < len(node) else None
                 path.append(part)
+            elif isinstance(node, dict) and part == node.get("kind"):
+                continue  # the tag of a union chosen by `kind` (a router entry)
             elif isinstance(node, dict) and isinstance(part, str) and not _TYPE_TAG.match(part):
                 path.append(part)  # a missing key: name it
                 node = None

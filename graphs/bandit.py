@@ -31,8 +31,8 @@ class BanditRouter(Router):
 
     `reward(state)` scores the outcome (best kept within about [0, 1]); `features(state)` gives the context
     (a constant bias is added; without `features` it is a plain multi-armed bandit). `method`: "linucb"
-    (mean + `alpha` standard errors; Li et al. 2010) or "thompson" (a draw from the posterior, scale
-    `alpha`; Agrawal and Goyal 2013). `decay` < 1 discounts old observations (D-LinUCB; Russac et al.
+    (mean + `alpha` standard errors, default 1; Li et al. 2010) or "thompson" (a draw from the
+    posterior, scale `alpha`, default 0.5; Agrawal and Goyal 2013). `decay` < 1 discounts old observations (D-LinUCB; Russac et al.
     2019). Observations persist in `store` (default: the app's checkpointer store, else memory only).
 
     >>> router = BanditRouter("pick-solver", reward=lambda s: float(s.solved))  # doctest: +SKIP
@@ -40,14 +40,16 @@ class BanditRouter(Router):
     """
 
     def __init__(self, name: str, *, reward: Callable[[BaseModel], float], features: Features | None = None,
-                 method: Literal["linucb", "thompson"] = "linucb", alpha: float = 1.0, decay: float = 0.99,
+                 method: Literal["linucb", "thompson"] = "linucb", alpha: float | None = None, decay: float = 0.99,
                  ridge: float = 1.0, store: Store | str | None = None, seed: int | None = 0) -> None:
         if method not in ("linucb", "thompson"):
             raise ValueError(f"BanditRouter method must be 'linucb' or 'thompson', got {method!r}")
         if not 0 < decay <= 1:
             raise ValueError(f"BanditRouter decay must be in (0, 1], got {decay}")
         self.name, self.reward, self.features, self.method = name, reward, features, method
-        self.alpha, self.decay, self.ridge = alpha, decay, ridge
+        # defaults that settled fastest on tests/graphs' switching arms without getting stuck
+        self.alpha = alpha if alpha is not None else 1.0 if method == "linucb" else 0.5
+        self.decay, self.ridge = decay, ridge
         self.store: Store | None = Store(store) if isinstance(store, str) else store
         self._rng = np.random.default_rng(seed if seed is not None else random.randrange(2**32))
         self._a: dict[str, np.ndarray] = {}  # per arm: ridge Gram matrix of the features

@@ -33,6 +33,7 @@ def test_the_timeline_has_a_row_per_step_with_model_and_tool_calls(page: Any, ui
     tool = page.get_by_test_id("span-tool")
     assert tool.count() == 1 and 'add({"a": 2, "b": 3}) → 5' in tool.inner_text()
     assert "prompt" in page.get_by_test_id("span-model").first.inner_text()
+    assert page.get_by_test_id("route").all_inner_texts() == ["<lambda> on plan → research"]  # the routing decision
 
 
 def test_clicking_a_node_shows_its_runs_and_outputs(page: Any, ui_server: str, artifacts: Any) -> None:

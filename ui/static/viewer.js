@@ -163,11 +163,20 @@ function timeline(thread, nodeSpans, children) {
           span ? ` · ${duration(span)}` : "", json(w.data),
           span ? (children.get(span.id) || []).map((s) => spanTree(s, children)) : null);
       })),
-      el("td", {}, c.next.join(", ") || "—"), el("td", {}, new Date(c.created * 1000).toLocaleTimeString()));
+      el("td", {}, c.next.join(", ") || "—", thread.spans.filter((s) => s.kind === "route" && s.attrs.step === c.step)
+        .map(routeLine)), el("td", {}, new Date(c.created * 1000).toLocaleTimeString()));
   });
   return el("table", { "data-testid": "timeline" },
     el("tr", {}, el("th", {}, "step"), el("th", {}, "nodes: output, agent, model and tool calls"),
       el("th", {}, "next"), el("th", {}, "committed")), rows);
+}
+
+// A routing decision: which router chose what after which node, with its scores and reason when it gave them.
+function routeLine(span) {
+  const a = span.attrs;
+  const scores = Object.entries(a.scores || {}).map(([t, v]) => `${t} ${typeof v === "number" ? v.toFixed(2) : v}`);
+  return el("div", { class: "route", "data-testid": "route" }, `${a.router} on ${span.name} → ${a.choice.join(", ")}` +
+    (scores.length ? ` (${scores.join(", ")})` : "") + (a.reason ? ` · ${a.reason}` : ""));
 }
 
 // The fields that differ between two states; a list that grew shows only what was added.

@@ -1,9 +1,11 @@
 """File tools confined to a workspace: read_file, write_file and list_files (paths that leave it are refused)."""
 
+import os
+import stat
 from pathlib import Path
 
 from baobab.tools.tool import Tool, ToolError, tool
-from baobab.tools.workspace import confine
+from baobab.tools.workspace import open_confined
 from baobab.tools.workspace import workspace as make_workspace
 
 
@@ -22,10 +24,14 @@ def read_file(workspace: str | Path | None = None, max_bytes: int = 1_000_000) -
         Args:
             path: the file, relative to the workspace.
         """
-        file = confine(root, path)
-        if not file.is_file():
-            raise ToolError(f"{path!r} is not a file" if file.exists() else f"{path!r} does not exist")
-        with file.open("rb") as handle:
+        try:
+            fd = open_confined(root, path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ToolError(f"{path!r} does not exist") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ToolError(f"{path!r} is not a file")
+        with os.fdopen(fd, "rb") as handle:
             data = handle.read(max_bytes + 1)
         text = data[:max_bytes].decode(errors="replace")
         return text if len(data) <= max_bytes else f"{text}\n... [cut: the file is larger than {max_bytes} bytes]"
@@ -52,12 +58,15 @@ def write_file(workspace: str | Path | None = None, max_bytes: int = 1_000_000) 
         data = content.encode()
         if len(data) > max_bytes:
             raise ToolError(f"content is {len(data)} bytes; the limit is {max_bytes}")
-        file = confine(root, path)
-        if file.is_dir():
-            raise ToolError(f"{path!r} is a folder")
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_bytes(data)
-        return f"wrote {len(data)} bytes to {file.relative_to(root)}"
+        try:
+            fd = open_confined(root, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, parents=True)
+        except IsADirectoryError:
+            raise ToolError(f"{path!r} is a folder") from None
+        except NotADirectoryError:
+            raise ToolError(f"a folder on the way to {path!r} is a file") from None
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return f"wrote {len(data)} bytes to {(root / path).resolve().relative_to(root)}"
 
     return write
 
@@ -77,11 +86,19 @@ def list_files(workspace: str | Path | None = None, max_entries: int = 1000) -> 
         Args:
             path: the folder, relative to the workspace.
         """
-        folder = confine(root, path)
-        if not folder.is_dir():
-            raise ToolError(f"{path!r} is not a folder" if folder.exists() else f"{path!r} does not exist")
-        entries = sorted(folder.iterdir())
-        lines = [f"{e.name}/" if e.is_dir() else f"{e.name}  {e.lstat().st_size} bytes" for e in entries[:max_entries]]
+        try:
+            fd = open_confined(root, path, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            raise ToolError(f"{path!r} does not exist") from None
+        except NotADirectoryError:
+            raise ToolError(f"{path!r} is not a folder") from None
+        try:
+            with os.scandir(fd) as found:
+                entries = sorted(found, key=lambda e: e.name)
+            lines = [f"{e.name}/" if e.is_dir() else f"{e.name}  {e.stat(follow_symlinks=False).st_size} bytes"
+                     for e in entries[:max_entries]]
+        finally:
+            os.close(fd)
         if len(entries) > max_entries:
             lines.append(f"... [{len(entries) - max_entries} more entries]")
         return "\n".join(lines) or "(empty folder)"

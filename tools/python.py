@@ -51,9 +51,13 @@ def python(workspace: str | Path | None = None, time_limit: float = 10.0, memory
                 process.stdin.write(code.encode())
                 await process.stdin.drain()
                 process.stdin.close()
-            async with asyncio.timeout(time_limit):
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + time_limit
+            async with asyncio.timeout_at(deadline):
                 while chunk := await process.stdout.read(65536):
                     output.add(chunk)
+                    if loop.time() > deadline:  # a flood of output never lets the loop run the timeout
+                        raise TimeoutError
                 await process.wait()
         except TimeoutError:
             raise ToolError(_noted(output.text(), f"stopped after the time limit of {time_limit:g} s")) from None

@@ -1,11 +1,17 @@
-"""The folder a tool may touch: a given directory, or a fresh scratch one; and the check that confines paths to it."""
+"""The folder a tool may touch: a given directory, or a fresh scratch one; the check that confines paths to it, and
+an open that cannot be redirected out of it by a symlink swapped in between the check and the use."""
 
 import atexit
+import contextlib
+import errno
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from baobab.tools.tool import ToolError
+
+MAX_PATH, MAX_DEPTH = 4096, 64  # Linux's PATH_MAX; folders deep enough for any project, few enough to bound a walk
 
 
 def workspace(path: str | Path | None) -> Path:
@@ -37,3 +43,39 @@ def confine(root: Path, path: str) -> Path:
     if resolved != root and root not in resolved.parents:
         raise ToolError(f"{path!r} is outside the workspace")
     return resolved
+
+
+def open_confined(root: Path, path: str, flags: int, *, parents: bool = False) -> int:
+    """A descriptor for `path` in root, opened one component at a time without following symlinks.
+
+    `path` is first resolved and checked (`confine`, so links inside the workspace work); the walk then
+    refuses any symlink, so one swapped in after the check cannot send the open elsewhere. `parents`
+    creates missing folders on the way. The caller closes the descriptor.
+
+    >>> os.close(open_confined(workspace(None), "notes/a.txt", os.O_WRONLY | os.O_CREAT, parents=True))
+    """
+    if len(path) > MAX_PATH:
+        raise ToolError(f"the path is {len(path)} characters long; the limit is {MAX_PATH}")
+    parts = confine(root, path).relative_to(root).parts
+    if len(parts) > MAX_DEPTH:
+        raise ToolError(f"{path!r} is {len(parts)} folders deep; the limit is {MAX_DEPTH}")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            if parents:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, dir_fd=fd)
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        if not parts:
+            opened, fd = fd, -1
+            return opened
+        return os.open(parts[-1], flags | os.O_NOFOLLOW, 0o644, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ToolError(f"{path!r} changed while it was being opened (a symlink appeared); not opened") from None
+        raise
+    finally:
+        if fd >= 0:
+            os.close(fd)

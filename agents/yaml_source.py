@@ -18,6 +18,7 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # the union and validator tags pydantic puts in error locations, which are not keys of the data
 _TYPE_TAG = re.compile(r"^([A-Z]\w*|str|int|float|bool|list|dict|\[key\]|literal\[.*|function-\w+\[.*)$")
 Path_ = tuple[str | int, ...]
+MAX_VALUES = 100_000  # far more than any config; bounds what aliases can expand to
 
 
 class ConfigError(ValueError):
@@ -31,6 +32,7 @@ class YamlSource:
         self.data: dict[str, Any] = {}
         self.places: dict[Path_, str] = {}
         self._loader = yaml.SafeLoader("")  # builds scalars and keys from composed nodes
+        self._open: set[int] = set()  # the collections being built: an alias to one of them is a cycle
 
     @classmethod
     def read(cls, path: str | Path) -> "YamlSource":
@@ -47,6 +49,7 @@ class YamlSource:
         source = cls()
         for file in files:
             source._merge(file)
+        source.places.setdefault((), str(path))  # what is missing at the top is missing from the file
         return source
 
     def where(self, loc: Sequence[str | int]) -> str:
@@ -62,7 +65,7 @@ class YamlSource:
 
     def line(self, loc: Sequence[str | int], message: str) -> str:
         """`file:line: field: message` for the value at `loc`."""
-        field = ".".join(str(p) for p in loc)
+        field = ".".join(str(p) if str(p).isprintable() else repr(p) for p in loc)  # one problem, one line
         return f"{self.where(loc)}: {field}: {message}" if field else f"{self.where(loc)}: {message}"
 
     def validation_error(self, exc: ValidationError, prefix: Sequence[str | int] = ()) -> ConfigError:
@@ -100,6 +103,8 @@ class YamlSource:
             mark = exc.problem_mark
             line = f":{mark.line + 1}" if mark is not None else ""
             raise ConfigError(f"{file}{line}: not valid YAML: {exc.problem}") from exc
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:  # a control character, bytes that are not UTF-8
+            raise ConfigError(f"{file}: not valid YAML: {' '.join(str(exc).split())}") from exc
         if root is None:
             return
         places: dict[Path_, str] = {}
@@ -121,7 +126,26 @@ class YamlSource:
         self.places.update(places)
 
     def _value(self, node: yaml.Node, file: Path, path: Path_, places: dict[Path_, str]) -> Any:
-        places[path] = f"{file}:{node.start_mark.line + 1}"
+        where = f"{file}:{node.start_mark.line + 1}"
+        places[path] = where
+        if len(places) > MAX_VALUES:  # aliases can multiply a small file into billions of values
+            raise ConfigError(f"{where}: more than {MAX_VALUES} values (aliases repeated too often?)")
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in self._open:
+                raise ConfigError(f"{where}: {'.'.join(map(str, path))}: an alias refers to a value that contains it")
+            self._open.add(id(node))
+            try:
+                return self._collection(node, file, path, places)
+            finally:
+                self._open.discard(id(node))
+        try:
+            value = self._loader.construct_object(node)
+        except yaml.YAMLError as exc:  # a tag such as !!python/object, which safe loading refuses
+            raise ConfigError(f"{where}: {'.'.join(map(str, path))}: {getattr(exc, 'problem', None) or exc}") from exc
+        return self._interpolate(value, where, path) if isinstance(value, str) else value
+
+    def _collection(self, node: yaml.MappingNode | yaml.SequenceNode, file: Path, path: Path_,
+                    places: dict[Path_, str]) -> Any:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -134,10 +158,7 @@ class YamlSource:
                                       f"duplicate key")
                 out[key] = self._value(value_node, file, (*path, key), places)
             return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self._value(item, file, (*path, i), places) for i, item in enumerate(node.value)]
-        value = self._loader.construct_object(node)
-        return self._interpolate(value, f"{file}:{node.start_mark.line + 1}", path) if isinstance(value, str) else value
+        return [self._value(item, file, (*path, i), places) for i, item in enumerate(node.value)]
 
     def _interpolate(self, text: str, where: str, path: Path_) -> str:
         def fill(match: re.Match[str]) -> str:

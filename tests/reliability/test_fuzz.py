@@ -1,0 +1,199 @@
+"""Fuzzing: random YAML configs, graph definitions, tool arguments and server request bodies get only the
+documented, clear errors; never a traceback of ours, a 500 or a hang. `pytest -m long` runs many more."""
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from baobab.agents import ConfigError, read_config
+from baobab.engine import ScriptedLLM
+from baobab.engine.server import create_app
+from baobab.graphs import END, START, Graph, GraphError, GraphRecursionError
+from baobab.tools import tool
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+FEW = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+MANY = settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+
+
+# ---- YAML configs -----------------------------------------------------------------------------------------
+
+
+def mutate(data: Any, rng: random.Random, value: Any) -> Any:
+    """`data` with one random place replaced by `value`, deleted, or given an extra key."""
+    if isinstance(data, dict) and data and rng.random() < 0.8:
+        key = rng.choice(list(data))
+        choice = rng.random()
+        if choice < 0.2:
+            return {k: v for k, v in data.items() if k != key}
+        if choice < 0.3:
+            return {**data, f"extra_{rng.randrange(9)}": value}
+        return {**data, key: mutate(data[key], rng, value)}
+    if isinstance(data, list) and data and rng.random() < 0.8:
+        i = rng.randrange(len(data))
+        return [*data[:i], mutate(data[i], rng, value), *data[i + 1:]]
+    return value
+
+
+def check_config(path: Path) -> None:
+    try:
+        read_config(path)
+    except ConfigError as exc:
+        lines = str(exc).splitlines()
+        assert lines and all(line.startswith(str(path)) for line in lines), str(exc)  # file:line: field: what
+
+
+def config_mutants(tmp_path: Path, seed: int, value: Any) -> Path:
+    source = EXAMPLES[seed % len(EXAMPLES)]
+    data = mutate(yaml.safe_load(source.read_text()), random.Random(seed), value)
+    path = tmp_path / f"mutant{seed % 7}.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path
+
+
+def fuzz_configs(tmp_path: Path) -> Any:
+    @given(seed=st.integers(0, 10**6), value=json_values)
+    def mutated(seed: int, value: Any) -> None:
+        check_config(config_mutants(tmp_path, seed, value))
+
+    @given(text=st.text(max_size=200) | st.sampled_from(["{", "agents: [", "- - -", "a: !!python/object:os.system x",
+                                                          "\t", "workflow: {type: graph}", "&a [*a]"]))
+    def arbitrary(text: str) -> None:
+        path = tmp_path / "any.yaml"
+        path.write_text(text)
+        check_config(path)
+
+    return mutated, arbitrary
+
+
+@pytest.mark.parametrize("kind", ["mutated", "arbitrary"])
+def test_configs_are_valid_or_refused_with_file_line_and_field(tmp_path: Path, kind: str) -> None:
+    mutated, arbitrary = fuzz_configs(tmp_path)
+    FEW(mutated if kind == "mutated" else arbitrary)()
+
+
+# ---- graph definitions ------------------------------------------------------------------------------------
+
+
+class S(BaseModel):
+    n: int = 0
+
+
+NAMES = st.sampled_from(["a", "b", "c", START, END, "", "a b", "__x__"])
+
+
+@given(nodes=st.lists(NAMES, max_size=4), edges=st.lists(st.tuples(st.lists(NAMES, min_size=1, max_size=2), NAMES),
+                                                         max_size=5),
+       routes=st.lists(st.tuples(NAMES, st.lists(NAMES, max_size=3), st.integers(0, 3)), max_size=2))
+def fuzz_graphs(nodes: list[str], edges: list[tuple[list[str], str]], routes: list[tuple[str, list[str], int]]) -> None:
+    graph = Graph(S)
+    try:
+        for name in nodes:
+            graph.node(name, lambda s: {"n": s.n + 1})
+        for sources, target in edges:
+            graph.edge(sources if len(sources) > 1 else sources[0], target)
+        for source, targets, pick in routes:
+            graph.route(source, lambda s, t=targets, p=pick: t[p] if p < len(t) else "nowhere", targets)
+        app = graph.compile(recursion_limit=12)
+    except GraphError:
+        return
+    with contextlib.suppress(GraphError, GraphRecursionError):  # a route to "nowhere", a loop: both documented
+        asyncio.run(asyncio.wait_for(app.arun({"n": 0}), 10))
+
+
+def test_graph_definitions_compile_or_raise_graph_error() -> None:
+    FEW(fuzz_graphs)()
+
+
+# ---- tool arguments ---------------------------------------------------------------------------------------
+
+
+class Point(BaseModel):
+    x: float
+    y: float
+
+
+@tool
+def place(name: str, count: int, where: Point, tags: list[str] | None = None,
+          mode: Literal["fast", "slow"] = "fast") -> str:
+    """Place things.
+
+    Args:
+        name: what to place.
+        count: how many.
+        where: the point.
+        tags: labels.
+        mode: fast or slow.
+    """
+    return f"{count} {name} at {where.x},{where.y} {mode} {tags or []}"
+
+
+@given(arguments=json_values | st.text(max_size=40) | st.fixed_dictionaries(
+    {}, optional={"name": json_values, "count": json_values, "where": json_values | st.fixed_dictionaries(
+        {}, optional={"x": json_values, "y": json_values}), "tags": json_values, "mode": json_values}))
+def fuzz_tool_arguments(arguments: Any) -> None:
+    observation = place.run_sync(arguments if isinstance(arguments, str | dict) else json.dumps(arguments))
+    if observation.error:
+        assert observation.content.startswith("place: "), observation.content  # names the tool and the field
+    else:  # only arguments that fit the signature get through
+        assert re.fullmatch(r"-?\d+ .* at \S+,\S+ (fast|slow) \[.*\]", observation.content, re.S), observation
+
+
+def test_tool_arguments_are_validated_into_observations() -> None:
+    FEW(fuzz_tool_arguments)()
+
+
+# ---- server request bodies --------------------------------------------------------------------------------
+
+MESSAGES = st.lists(st.fixed_dictionaries({}, optional={
+    "role": st.sampled_from(["system", "user", "assistant", "tool", "developer", "robot"]) | json_values,
+    "content": json_values, "tool_calls": json_values, "tool_call_id": json_values, "name": json_values}), max_size=3)
+BODIES = st.fixed_dictionaries({}, optional={
+    "model": json_values, "messages": MESSAGES | json_values, "prompt": json_values, "max_tokens": json_values,
+    "max_completion_tokens": json_values, "temperature": json_values, "top_p": json_values, "n": json_values,
+    "stop": json_values, "seed": json_values, "stream": st.booleans() | json_values, "stream_options": json_values,
+    "response_format": json_values, "tools": json_values, "tool_choice": json_values})
+
+
+async def post(path: str, content: bytes) -> httpx.Response:
+    app = create_app(ScriptedLLM(["ok"], cycle=True))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        async with asyncio.timeout(10):
+            return await client.post(path, content=content, headers={"content-type": "application/json"})
+
+
+@given(path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]),
+       body=BODIES.map(lambda b: json.dumps(b).encode()) | json_values.map(lambda v: json.dumps(v).encode())
+       | st.binary(max_size=64))
+def fuzz_server_bodies(path: str, body: bytes) -> None:
+    response = asyncio.run(post(path, body))
+    assert response.status_code in (200, 400), (response.status_code, response.text[:300])
+    if response.status_code == 400:
+        error = response.json()["error"]
+        assert isinstance(error["message"], str) and error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_server_bodies_get_a_result_or_an_openai_shaped_400() -> None:
+    FEW(fuzz_server_bodies)()
+
+
+@pytest.mark.long
+def test_many_more_fuzz_examples(tmp_path: Path) -> None:
+    for target in [*fuzz_configs(tmp_path), fuzz_graphs, fuzz_tool_arguments, fuzz_server_bodies]:
+        MANY(target)()

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from sqlalchemy import ClauseElement, Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -22,6 +22,16 @@ URL_ENV = "BAOBAB_DB_URL"
 
 class StoreError(Exception):
     """The database cannot be opened or used as Baobab expects."""
+
+
+_CAUSES = [  # (text in the driver's message, what it means for the user)
+    ("disk is full", "the disk is full"), ("no space left", "the disk is full"),
+    ("readonly database", "the database is read-only"), ("read-only", "the database is read-only"),
+    ("database is locked", "another process holds the database's write lock (waited for it, in vain)"),
+    ("lock timeout", "another process holds a lock on the rows (waited for it, in vain)"),
+    ("unable to open database file", "cannot open the database file (a missing folder, no permission, or a "
+                                     "read-only file system)"),
+]
 
 
 def default_url(data_dir: str | Path | None = None) -> str:
@@ -58,7 +68,8 @@ class Store:
     'sqlite'
 
     `synchronous` applies to SQLite only: NORMAL (WAL) survives a crash of the process, FULL also
-    a loss of power, at the price of an fsync per commit.
+    a loss of power, at the price of an fsync per commit. `busy_timeout` (SQLite): how long a write
+    waits for another process's lock before failing with a StoreError.
     """
 
     def __init__(
@@ -67,6 +78,7 @@ class Store:
         *,
         data_dir: str | Path | None = None,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        busy_timeout: float = 10.0,
     ) -> None:
         self.url = url or default_url(data_dir)
         try:
@@ -88,7 +100,7 @@ class Store:
         except Exception as exc:  # a missing driver, a bad option: say which database
             raise StoreError(f"cannot open {self.safe_url}: {exc}") from exc
         if self.dialect == "sqlite":
-            _sqlite_pragmas(self.engine, synchronous)
+            _sqlite_pragmas(self.engine, synchronous, busy_timeout)
         # SQLite has one writer at a time anyway; taking turns here spares threads its busy-waiting
         self._write_lock: AbstractContextManager[Any] = threading.Lock() if self.dialect == "sqlite" else nullcontext()
         self._local = threading.local()
@@ -98,7 +110,7 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A connection in one transaction, committed when the block ends without an exception."""
-        with self.engine.begin() as conn:
+        with self._explained(), self.engine.begin() as conn:
             yield conn
 
     @contextmanager
@@ -107,7 +119,7 @@ class Store:
 
         Statements come from `compile()`; the block commits when it ends without an exception.
         """
-        with self._write_lock:
+        with self._write_lock, self._explained():
             conn = getattr(self._local, "conn", None)
             if conn is None:  # held for the thread's lifetime: a pool checkout costs more than the insert
                 conn = self._local.conn = self.engine.raw_connection()
@@ -127,6 +139,18 @@ class Store:
         compiled = statement.compile(dialect=self.engine.dialect, column_keys=list(columns) if columns else None)
         assert isinstance(compiled, SQLCompiler)
         return SQL(str(compiled), tuple(compiled.positiontup or ()) if compiled.positional else None)
+
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        """Database errors the user can act on (disk full, read-only, locked) as a StoreError naming the database."""
+        try:
+            yield
+        except (DBAPIError, self.engine.dialect.loaded_dbapi.Error) as exc:
+            reason = next((why for cause, why in _CAUSES if cause in str(exc).lower()), None)
+            if reason is None:
+                raise
+            raise StoreError(f"{self.safe_url}: {reason} ({' '.join(str(getattr(exc, 'orig', exc)).split())}); "
+                             f"the transaction was rolled back, nothing of it was written") from exc
 
     def close(self) -> None:
         """Release the connections."""
@@ -150,12 +174,12 @@ class Store:
                 conn.execute(schema_info.insert().values(id=1, version=SCHEMA_VERSION))
 
 
-def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:
+def _sqlite_pragmas(engine: Engine, synchronous: str, busy_timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()

@@ -81,7 +81,10 @@ class RemoteLLM(LLM):
                         usage = _usage(part.usage, started, first, self.name)
                         yield Chunk(index=0, usage=usage)
             except Exception as exc:  # a stream cut mid-answer is not retried: the text was already sent
-                raise RemoteError(f"{self.name}: the stream broke: {type(exc).__name__}: {exc}") from exc
+                root = _root_cause(exc)
+                why = (f"no data for {self.timeout:g} s ({type(root).__name__})"
+                       if isinstance(root, httpx.TimeoutException | TimeoutError) else f"{type(root).__name__}: {root}")
+                raise RemoteError(f"{self.name}: the stream broke: {why}") from exc
 
     async def _kwargs(self, request: Request) -> dict[str, Any]:
         model = self.model or f"openai/{await self._served_model()}"
@@ -149,6 +152,16 @@ class RemoteLLM(LLM):
         if after is not None:
             return min(after, self.max_wait)
         return float(wait_exponential(multiplier=0.5, max=self.max_wait)(state))
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """What went wrong under litellm's wrappers (their messages often lose it): a timeout if there was one
+    in the chain of causes, else the innermost exception that is not a cancellation."""
+    chain = [exc]
+    while (inner := chain[-1].__cause__ or chain[-1].__context__) is not None and inner not in chain:
+        chain.append(inner)
+    timeouts = [e for e in chain if isinstance(e, httpx.TimeoutException | TimeoutError)]
+    return timeouts[0] if timeouts else [e for e in chain if not isinstance(e, asyncio.CancelledError)][-1]
 
 
 def _retry_after(exc: BaseException | None) -> float | None:

@@ -5,6 +5,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # fault_server.py, beside this file
+from fault_server import FaultServer
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -94,6 +98,14 @@ def wait_until_serving(proc: subprocess.Popen[str], url: str, *, headers: dict[s
 def serving() -> Callable[..., None]:
     """`wait_until_serving`, for tests and fixtures (conftest modules cannot be imported)."""
     return wait_until_serving
+
+
+@pytest.fixture(scope="session")
+def faulty(port_finder: Callable[[], int]) -> Iterator[FaultServer]:
+    """An OpenAI-compatible server with scripted faults (tests/fault_server.py) on a loopback port."""
+    server = FaultServer(port_finder()).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

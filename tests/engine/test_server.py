@@ -4,19 +4,13 @@ remote path against a fault-injecting server (429, 500, timeouts, malformed JSON
 import json
 import os
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from fault_server import FaultServer
 
 from baobab.engine import RequestError, load_llm
 from baobab.engine.remote import RemoteError, RemoteLLM
@@ -93,87 +87,45 @@ def test_api_key_and_openai_shaped_400s(server: str, server_key: str) -> None:
 
 # ---- the remote path against a server that fails on purpose ------------------------------------------------
 
-OK = {"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
-      "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
-      "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
-
-
-@pytest.fixture(scope="module")
-def faulty(port_finder: Callable[[], int]) -> Iterator[tuple[str, dict[str, list[str]]]]:
-    """A server whose answers per scenario are scripted: each request takes the next one."""
-    plans: dict[str, list[str]] = {}
-
-    async def chat(request: Request) -> Response:
-        steps = plans[request.path_params["scenario"]]
-        step = steps.pop(0) if len(steps) > 1 else steps[0]
-        if step == "429":
-            return JSONResponse({"error": {"message": "slow down"}}, status_code=429, headers={"Retry-After": "1"})
-        if step in ("500", "503", "400"):
-            return JSONResponse({"error": {"message": f"fault {step}"}}, status_code=int(step))
-        if step == "hang":
-            import asyncio
-
-            await asyncio.sleep(5)
-        if step == "garbage":
-            return PlainTextResponse("{this is not json", media_type="application/json")
-        return JSONResponse(OK)
-
-    app = Starlette(routes=[Route("/{scenario}/v1/chat/completions", chat, methods=["POST"])])
-    port = port_finder()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", plans
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-def remote(base: str, plans: dict[str, list[str]], scenario: str, steps: list[str], **options: Any) -> RemoteLLM:
-    plans[scenario] = steps
-    return RemoteLLM("openai/fake", api_base=f"{base}/{scenario}/v1", api_key="k", **options)
-
-
 def ask(llm: RemoteLLM) -> str:
     return llm.complete_sync(messages=[{"role": "user", "content": "hi"}], max_tokens=5).text
 
 
-def test_429_waits_for_retry_after_then_succeeds(faulty: tuple[str, dict[str, list[str]]]) -> None:
-    llm = remote(*faulty, "rate", ["429", "ok"])
+def test_429_waits_for_retry_after_then_succeeds(faulty: FaultServer) -> None:
+    llm = faulty.remote("rate", ["429", "ok"])
     started = time.monotonic()
     assert ask(llm) == "fine"
     assert llm.attempts == 2 and time.monotonic() - started >= 1.0
 
 
-def test_500s_are_retried_with_backoff(faulty: tuple[str, dict[str, list[str]]]) -> None:
-    llm = remote(*faulty, "flaky", ["500", "503", "ok"])
+def test_500s_are_retried_with_backoff(faulty: FaultServer) -> None:
+    llm = faulty.remote("flaky", ["500", "503", "ok"])
     assert ask(llm) == "fine" and llm.attempts == 3
 
 
-def test_a_timeout_is_retried(faulty: tuple[str, dict[str, list[str]]]) -> None:
-    llm = remote(*faulty, "slow", ["hang", "ok"], timeout=1.0)
+def test_a_timeout_is_retried(faulty: FaultServer) -> None:
+    llm = faulty.remote("slow", ["hang", "ok"], timeout=1.0)
     assert ask(llm) == "fine" and llm.attempts == 2
 
 
-def test_giving_up_says_how_often_it_tried(faulty: tuple[str, dict[str, list[str]]]) -> None:
-    llm = remote(*faulty, "down", ["503"], retries=2, max_wait=0.2)
+def test_giving_up_says_how_often_it_tried(faulty: FaultServer) -> None:
+    llm = faulty.remote("down", ["503"], retries=2, max_wait=0.2)
     with pytest.raises(RemoteError, match="still failing after 3 attempts"):
         ask(llm)
     assert llm.attempts == 3
 
 
-def test_malformed_json_is_retried_like_a_5xx_then_named(faulty: tuple[str, dict[str, list[str]]]) -> None:
-    garbage = remote(*faulty, "garbage", ["garbage"], retries=1, max_wait=0.2)
+def test_malformed_json_is_retried_like_a_5xx_then_named(faulty: FaultServer) -> None:
+    garbage = faulty.remote("garbage", ["garbage"], retries=1, max_wait=0.2)
     with pytest.raises(RemoteError, match=r"openai/fake: still failing after 2 attempts: .*Expecting property name"):
         ask(garbage)  # litellm reports an unparsable body as a server error, so it is retried once here
     assert garbage.attempts == 2
-    fixed = remote(*faulty, "garbage-once", ["garbage", "ok"], max_wait=0.2)
+    fixed = faulty.remote("garbage-once", ["garbage", "ok"], max_wait=0.2)
     assert ask(fixed) == "fine" and fixed.attempts == 2
 
 
-def test_a_bad_request_fails_at_once(faulty: tuple[str, dict[str, list[str]]]) -> None:
-    refused = remote(*faulty, "refused", ["400"])
+def test_a_bad_request_fails_at_once(faulty: FaultServer) -> None:
+    refused = faulty.remote("refused", ["400"])
     with pytest.raises(RequestError, match="refused the request"):
         ask(refused)
     assert refused.attempts == 1

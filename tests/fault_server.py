@@ -1,0 +1,88 @@
+"""An OpenAI-compatible server whose answers are scripted per scenario, for the remote path's fault tests.
+
+Each request to /SCENARIO/v1/chat/completions takes the next step of that scenario's plan (the last
+one repeats): "ok", "429" (Retry-After: 1), "500"/"503"/"400", "hang" (5 s before answering),
+"garbage" (a body that is not JSON), "stall" (a stream that sends two chunks and then nothing),
+"tool" (a tool call), "tool-truncated" (a tool call whose arguments are cut off).
+"""
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from baobab.engine.remote import RemoteLLM
+
+USAGE = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+
+
+def answer(message: dict[str, object], finish: str = "stop") -> dict[str, object]:
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": "fake", "usage": USAGE,
+            "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}]}
+
+
+def tool_call(arguments: str) -> dict[str, object]:
+    return answer({"content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+        "name": "count", "arguments": arguments}}]}, "tool_calls")
+
+
+class FaultServer:
+    """The server, started on a loopback port in a thread; `remote(scenario, steps)` is a client for it."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.plans: dict[str, list[str]] = {}
+        self.received: dict[str, int] = {}
+        app = Starlette(routes=[Route("/{scenario}/v1/chat/completions", self._chat, methods=["POST"])])
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> "FaultServer":
+        self._thread.start()
+        while not self._server.started:
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def remote(self, scenario: str, steps: list[str], **options: object) -> RemoteLLM:
+        """A RemoteLLM whose requests get `steps`, in order."""
+        self.plans[scenario], self.received[scenario] = list(steps), 0
+        return RemoteLLM("openai/fake", api_base=f"{self.base}/{scenario}/v1", api_key="k", **options)  # type: ignore[arg-type]
+
+    async def _chat(self, request: Request) -> Response:
+        scenario = request.path_params["scenario"]
+        self.received[scenario] += 1
+        steps = self.plans[scenario]
+        step = steps.pop(0) if len(steps) > 1 else steps[0]
+        if step == "429":
+            return JSONResponse({"error": {"message": "slow down"}}, status_code=429, headers={"Retry-After": "1"})
+        if step in ("500", "503", "400"):
+            return JSONResponse({"error": {"message": f"fault {step}"}}, status_code=int(step))
+        if step == "hang":
+            await asyncio.sleep(5)
+        if step == "garbage":
+            return PlainTextResponse("{this is not json", media_type="application/json")
+        if step == "stall":
+            return StreamingResponse(self._stall(), media_type="text/event-stream")
+        if step == "tool":
+            return JSONResponse(tool_call('{"n": 1}'))
+        if step == "tool-truncated":
+            return JSONResponse(tool_call('{"n": 1'))
+        return JSONResponse(answer({"content": "fine"}))
+
+    async def _stall(self) -> AsyncIterator[str]:
+        for word in ("a", "b"):
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "fake",
+                     "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+            yield f"data: {json.dumps(chunk)}\n\n"
+        await asyncio.sleep(30)  # and then nothing: the client must not wait forever

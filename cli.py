@@ -316,6 +316,8 @@ def serve(
                                                 help="Require this key (Authorization: Bearer KEY).")] = None,
     speculative: Annotated[bool, typer.Option(help="Local models: draft from earlier text and verify the "
                                                    "drafts (same outputs, fewer forwards).")] = True,
+    max_pending: Annotated[int, typer.Option(min=1, help="Completions in progress at most; more are answered "
+                                                         "503 with Retry-After at once.")] = 64,
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models)."""
     import uvicorn
@@ -324,7 +326,7 @@ def serve(
 
     llm = _load_model(model, **({} if speculative or not model.startswith("local:") else {"speculative": False}))
     errors.print(f"serving [bold]{llm.name}[/] on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
-    uvicorn.run(create_app(llm, api_key=api_key), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(llm, api_key=api_key, max_pending=max_pending), host=host, port=port, log_level="warning")
 
 
 AppsOption = Annotated[list[str] | None, typer.Option(

@@ -22,6 +22,7 @@ from baobab.engine.llm import LLM, RequestError
 from baobab.engine.types import Chunk, Completion, Message, Request, Tool, ToolCall
 
 API_KEY_ENV = "BAOBAB_API_KEY"
+RETRY_AFTER = 1  # seconds a client turned away at capacity is told to wait
 
 
 class _Wire(BaseModel):
@@ -76,12 +77,17 @@ class _HttpError(Exception):
         self.status, self.message, self.param, self.kind = status, message, param, kind
 
 
-def create_app(llm: LLM, *, api_key: str | None = None, model_name: str | None = None) -> Starlette:
+def create_app(llm: LLM, *, api_key: str | None = None, model_name: str | None = None,
+               max_pending: int = 64) -> Starlette:
     """The ASGI app serving `llm`; with `api_key`, requests need `Authorization: Bearer KEY`.
+
+    At most `max_pending` completions are in progress (queued in the engine or generating); one more is
+    answered 503 with Retry-After at once, so a client never waits on a queue without bound.
 
     >>> app = create_app(load_llm("scripted:hi"))  # doctest: +SKIP
     """
     name = model_name or llm.name
+    capacity = _Capacity(max_pending)
 
     def check_key(request: HttpRequest) -> None:
         if api_key is None:
@@ -100,10 +106,10 @@ def create_app(llm: LLM, *, api_key: str | None = None, model_name: str | None =
             {"id": name, "object": "model", "created": 0, "owned_by": "baobab"}]})
 
     async def chat(request: HttpRequest) -> Response:
-        return await _serve(request, check_key, llm, name, chat=True)
+        return await _serve(request, check_key, llm, name, capacity, chat=True)
 
     async def completions(request: HttpRequest) -> Response:
-        return await _serve(request, check_key, llm, name, chat=False)
+        return await _serve(request, check_key, llm, name, capacity, chat=False)
 
     return Starlette(routes=[
         Route("/v1/models", models, methods=["GET"]),
@@ -112,23 +118,52 @@ def create_app(llm: LLM, *, api_key: str | None = None, model_name: str | None =
     ])
 
 
-async def _serve(http: HttpRequest, check_key: Any, llm: LLM, name: str, *, chat: bool) -> Response:
+class _Capacity:
+    """How many completions are in progress, and the most allowed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.busy = limit, 0
+
+    def take(self) -> None:
+        if self.busy >= self.limit:
+            raise _HttpError(503, f"the server is at capacity ({self.limit} requests in progress); retry after "
+                                  f"{RETRY_AFTER} s", kind="server_overloaded")
+        self.busy += 1
+
+    def give(self) -> None:
+        self.busy -= 1
+
+
+async def _serve(http: HttpRequest, check_key: Any, llm: LLM, name: str, capacity: _Capacity, *,
+                 chat: bool) -> Response:
     try:
         check_key(http)
         body = await _body(http, _ChatBody if chat else _CompletionBody)
         request = _to_request(body)
+        capacity.take()
     except _HttpError as exc:
         return _error(exc)
     created, ident = int(time.time()), f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
     if body.stream:
         usage = bool((body.stream_options or {}).get("include_usage"))
-        return StreamingResponse(_sse(llm.stream(request), ident, created, name, chat, usage),
+        return StreamingResponse(_released(_sse(llm.stream(request), ident, created, name, chat, usage), capacity),
                                  media_type="text/event-stream")
     try:
         completion = await llm.complete(request)
     except RequestError as exc:
         return _error(_HttpError(400, str(exc)))
+    finally:
+        capacity.give()
     return JSONResponse(_completion_json(completion, ident, created, name, chat))
+
+
+async def _released(events: AsyncIterator[str], capacity: _Capacity) -> AsyncIterator[str]:
+    """`events`, giving the request's place back when the stream ends (or the client leaves)."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        capacity.give()
 
 
 async def _body(http: HttpRequest, model: type[_Wire]) -> Any:
@@ -259,5 +294,6 @@ def _event(data: dict[str, Any]) -> str:
 
 
 def _error(exc: _HttpError) -> JSONResponse:
+    retry = {"Retry-After": str(RETRY_AFTER)} if exc.status == 503 else None
     return JSONResponse({"error": {"message": exc.message, "type": exc.kind, "param": exc.param, "code": None}},
-                        status_code=exc.status)
+                        status_code=exc.status, headers=retry)

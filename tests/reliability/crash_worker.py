@@ -90,6 +90,7 @@ def run_memory(url: str, effects: Path) -> Any:
         if content not in have:
             with effects.open("a") as f:  # before the add: a note committed just before a kill is still logged
                 f.write(content + "\n")
+            time.sleep(0.03)  # as the other kinds' work does: room for a kill to land mid-stream
             memory.add(content)
     notes = memory.notes(list(memory.graph().nodes))
     return sorted(note.content for note in notes)

@@ -79,6 +79,7 @@ def check(kind: str, tmp_path: Path, seed: int) -> None:
         assert len(result) == len(set(result))  # no note twice
         assert set(done) == set(result)
     repeated = sum(n - 1 for n in done.values())
+    print(f"{kind} seed {seed}: {kills} kills, {len(done)} units of work, {repeated} repeated (in flight)")
     assert repeated <= kills * IN_FLIGHT[kind], (repeated, kills, done)  # only work in flight at a kill repeats
 
 

@@ -105,7 +105,7 @@ db.execute("ROLLBACK")
 def test_a_lock_held_by_another_process_fails_after_the_timeout_and_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     Store(f"sqlite:///{path}").close()  # the schema exists
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path), "5"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path), "2"], stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     store = Store(f"sqlite:///{path}", busy_timeout=0.5)
     started = time.monotonic()

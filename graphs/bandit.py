@@ -32,8 +32,9 @@ class BanditRouter(Router):
     `reward(state)` scores the outcome (best kept within about [0, 1]); `features(state)` gives the context
     (a constant bias is added; without `features` it is a plain multi-armed bandit). `method`: "linucb"
     (mean + `alpha` standard errors, default 1; Li et al. 2010) or "thompson" (a draw from the
-    posterior, scale `alpha`, default 0.5; Agrawal and Goyal 2013). `decay` < 1 discounts old observations (D-LinUCB; Russac et al.
-    2019). Observations persist in `store` (default: the app's checkpointer store, else memory only).
+    posterior, scale `alpha`, default 0.5; Agrawal and Goyal 2013). `decay` < 1 discounts old
+    observations (D-LinUCB; Russac et al. 2019). Observations persist in `store` (default: the app's
+    checkpointer store, else memory only).
 
     >>> router = BanditRouter("pick-solver", reward=lambda s: float(s.solved))  # doctest: +SKIP
     >>> graph.route("plan", router, ["solver_a", "solver_b"])  # doctest: +SKIP

@@ -101,10 +101,10 @@ def test_opentelemetry_export_keeps_names_times_and_nesting(sqlite_url: str) -> 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    assert export_otel(store, "thread:t", provider) == 8
+    assert export_otel(store, "thread:t", provider) == 9
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert set(spans) == {"run report", "node plan", "node research", "node write", "agent researcher",
-                          "model researcher", "tool add"}
+                          "model researcher", "tool add", "route plan"}  # the router's decision after plan
     root, tool = spans["run report"], spans["tool add"]
     assert spans["node research"].parent.span_id == root.context.span_id
     assert tool.parent.span_id == spans["agent researcher"].context.span_id

@@ -25,6 +25,7 @@ from litellm import exceptions as llm_errors
 
 litellm.disable_aiohttp_transport = True  # httpx: no unclosed aiohttp sessions left behind
 litellm.telemetry = False
+litellm.suppress_debug_info = True  # its "Give Feedback" banner went to stdout on every failure, retried ones too
 
 T = TypeVar("T")
 TRANSIENT = (llm_errors.Timeout, llm_errors.RateLimitError, llm_errors.APIConnectionError,

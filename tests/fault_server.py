@@ -3,7 +3,8 @@
 Each request to /SCENARIO/v1/chat/completions takes the next step of that scenario's plan (the last
 one repeats): "ok", "429" (Retry-After: 1), "500"/"503"/"400", "hang" (5 s before answering),
 "garbage" (a body that is not JSON), "stall" (a stream that sends two chunks and then nothing),
-"tool" (a tool call), "tool-truncated" (a tool call whose arguments are cut off).
+"tool" (a tool call), "tool-truncated" (a tool call whose arguments are cut off). "ok" streams when asked to.
+/SCENARIO/v1/models names the model "fake", so `load_llm(f"{base}/SCENARIO/v1")` works too.
 """
 
 import asyncio
@@ -39,14 +40,18 @@ class FaultServer:
     def __init__(self, port: int) -> None:
         self.base = f"http://127.0.0.1:{port}"
         self.plans: dict[str, list[str]] = {}
-        self.received: dict[str, int] = {}
-        app = Starlette(routes=[Route("/{scenario}/v1/chat/completions", self._chat, methods=["POST"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+        self.arrivals: dict[str, list[float]] = {}  # when each request came (time.monotonic), per scenario
+        app = Starlette(routes=[Route("/{scenario}/v1/chat/completions", self._chat, methods=["POST"]),
+                                Route("/{scenario}/v1/models", self._models)])
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
+                                                    timeout_graceful_shutdown=1))  # "hang" answers are not awaited
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def start(self) -> "FaultServer":
         self._thread.start()
+        deadline = time.monotonic() + 10
         while not self._server.started:
+            assert self._thread.is_alive() and time.monotonic() < deadline, "the fault server did not start"
             time.sleep(0.05)
         return self
 
@@ -54,14 +59,21 @@ class FaultServer:
         self._server.should_exit = True
         self._thread.join(timeout=10)
 
+    def plan(self, scenario: str, steps: list[str]) -> str:
+        """Script the answers to `scenario`'s requests; returns its /v1 URL."""
+        self.plans[scenario], self.arrivals[scenario] = list(steps), []
+        return f"{self.base}/{scenario}/v1"
+
     def remote(self, scenario: str, steps: list[str], **options: object) -> RemoteLLM:
         """A RemoteLLM whose requests get `steps`, in order."""
-        self.plans[scenario], self.received[scenario] = list(steps), 0
-        return RemoteLLM("openai/fake", api_base=f"{self.base}/{scenario}/v1", api_key="k", **options)  # type: ignore[arg-type]
+        return RemoteLLM("openai/fake", api_base=self.plan(scenario, steps), api_key="k", **options)  # type: ignore[arg-type]
+
+    async def _models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "test"}]})
 
     async def _chat(self, request: Request) -> Response:
         scenario = request.path_params["scenario"]
-        self.received[scenario] += 1
+        self.arrivals[scenario].append(time.monotonic())
         steps = self.plans[scenario]
         step = steps.pop(0) if len(steps) > 1 else steps[0]
         if step == "429":
@@ -74,6 +86,8 @@ class FaultServer:
             return PlainTextResponse("{this is not json", media_type="application/json")
         if step == "stall":
             return StreamingResponse(self._stall(), media_type="text/event-stream")
+        if step == "ok" and (await request.json()).get("stream"):
+            return StreamingResponse(self._words(["fi", "ne"], end=True), media_type="text/event-stream")
         if step == "tool":
             return JSONResponse(tool_call('{"n": 1}'))
         if step == "tool-truncated":
@@ -81,8 +95,18 @@ class FaultServer:
         return JSONResponse(answer({"content": "fine"}))
 
     async def _stall(self) -> AsyncIterator[str]:
-        for word in ("a", "b"):
-            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "fake",
-                     "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
-            yield f"data: {json.dumps(chunk)}\n\n"
+        async for event in self._words(["a", "b"], end=False):
+            yield event
         await asyncio.sleep(30)  # and then nothing: the client must not wait forever
+
+    async def _words(self, words: list[str], *, end: bool) -> AsyncIterator[str]:
+        """Server-sent events, one chunk per word; with `end`, a finish chunk, usage and [DONE]."""
+        deltas = [({"content": word}, None) for word in words] + [({}, "stop")] * end
+        for delta, finish in deltas:
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "fake",
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            yield f"data: {json.dumps(chunk)}\n\n"
+        if end:
+            usage = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "fake", "choices": [],
+                     "usage": USAGE}
+            yield f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n"

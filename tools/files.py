@@ -5,7 +5,7 @@ import stat
 from pathlib import Path
 
 from baobab.tools.tool import Tool, ToolError, tool
-from baobab.tools.workspace import open_confined
+from baobab.tools.workspace import open_confined, replace_confined
 from baobab.tools.workspace import workspace as make_workspace
 
 
@@ -25,7 +25,7 @@ def read_file(workspace: str | Path | None = None, max_bytes: int = 1_000_000) -
             path: the file, relative to the workspace.
         """
         try:
-            fd = open_confined(root, path, os.O_RDONLY)
+            fd = open_confined(root, path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
         except (FileNotFoundError, NotADirectoryError):
             raise ToolError(f"{path!r} does not exist") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -59,13 +59,11 @@ def write_file(workspace: str | Path | None = None, max_bytes: int = 1_000_000) 
         if len(data) > max_bytes:
             raise ToolError(f"content is {len(data)} bytes; the limit is {max_bytes}")
         try:
-            fd = open_confined(root, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, parents=True)
+            replace_confined(root, path, data)
         except IsADirectoryError:
             raise ToolError(f"{path!r} is a folder") from None
         except NotADirectoryError:
             raise ToolError(f"a folder on the way to {path!r} is a file") from None
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
         return f"wrote {len(data)} bytes to {(root / path).resolve().relative_to(root)}"
 
     return write

@@ -1,15 +1,22 @@
-"""The python tool's child process: set resource limits, confine the interpreter with an audit hook, run the code.
+"""The python tool's child process: set resource limits, confine it in the kernel, add an audit hook, run the code.
 
 Run as ``python -I -u sandbox_boot.py MEMORY_BYTES CPU_SECONDS FILE_BYTES NETWORK`` in the workspace, with the
 program on stdin. Nothing here imports Baobab: the child must not read the project's files.
+
+The kernel is the boundary: Landlock (Linux >= 5.13) limits files, TCP and signals, seccomp forbids new processes;
+native code (cffi, a patched hook) cannot undo either. The audit hook refuses the same things first with a clear
+message, and alone is what confines the program on a kernel without Landlock (best effort: Python can tamper with it).
 """
 
+import ctypes
 import linecache
 import os
 import resource
 import site
+import stat
 import sys
 import traceback
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +30,9 @@ NETWORK = frozenset({
     "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
     "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr", "socket.getnameinfo",
 })
-NO_IMPORT = frozenset({"ctypes", "_ctypes", "_posixsubprocess"})  # raw memory and an unaudited fork_exec
+NO_IMPORT = frozenset({  # raw memory, an unaudited fork_exec, interpreters without this hook, C-API test hooks
+    "ctypes", "_ctypes", "_posixsubprocess", "_xxsubinterpreters", "_xxinterpchannels", "_testcapi",
+    "_testinternalcapi", "_testmultiphase", "_testsinglephase", "_testbuffer", "_testimportmultiple"})
 # Events that change the file system: (position of a path that must lie in the workspace, position of its dir_fd)
 MUTATING: dict[str, tuple[tuple[int, int | None], ...]] = {
     "os.remove": ((0, 1),), "os.rmdir": ((0, 1),), "os.mkdir": ((0, 2),), "os.rename": ((0, 2), (1, 3)),
@@ -33,6 +42,13 @@ MUTATING: dict[str, tuple[tuple[int, int | None], ...]] = {
 }
 DEVICES = frozenset({"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"})
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+LIBRARIES = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/etc/ld.so.cache")  # what the loader reads for extensions
+# Landlock's file rights (uapi/linux/landlock.h); a rule on a file (not a folder) may hold only FILE_RIGHTS
+EXECUTE, WRITE_FILE, READ_FILE, READ_DIR, MAKE_CHAR, MAKE_BLOCK, TRUNCATE = 1, 2, 4, 8, 1 << 6, 1 << 11, 1 << 14
+FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | 1 << 15
+# seccomp: (audit arch, {syscall: what happens}) per machine; clone3 says ENOSYS so that threads fall back to clone
+SECCOMP = {"x86_64": (0xC000003E, {56: "clone", 57: "deny", 58: "deny", 59: "deny", 322: "deny", 435: "enosys"}),
+           "aarch64": (0xC00000B7, {220: "clone", 221: "deny", 281: "deny", 435: "enosys"})}
 
 
 def main() -> None:
@@ -47,8 +63,15 @@ def main() -> None:
     import subprocess  # noqa: F401 - imported now so that later imports of it work without _posixsubprocess
 
     vars(_posixsubprocess)["fork_exec"] = _refuse_fork_exec
-    sys.addaudithook(_hook(os.path.realpath(os.getcwd()), network=bool(network)))
-    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    workspace = os.path.realpath(os.getcwd())
+    prefixes = (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages())
+    readable = tuple({os.path.realpath(p) for p in (workspace, *prefixes)})
+    _confine(workspace, readable, network=bool(network))
+    sys.addaudithook(_hook(workspace, readable, network=bool(network)))
+    main = types.ModuleType("__main__")  # `import __main__` must not hand the program this module
+    sys.modules["__main__"] = main
+    namespace = vars(main)
+    namespace["__builtins__"] = __builtins__
     linecache.cache["<code>"] = (len(code), None, code.splitlines(True), "<code>")  # tracebacks show the lines
     try:
         exec(compile(code, "<code>", "exec"), namespace)
@@ -69,11 +92,97 @@ def _refuse_fork_exec(*args: Any) -> None:
     raise PermissionError("sandbox: creating processes is not allowed")
 
 
-def _hook(workspace: str, *, network: bool) -> Callable[[str, tuple[Any, ...]], None]:
-    """The audit hook; what it allows is captured in immutable values that the program cannot reach."""
-    prefixes = (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages())
-    readable = tuple({os.path.realpath(p) for p in (workspace, *prefixes)})
+def _confine(workspace: str, readable: tuple[str, ...], *, network: bool) -> None:
+    """Kernel confinement: Landlock (read `readable` and the loader's libraries, write only the workspace, execute
+    nothing, no TCP unless `network`, no signals or abstract sockets beyond this process) and a seccomp filter
+    refusing fork, vfork, exec and clone but for threads. ctypes is dropped afterwards: the program cannot import it.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype, libc.prctl.restype = ctypes.c_long, ctypes.c_int
+
+    def call(fn: Any, *args: int) -> int:
+        result = int(fn(*(ctypes.c_long(a) for a in args)))
+        if result < 0:
+            raise OSError(ctypes.get_errno(), f"sandbox: confining the process failed ({fn.__name__})")
+        return result
+
+    try:
+        call(libc.prctl, 38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: required by both, and kept by any child
+        abi = int(libc.syscall(ctypes.c_long(444), None, ctypes.c_long(0), ctypes.c_long(1)))  # Landlock's version
+        if abi > 0:
+            _landlock(call, libc.syscall, abi, workspace, readable, network)
+        if os.uname().machine in SECCOMP:
+            _seccomp(call, libc.prctl, *SECCOMP[os.uname().machine])
+    finally:
+        for name in [n for n in sys.modules if n == "_ctypes" or n.partition(".")[0] == "ctypes"]:
+            del sys.modules[name]
+
+
+def _landlock(call: Callable[..., int], syscall: Any, abi: int, workspace: str, readable: tuple[str, ...],
+              network: bool) -> None:
+    """Apply a Landlock ruleset with the rights this kernel's `abi` knows."""
+    handled = (1 << (13 + (abi >= 2) + (abi >= 3) + (abi >= 5))) - 1  # REFER (2), TRUNCATE (3), IOCTL_DEV (5)
+    net, scoped = (0 if network or abi < 4 else 3), (3 if abi >= 6 else 0)  # TCP bind+connect; sockets+signals
+    attr = (ctypes.c_uint64 * 3)(handled, net, scoped)
+    ruleset = call(syscall, 444, ctypes.addressof(attr), 8 if abi < 4 else 16 if abi < 6 else 24, 0)
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+    rules = [(workspace, handled & ~(EXECUTE | MAKE_CHAR | MAKE_BLOCK)),
+             ("/dev/null", READ_FILE | WRITE_FILE | TRUNCATE),
+             *((path, READ_FILE | READ_DIR) for path in (*readable, *LIBRARIES, *DEVICES))]
+    try:
+        for path, rights in rules:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+                rule = PathBeneath(rights & handled & (-1 if is_dir else FILE_RIGHTS), fd)
+                call(syscall, 445, ruleset, 1, ctypes.addressof(rule), 0)  # LANDLOCK_RULE_PATH_BENEATH
+            finally:
+                os.close(fd)
+        call(syscall, 446, ruleset, 0)
+    finally:
+        os.close(ruleset)
+
+
+def _seccomp(call: Callable[..., int], prctl: Any, arch: int, syscalls: dict[int, str]) -> None:
+    """A seccomp filter: the listed syscalls fail (clone only without CLONE_THREAD), other machines' ABIs too."""
+    load, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, errno_ = 0x7FFF0000, 0x00050000
+    program: list[tuple[int, int | str, int | str, int]] = [(load, 0, 0, 4), (jeq, 0, "deny", arch), (load, 0, 0, 0),
+                                                            (jge, "deny", 0, 0x40000000)]  # x32 calls on x86_64
+    program += [(jeq, action, 0, number) for number, action in syscalls.items()]
+    end = len(program)  # jumps go forward only: allow the rest; clone: allowed if args[0] has CLONE_THREAD
+    labels = {"clone": end + 1, "allow": end + 3, "deny": end + 4, "enosys": end + 5}
+    program += [(ret, 0, 0, allow), (load, 0, 0, 16), (jset, "allow", "deny", 0x10000), (ret, 0, 0, allow),
+                (ret, 0, 0, errno_ | 1), (ret, 0, 0, errno_ | 38)]  # EPERM, ENOSYS
+
+    class Filter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+    def jump(at: int, to: int | str) -> int:
+        return labels[to] - at - 1 if isinstance(to, str) else to
+
+    filters = (Filter * len(program))(*(Filter(code, jump(i, jt), jump(i, jf), k)
+                                        for i, (code, jt, jf, k) in enumerate(program)))
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.c_void_p)]
+
+    fprog = Program(len(program), ctypes.addressof(filters))
+    call(prctl, 22, 2, ctypes.addressof(fprog), 0, 0)  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+
+
+def _hook(workspace: str, readable: tuple[str, ...], *, network: bool) -> Callable[[str, tuple[Any, ...]], None]:
+    """The audit hook. What it refuses outright lives in its closure as frozensets and is tested with str methods
+    only, so a program that rebinds module globals or builtins cannot widen it."""
     refused = REFUSED if network else REFUSED | NETWORK
+    no_import, mutating, devices, write_flags = NO_IMPORT, dict(MUTATING), DEVICES, WRITE_FLAGS
     pid, group = os.getpid(), os.getpgrp()
 
     def inside(path: Any, roots: tuple[str, ...], dir_fd: Any = None) -> str | None:
@@ -85,9 +194,9 @@ def _hook(workspace: str, *, network: bool) -> Callable[[str, tuple[Any, ...]], 
     def check_open(path: Any, mode: Any, flags: Any) -> None:
         if isinstance(path, int):
             return  # an already open descriptor
-        writing = any(c in (mode or "") for c in "wax+") or bool((flags or 0) & WRITE_FLAGS)
+        writing = any(c in (mode or "") for c in "wax+") or bool((flags or 0) & write_flags)
         real = os.path.realpath(os.fsdecode(path))
-        if real in DEVICES and (not writing or real == "/dev/null"):
+        if real in devices and (not writing or real == "/dev/null"):
             return
         if writing and inside(real, (workspace,)) is None:
             raise PermissionError(f"sandbox: writing {os.fsdecode(path)!r} is not allowed (outside the workspace)")
@@ -97,7 +206,7 @@ def _hook(workspace: str, *, network: bool) -> Callable[[str, tuple[Any, ...]], 
             raise PermissionError(f"sandbox: opening the directory {os.fsdecode(path)!r} is not allowed")
 
     def check_mutation(event: str, args: tuple[Any, ...]) -> None:
-        for path, dir_fd in MUTATING[event]:
+        for path, dir_fd in mutating[event]:
             fd = None if dir_fd is None else args[dir_fd]
             if isinstance(args[path], int) or inside(args[path], (workspace,), fd) is None:
                 raise PermissionError(f"sandbox: {event} on {args[path]!r} is not allowed (outside the workspace)")
@@ -105,11 +214,11 @@ def _hook(workspace: str, *, network: bool) -> Callable[[str, tuple[Any, ...]], 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event in refused or event.startswith("ctypes."):
             raise PermissionError(f"sandbox: {event} is not allowed")
-        if event == "import" and str(args[0]).partition(".")[0] in NO_IMPORT:
+        if event == "import" and args[0].partition(".")[0] in no_import:
             raise ImportError(f"sandbox: importing {args[0]} is not allowed")
         if event == "open":
             check_open(*args)
-        elif event in MUTATING:
+        elif event in mutating:
             check_mutation(event, args)
         elif event in ("os.listdir", "os.scandir") and not isinstance(args[0], int | None):
             if inside(args[0], readable) is None:

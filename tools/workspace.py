@@ -5,7 +5,9 @@ import atexit
 import contextlib
 import errno
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -54,6 +56,47 @@ def open_confined(root: Path, path: str, flags: int, *, parents: bool = False) -
 
     >>> os.close(open_confined(workspace(None), "notes/a.txt", os.O_WRONLY | os.O_CREAT, parents=True))
     """
+    folder, name = _folder_of(root, path, parents)
+    if name is None:
+        return folder
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW, 0o644, dir_fd=folder)
+    except OSError as exc:
+        raise _swapped(path) if exc.errno == errno.ELOOP else exc from None
+    finally:
+        os.close(folder)
+
+
+def replace_confined(root: Path, path: str, data: bytes) -> None:
+    """Write `data` to `path` in root as a new file renamed over the old one (folders created on the way).
+
+    A hard link to a file elsewhere is replaced, never written through, and no reader sees half a file.
+
+    >>> replace_confined(workspace(None), "notes/a.txt", b"hi")
+    """
+    folder, name = _folder_of(root, path, parents=True)
+    try:
+        if name is None:
+            raise IsADirectoryError(errno.EISDIR, "the workspace itself", path)
+        temp = f".{name[:200]}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=folder)
+        try:
+            with contextlib.suppress(FileNotFoundError):  # keep the permissions of the file replaced
+                os.fchmod(fd, stat.S_IMODE(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.rename(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=folder)
+            raise
+    finally:
+        os.close(folder)
+
+
+def _folder_of(root: Path, path: str, parents: bool) -> tuple[int, str | None]:
+    """A descriptor of the folder holding `path` (walked without following symlinks) and the last name in it
+    (None for the workspace itself, whose descriptor is returned). The caller closes the descriptor."""
     if len(path) > MAX_PATH:
         raise ToolError(f"the path is {len(path)} characters long; the limit is {MAX_PATH}")
     parts = confine(root, path).relative_to(root).parts
@@ -68,14 +111,11 @@ def open_confined(root: Path, path: str, flags: int, *, parents: bool = False) -
             inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = inner
-        if not parts:
-            opened, fd = fd, -1
-            return opened
-        return os.open(parts[-1], flags | os.O_NOFOLLOW, 0o644, dir_fd=fd)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ToolError(f"{path!r} changed while it was being opened (a symlink appeared); not opened") from None
-        raise
-    finally:
-        if fd >= 0:
-            os.close(fd)
+        os.close(fd)
+        raise _swapped(path) if exc.errno == errno.ELOOP else exc from None
+    return fd, (parts[-1] if parts else None)
+
+
+def _swapped(path: str) -> ToolError:
+    return ToolError(f"{path!r} changed while it was being opened (a symlink appeared); not opened")

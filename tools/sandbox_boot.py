@@ -46,9 +46,18 @@ LIBRARIES = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/etc/ld.so.cache")  # 
 # Landlock's file rights (uapi/linux/landlock.h); a rule on a file (not a folder) may hold only FILE_RIGHTS
 EXECUTE, WRITE_FILE, READ_FILE, READ_DIR, MAKE_CHAR, MAKE_BLOCK, TRUNCATE = 1, 2, 4, 8, 1 << 6, 1 << 11, 1 << 14
 FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | 1 << 15
-# seccomp: (audit arch, {syscall: what happens}) per machine; clone3 says ENOSYS so that threads fall back to clone
-SECCOMP = {"x86_64": (0xC000003E, {56: "clone", 57: "deny", 58: "deny", 59: "deny", 322: "deny", 435: "enosys"}),
-           "aarch64": (0xC00000B7, {220: "clone", 221: "deny", 281: "deny", 435: "enosys"})}
+# seccomp, per machine: (audit arch, {syscall: action}, {syscall: action} without network). Actions: "clone" for
+# threads only; clone3 "enosys" so that threads fall back to clone; "own": signals to this process or its group only;
+# io_uring is denied (it opens and connects unseen); "family": sockets of AF_UNIX/INET/INET6 only (no netlink or raw
+# packets), which cannot connect, bind, listen or send to an address ("noaddr": asyncio's socketpair still works)
+SECCOMP = {"x86_64": (0xC000003E, {56: "clone", 57: "deny", 58: "deny", 59: "deny", 322: "deny", 435: "enosys",
+                                   62: "own", 234: "own", 129: "own", 297: "own", 200: "deny", 424: "deny",
+                                   425: "deny"},
+                      {41: "family", 42: "deny", 49: "deny", 50: "deny", 44: "noaddr", 46: "deny", 307: "deny"}),
+           "aarch64": (0xC00000B7, {220: "clone", 221: "deny", 281: "deny", 435: "enosys", 129: "own", 131: "own",
+                                    138: "own", 240: "own", 130: "deny", 424: "deny", 425: "deny"},
+                       {198: "family", 203: "deny", 200: "deny", 201: "deny", 206: "noaddr", 211: "deny",
+                        269: "deny"})}
 
 
 def main() -> None:
@@ -95,7 +104,8 @@ def _refuse_fork_exec(*args: Any) -> None:
 def _confine(workspace: str, readable: tuple[str, ...], *, network: bool) -> None:
     """Kernel confinement: Landlock (read `readable` and the loader's libraries, write only the workspace, execute
     nothing, no TCP unless `network`, no signals or abstract sockets beyond this process) and a seccomp filter
-    refusing fork, vfork, exec and clone but for threads. ctypes is dropped afterwards: the program cannot import it.
+    refusing new processes (threads aside), exec, signals to other processes, io_uring and, unless `network`, any
+    socket that could reach an address. ctypes is dropped afterwards: the program cannot import it.
     """
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype, libc.prctl.restype = ctypes.c_long, ctypes.c_int
@@ -112,7 +122,8 @@ def _confine(workspace: str, readable: tuple[str, ...], *, network: bool) -> Non
         if abi > 0:
             _landlock(call, libc.syscall, abi, workspace, readable, network)
         if os.uname().machine in SECCOMP:
-            _seccomp(call, libc.prctl, *SECCOMP[os.uname().machine])
+            arch, syscalls, sockets = SECCOMP[os.uname().machine]
+            _seccomp(call, libc.prctl, arch, syscalls if network else syscalls | sockets)
     finally:
         for name in [n for n in sys.modules if n == "_ctypes" or n.partition(".")[0] == "ctypes"]:
             del sys.modules[name]
@@ -151,16 +162,29 @@ def _landlock(call: Callable[..., int], syscall: Any, abi: int, workspace: str, 
 
 
 def _seccomp(call: Callable[..., int], prctl: Any, arch: int, syscalls: dict[int, str]) -> None:
-    """A seccomp filter: the listed syscalls fail (clone only without CLONE_THREAD), other machines' ABIs too."""
+    """A seccomp filter: each listed syscall gets its action (see SECCOMP); so does any call through another
+    machine's ABI ("deny")."""
     load, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
     allow, errno_ = 0x7FFF0000, 0x00050000
-    program: list[tuple[int, int | str, int | str, int]] = [(load, 0, 0, 4), (jeq, 0, "deny", arch), (load, 0, 0, 0),
-                                                            (jge, "deny", 0, 0x40000000)]  # x32 calls on x86_64
-    program += [(jeq, action, 0, number) for number, action in syscalls.items()]
-    end = len(program)  # jumps go forward only: allow the rest; clone: allowed if args[0] has CLONE_THREAD
-    labels = {"clone": end + 1, "allow": end + 3, "deny": end + 4, "enosys": end + 5}
-    program += [(ret, 0, 0, allow), (load, 0, 0, 16), (jset, "allow", "deny", 0x10000), (ret, 0, 0, allow),
-                (ret, 0, 0, errno_ | 1), (ret, 0, 0, errno_ | 38)]  # EPERM, ENOSYS
+    Op = tuple[int, int | str, int | str, int]  # code, jump if true, jump if false (labels or 0: next), k
+
+    def one_of(offset: int, values: tuple[int, ...]) -> list[Op]:
+        return [(load, 0, 0, offset), *((jeq, "allow", 0 if v != values[-1] else "deny", v) for v in values)]
+
+    blocks: dict[str, list[Op]] = {  # seccomp_data: nr at 0, arch at 4, args[i] at 16 + 8 i (low half first)
+        "clone": [(load, 0, 0, 16), (jset, "allow", "deny", 0x10000)],  # CLONE_THREAD
+        "own": one_of(16, (os.getpid(), -os.getpgrp() & 0xFFFFFFFF, 0)),
+        "family": one_of(16, (1, 2, 10)),  # AF_UNIX, AF_INET, AF_INET6
+        "noaddr": [(load, 0, 0, 48), (jeq, 0, "deny", 0), (load, 0, 0, 52), (jeq, "allow", "deny", 0)]}
+    program: list[Op] = [(load, 0, 0, 4), (jeq, 0, "deny", arch), (load, 0, 0, 0),
+                         (jge, "deny", 0, 0x40000000),  # x32 calls on x86_64
+                         *((jeq, action, 0, number) for number, action in syscalls.items()), (ret, 0, 0, allow)]
+    labels: dict[str, int] = {}
+    for name in sorted(blocks.keys() & set(syscalls.values())):  # jumps go forward only: blocks after the dispatch
+        labels[name] = len(program)
+        program += blocks[name]
+    labels |= {"allow": len(program), "deny": len(program) + 1, "enosys": len(program) + 2}
+    program += [(ret, 0, 0, allow), (ret, 0, 0, errno_ | 1), (ret, 0, 0, errno_ | 38)]  # EPERM, ENOSYS
 
     class Filter(ctypes.Structure):
         _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]

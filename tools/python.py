@@ -45,8 +45,8 @@ def python(workspace: str | Path | None = None, time_limit: float = 10.0, memory
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             cwd=folder, env=env, start_new_session=True)  # its own process group, killed as a whole below
         output = _Output(output_limit)
+        assert process.stdin is not None and process.stdout is not None
         try:
-            assert process.stdin is not None and process.stdout is not None
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 process.stdin.write(code.encode())
                 await process.stdin.drain()
@@ -64,7 +64,11 @@ def python(workspace: str | Path | None = None, time_limit: float = 10.0, memory
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+            with contextlib.suppress(TimeoutError):  # (bounded: nothing may leave the pipe open, but if it did)
+                async with asyncio.timeout(5):
+                    while await process.stdout.read(65536):  # unread output keeps wait() from ever returning
+                        pass
+                    await process.wait()
         return _result(process.returncode, output.text(), memory_mb)
 
     return run

@@ -3,7 +3,9 @@
 Each request to /SCENARIO/v1/chat/completions takes the next step of that scenario's plan (the last
 one repeats): "ok", "429" (Retry-After: 1), "500"/"503"/"400", "hang" (5 s before answering),
 "garbage" (a body that is not JSON), "stall" (a stream that sends two chunks and then nothing),
-"tool" (a tool call), "tool-truncated" (a tool call whose arguments are cut off). "ok" streams when asked to.
+"stream-reset" (two chunks, then the connection is reset), "stream-garbage" (a chunk, then one that is not
+JSON), "tool" (a tool call), "tool-truncated" (a tool call whose arguments are cut off). "ok" streams when
+asked to.
 /SCENARIO/v1/models names the model "fake", so `load_llm(f"{base}/SCENARIO/v1")` works too.
 """
 
@@ -86,6 +88,10 @@ class FaultServer:
             return PlainTextResponse("{this is not json", media_type="application/json")
         if step == "stall":
             return StreamingResponse(self._stall(), media_type="text/event-stream")
+        if step == "stream-reset":
+            return StreamingResponse(self._reset(), media_type="text/event-stream")
+        if step == "stream-garbage":
+            return StreamingResponse(self._garbage(), media_type="text/event-stream")
         if step == "ok" and (await request.json()).get("stream"):
             return StreamingResponse(self._words(["fi", "ne"], end=True), media_type="text/event-stream")
         if step == "tool":
@@ -98,6 +104,18 @@ class FaultServer:
         async for event in self._words(["a", "b"], end=False):
             yield event
         await asyncio.sleep(30)  # and then nothing: the client must not wait forever
+
+    async def _reset(self) -> AsyncIterator[str]:
+        async for event in self._words(["a", "b"], end=False):
+            yield event
+        raise ConnectionResetError("the fault server drops the stream")  # uvicorn resets the connection
+
+    async def _garbage(self) -> AsyncIterator[str]:
+        async for event in self._words(["a"], end=False):
+            yield event
+        yield "data: {this is not json\n\n"
+        async for event in self._words(["b"], end=True):
+            yield event
 
     async def _words(self, words: list[str], *, end: bool) -> AsyncIterator[str]:
         """Server-sent events, one chunk per word; with `end`, a finish chunk, usage and [DONE]."""

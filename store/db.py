@@ -1,6 +1,7 @@
 """Open a database by URL: SQLite (WAL, foreign keys) by default, PostgreSQL by URL; versioned schema."""
 
 import os
+import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -28,9 +29,10 @@ _CAUSES = [  # (text in the driver's message, what it means for the user)
     ("disk is full", "the disk is full"), ("no space left", "the disk is full"),
     ("readonly database", "the database is read-only"), ("read-only", "the database is read-only"),
     ("database is locked", "another process holds the database's write lock (waited for it, in vain)"),
-    ("lock timeout", "another process holds a lock on the rows (waited for it, in vain)"),
+    ("lock timeout", "another process holds a lock this write needs (waited for it, in vain)"),
     ("unable to open database file", "cannot open the database file (a missing folder, no permission, or a "
                                      "read-only file system)"),
+    ("disk i/o error", ""),  # SQLite cannot tell why a write failed: _io_cause() looks
 ]
 
 
@@ -68,8 +70,8 @@ class Store:
     'sqlite'
 
     `synchronous` applies to SQLite only: NORMAL (WAL) survives a crash of the process, FULL also
-    a loss of power, at the price of an fsync per commit. `busy_timeout` (SQLite): how long a write
-    waits for another process's lock before failing with a StoreError.
+    a loss of power, at the price of an fsync per commit. `busy_timeout`: how long a write waits for
+    another process's lock (SQLite's busy_timeout, PostgreSQL's lock_timeout) before a StoreError.
     """
 
     def __init__(
@@ -101,11 +103,17 @@ class Store:
             raise StoreError(f"cannot open {self.safe_url}: {exc}") from exc
         if self.dialect == "sqlite":
             _sqlite_pragmas(self.engine, synchronous, busy_timeout)
+        elif self.dialect == "postgresql":
+            _postgres_lock_timeout(self.engine, busy_timeout)
         # SQLite has one writer at a time anyway; taking turns here spares threads its busy-waiting
         self._write_lock: AbstractContextManager[Any] = threading.Lock() if self.dialect == "sqlite" else nullcontext()
         self._local = threading.local()
         self._held: list[Any] = []
-        self._ensure_schema()
+        try:
+            self._ensure_schema()
+        except BaseException:  # a refused database (newer, read-only, locked) is not left open
+            self.engine.dispose()
+            raise
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -149,6 +157,7 @@ class Store:
             reason = next((why for cause, why in _CAUSES if cause in str(exc).lower()), None)
             if reason is None:
                 raise
+            reason = reason or _io_cause(self.engine.url.database if self.dialect == "sqlite" else None)
             raise StoreError(f"{self.safe_url}: {reason} ({' '.join(str(getattr(exc, 'orig', exc)).split())}); "
                              f"the transaction was rolled back, nothing of it was written") from exc
 
@@ -174,6 +183,31 @@ class Store:
                 conn.execute(schema_info.insert().values(id=1, version=SCHEMA_VERSION))
 
 
+def _io_cause(database: str | None) -> str:
+    """Why a SQLite write failed with a disk I/O error, where it can be seen: a file-size limit or a full disk.
+
+    >>> _io_cause(None)
+    'a disk I/O error'
+    """
+    if not database or database == ":memory:":
+        return "a disk I/O error"
+    path = Path(database)
+    files = [path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-journal")]
+    largest = max((f.stat().st_size for f in files if f.exists()), default=0)
+    try:
+        import resource
+    except ImportError:  # no rlimits (Windows)
+        pass
+    else:
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and largest + 2**16 >= limit:  # within a few pages of the limit
+            return f"a write went past this process's file-size limit (RLIMIT_FSIZE {limit} bytes)"
+    free = shutil.disk_usage(path.parent).free
+    if free < 2**20:  # SQLite names ENOSPC 'disk is full' itself; other refusals (a quota) arrive as I/O errors
+        return f"the disk is full ({free} bytes free)"
+    return "a disk I/O error (the file system refused a write, or the disk is failing)"
+
+
 def _sqlite_pragmas(engine: Engine, synchronous: str, busy_timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -183,3 +217,12 @@ def _sqlite_pragmas(engine: Engine, synchronous: str, busy_timeout: float) -> No
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
+
+
+def _postgres_lock_timeout(engine: Engine, timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"SET lock_timeout = {int(timeout * 1000)}")  # else a write waits for a lock forever
+        cursor.close()
+        dbapi_conn.commit()  # a rollback (the pool's reset) would undo the setting

@@ -7,12 +7,11 @@ note's worth; the end result equals an uninterrupted run's. `pytest -m long -s` 
 and prints the totals.
 """
 
+import importlib.util
 import json
 import os
 import random
-import select
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -31,44 +30,14 @@ from baobab.store import Store
 from baobab.store.schema import memory_notes
 
 WORKER = Path(__file__).with_name("crash_worker.py")
+if "reliability_crash_worker" not in sys.modules:  # the worker's module, shared with test_store_faults.py
+    spec = importlib.util.spec_from_file_location("reliability_crash_worker", WORKER)
+    assert spec is not None and spec.loader is not None
+    sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules[spec.name])
+ForkServer = sys.modules["reliability_crash_worker"].ForkServer
 IN_FLIGHT = {"graph": 3, "search": 2, "memory": 1}  # the most work one kill can catch uncommitted
 KINDS = ["graph", "search", "memory"]
-
-
-class ForkServer:
-    """`crash_worker.py serve`: imports once, then each run is a process of its own, forked, killed with SIGKILL."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), "serve"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        assert self._answer(60) == "ready"
-
-    def _answer(self, timeout: float) -> str:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        assert ready, f"the fork server did not answer within {timeout} s"
-        line = self.proc.stdout.readline()
-        assert line, f"the fork server died: exit status {self.proc.wait()}"
-        return line.strip()
-
-    def _ask(self, line: str, timeout: float) -> str:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        return self._answer(timeout)
-
-    def start(self, kind: str, url: str, effects: Path, out: Path) -> int:
-        """A process doing a `kind` run on `url` (resuming what is there); its pid."""
-        return int(self._ask(f"run {kind} {url} {effects} {out}", 10))
-
-    def wait(self, pid: int, timeout: float = 120) -> int:
-        """The process's exit status (negative: the signal that ended it), once it has ended."""
-        return int(self._ask(f"wait {pid}", timeout))
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Remote models through litellm: any provider's model name, or any OpenAI-compatible server by URL.
 
 Transient failures (timeouts, 429 with its Retry-After, 5xx, dropped connections) are retried with
-backoff (tenacity); anything else fails at once with an error naming the model. A semaphore caps
-how many requests are in flight per model.
+backoff (tenacity); anything else fails at once with an error naming the model. A stream is retried
+until its first part arrives; once text was passed on, a broken stream ends with an error instead. A
+semaphore caps how many requests are in flight per model.
 """
 
 import asyncio
@@ -66,12 +67,17 @@ class RemoteLLM(LLM):
         started = time.perf_counter()
         kwargs = await self._kwargs(request)
         call = litellm.atext_completion if request.prompt is not None else litellm.acompletion
+
+        async def opened() -> tuple[AsyncIterator[Any], Any]:
+            """The stream and its first part: until that arrives nothing was sent on, so a failure is retried."""
+            parts = aiter(await call(**kwargs, stream=True, stream_options={"include_usage": True}))
+            return parts, await anext(parts, None)
+
         async with self._limit():
-            response = await self._retrying(lambda: call(**kwargs, stream=True,
-                                                         stream_options={"include_usage": True}))
+            parts, part = await self._retrying(opened)
             first = 0.0
             try:
-                async for part in response:
+                while part is not None:
                     for choice in part.choices:
                         text = getattr(getattr(choice, "delta", None), "content", None) or getattr(choice, "text", "")
                         first = first or (time.perf_counter() if text else 0.0)
@@ -81,10 +87,10 @@ class RemoteLLM(LLM):
                     if getattr(part, "usage", None):
                         usage = _usage(part.usage, started, first, self.name)
                         yield Chunk(index=0, usage=usage)
+                    part = await anext(parts, None)
             except Exception as exc:  # a stream cut mid-answer is not retried: the text was already sent
                 root = _root_cause(exc)
-                why = (f"no data for {self.timeout:g} s ({type(root).__name__})"
-                       if isinstance(root, httpx.TimeoutException | TimeoutError) else f"{type(root).__name__}: {root}")
+                why = self._silence(root) or f"{type(root).__name__}: {root}"
                 raise RemoteError(f"{self.name}: the stream broke: {why}") from exc
 
     async def _kwargs(self, request: Request) -> dict[str, Any]:
@@ -138,13 +144,19 @@ class RemoteLLM(LLM):
                     return await call()
         except TRANSIENT as exc:
             tries = self.retries + 1
-            raise RemoteError(f"{self.name}: still failing after {tries} attempt{'s' * (tries > 1)}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            why = self._silence(_root_cause(exc)) or f"{type(exc).__name__}: {exc}"
+            raise RemoteError(f"{self.name}: still failing after {tries} attempt{'s' * (tries > 1)}: {why}") from exc
         except (llm_errors.BadRequestError, llm_errors.UnprocessableEntityError) as exc:
             raise RequestError(f"{self.name} refused the request: {exc}") from exc
         except Exception as exc:  # authentication, not found, a body that is not JSON: no retry helps
             raise RemoteError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable: tenacity returns or re-raises")
+
+    def _silence(self, cause: BaseException) -> str | None:
+        """A timeout said plainly (litellm's wrappers word it as a connection error), or None for other causes."""
+        if isinstance(cause, httpx.TimeoutException | TimeoutError):
+            return f"no data for {self.timeout:g} s ({type(cause).__name__})"
+        return None
 
     def _wait(self, state: RetryCallState) -> float:
         """Retry-After when the server sent one (capped), else exponential backoff with a 0.5 s start."""

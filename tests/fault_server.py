@@ -3,6 +3,7 @@
 Each request to /SCENARIO/v1/chat/completions takes the next step of that scenario's plan (the last
 one repeats): "ok", "429" (Retry-After: 1), "500"/"503"/"400", "hang" (5 s before answering),
 "garbage" (a body that is not JSON), "stall" (a stream that sends two chunks and then nothing),
+"stall-first" (a stream that sends its headers and then nothing),
 "stream-reset" (two chunks, then the connection is reset), "stream-garbage" (a chunk, then one that is not
 JSON), "tool" (a tool call), "tool-truncated" (a tool call whose arguments are cut off). "ok" streams when
 asked to.
@@ -88,6 +89,8 @@ class FaultServer:
             return PlainTextResponse("{this is not json", media_type="application/json")
         if step == "stall":
             return StreamingResponse(self._stall(), media_type="text/event-stream")
+        if step == "stall-first":
+            return StreamingResponse(self._silence(), media_type="text/event-stream")
         if step == "stream-reset":
             return StreamingResponse(self._reset(), media_type="text/event-stream")
         if step == "stream-garbage":
@@ -104,6 +107,10 @@ class FaultServer:
         async for event in self._words(["a", "b"], end=False):
             yield event
         await asyncio.sleep(30)  # and then nothing: the client must not wait forever
+
+    async def _silence(self) -> AsyncIterator[str]:
+        await asyncio.sleep(30)  # the headers went out (200), no chunk follows
+        yield "data: [DONE]\n\n"
 
     async def _reset(self) -> AsyncIterator[str]:
         async for event in self._words(["a", "b"], end=False):

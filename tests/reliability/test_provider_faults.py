@@ -53,7 +53,7 @@ def test_a_model_that_never_answers_fails_with_its_name_and_the_timeout_in_bound
     url = faulty.plan("silent", ["hang"])
     llm = load_llm(url, timeout=0.5, retries=2, max_wait=0.1)
     started = time.monotonic()
-    with pytest.raises(RemoteError, match=rf"^{url}: still failing after 3 attempts: Timeout: .*timed out"):
+    with pytest.raises(RemoteError, match=rf"^{url}: still failing after 3 attempts: no data for 0.5 s \(ReadTimeout"):
         llm.complete_sync(messages=HI, max_tokens=5)
     took = time.monotonic() - started
     assert 1.5 <= took < 5.0, took  # 3 timeouts of 0.5 s and 2 waits of 0.1 s, not the server's 5 s per answer
@@ -83,6 +83,23 @@ def test_a_stream_that_stalls_mid_answer_ends_with_a_clear_error_in_bounded_time
     took = time.monotonic() - started
     assert took < 10, took  # the 2 s read timeout, not the server's 30 s silence
     assert seen == ["a", "b"] and len(faulty.arrivals["stall"]) == 1  # text was sent: a broken stream is not retried
+
+
+def test_a_stream_silent_before_its_first_chunk_is_retried(faulty: FaultServer) -> None:
+    llm = faulty.remote("stall-first-once", ["stall-first", "ok"], timeout=0.5, max_wait=0.1)
+    seen: list[str] = []
+    asyncio.run(read(llm, seen))
+    assert "".join(seen) == "fine" and len(faulty.arrivals["stall-first-once"]) == 2  # nothing was passed on before
+
+
+def test_a_stream_that_stays_silent_fails_with_its_name_and_the_timeout_in_bounded_time(faulty: FaultServer) -> None:
+    llm = faulty.remote("stall-first", ["stall-first"], timeout=0.5, retries=2, max_wait=0.1)
+    started = time.monotonic()
+    with pytest.raises(RemoteError, match=r"^openai/fake: still failing after 3 attempts: no data for 0.5 s "
+                                          r"\(ReadTimeout\)$"):
+        asyncio.run(read(llm, []))
+    assert time.monotonic() - started < 5, "3 read timeouts of 0.5 s, not the server's 30 s silence"
+    assert len(faulty.arrivals["stall-first"]) == 3
 
 
 def test_a_stream_whose_connection_drops_mid_answer_names_the_reset(faulty: FaultServer) -> None:

@@ -4,6 +4,7 @@ at once), none hangs or is lost, the server lives, its memory stays bounded, and
 free again. Prints throughput and p99 latency. `pytest -m long` runs a longer, heavier load."""
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import time
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from baobab.engine import load_llm
 
 CAPACITY = 8
 
@@ -151,6 +154,36 @@ def check_load(server: tuple[str, int], clients: int, seconds: float) -> None:
 
 def test_more_clients_than_capacity_are_served_or_turned_away_at_once(small_server: tuple[str, int]) -> None:
     check_load(small_server, clients=3 * CAPACITY, seconds=10)
+
+
+def test_a_baobab_client_waits_out_a_full_server(small_server: tuple[str, int]) -> None:
+    """RemoteLLM against `baobab serve` with every place taken: it waits each 503's Retry-After, and is served
+    once a place frees."""
+    url, _ = small_server
+    long = {"model": "m", "max_tokens": 1000, "temperature": 0, "stream": True,
+            "messages": [{"role": "user", "content": "Count from 1 to 1000, one number a line."}]}
+
+    async def scenario() -> tuple[str, int, float]:
+        async with httpx.AsyncClient(timeout=60) as http, contextlib.AsyncExitStack() as hogs:
+            held = []  # the streams' readers: one dropped would close its connection, and give its place back
+            for _ in range(CAPACITY):  # long answers hold every place; the first event says it was taken
+                response = await hogs.enter_async_context(http.stream("POST", f"{url}/chat/completions", json=long))
+                assert response.status_code == 200
+                held.append(response.aiter_lines())
+                await anext(held[-1])
+            llm = load_llm(url, retries=20, max_wait=2.0)
+            started = time.monotonic()
+            asking = asyncio.create_task(llm.complete(messages=[{"role": "user", "content": "Say hi."}], max_tokens=4))
+            deadline = time.monotonic() + 10
+            while llm.attempts < 3:  # turned away twice
+                assert time.monotonic() < deadline and not asking.done(), (llm.attempts, asking)
+                await asyncio.sleep(0.05)
+        answer = await asking  # the long answers' clients have left: their places are free again
+        return answer.text, llm.attempts, time.monotonic() - started
+
+    text, attempts, took = asyncio.run(scenario())
+    print(f"served on attempt {attempts}, after {took:.1f} s")
+    assert text and attempts >= 3 and took >= attempts - 1, (attempts, took)  # Retry-After: 1 before each retry
 
 
 @pytest.mark.long

@@ -99,6 +99,8 @@ def _folder_of(root: Path, path: str, parents: bool) -> tuple[int, str | None]:
     (None for the workspace itself, whose descriptor is returned). The caller closes the descriptor."""
     if len(path) > MAX_PATH:
         raise ToolError(f"the path is {len(path)} characters long; the limit is {MAX_PATH}")
+    if "\0" in path:  # the kernel cannot take one: Python would raise a bare ValueError
+        raise ToolError(f"{path!r} contains a NUL byte")
     parts = confine(root, path).relative_to(root).parts
     if len(parts) > MAX_DEPTH:
         raise ToolError(f"{path!r} is {len(parts)} folders deep; the limit is {MAX_DEPTH}")

@@ -91,6 +91,21 @@ def test_files_outside_the_workspace_stay_out_of_reach(sandbox: Tool, outside: P
     still_works(sandbox)
 
 
+@pytest.mark.parametrize(("attack", "ran"), [
+    ("import os; print(dict(os.environ))", True),  # it runs, and our environment is simply not there
+    ("import os; print(os.environ.get('BAOBAB_TEST_SECRET'))", True),
+    ("print(open('/proc/self/environ').read())", False),  # refused, though its own would hold nothing of ours
+    ("print(open('/proc/1/environ').read())", False),
+    ("import os; print([open(f'/proc/{p}/environ').read() for p in os.listdir('/proc') if p.isdigit()])", False),
+])
+def test_the_programs_never_see_our_secrets(sandbox: Tool, attack: str, ran: bool) -> None:
+    assert os.environ["BAOBAB_TEST_SECRET"] == SECRET  # the test process does hold it
+    result = sandbox.run_sync({"code": attack})
+    assert result.error != ran, result.content
+    assert SECRET not in result.content and "BAOBAB_TEST_SECRET" not in result.content
+    still_works(sandbox)
+
+
 # A relative link L -> sub/../../REST lands inside the workspace while `sub` is a link to a folder two deep, and
 # outside while `sub` is a plain folder: a thread swaps the two while the main thread opens L, so the hook may
 # check one and the kernel open the other. The program reports what each open did.
@@ -313,6 +328,14 @@ def tools(tmp_path: Path) -> dict[str, Tool]:
     return {t.name: t for t in files(tmp_path / "ws")}
 
 
+def files_still_work(tools: dict[str, Tool]) -> None:
+    assert tools["write_file"].run_sync({"path": "ok.txt", "content": "fine"}).content == "wrote 4 bytes to ok.txt"
+    assert tools["read_file"].run_sync({"path": "ok.txt"}).content == "fine"
+
+
+CLEAR = ["outside the workspace", "contains a NUL byte", "the limit is 4096", "File name too long"]
+
+
 @pytest.mark.parametrize("path", ["../outside/private.txt", "{outside}/private.txt", "a/../../outside/private.txt",
                                   "x\x00y", "a/" * 3000 + "f", "x" * 300, "/proc/self/environ"])
 def test_file_tools_refuse_paths_that_leave_the_workspace(tools: dict[str, Tool], outside: Path, path: str,
@@ -325,8 +348,9 @@ def test_file_tools_refuse_paths_that_leave_the_workspace(tools: dict[str, Tool]
     for result in (read, wrote, listed):
         assert result.error and "private data" not in result.content and SECRET not in result.content
         assert "Traceback" not in result.content and len(result.content) < 500
+        assert any(reason in result.content for reason in CLEAR), result.content  # says why, not a bare exception
     untouched(outside)
-    assert tools["write_file"].run_sync({"path": "ok.txt", "content": "fine"}).content == "wrote 4 bytes to ok.txt"
+    files_still_work(tools)
 
 
 def test_symlinks_out_of_the_workspace_are_refused(tools: dict[str, Tool], tmp_path: Path, outside: Path) -> None:
@@ -338,6 +362,7 @@ def test_symlinks_out_of_the_workspace_are_refused(tools: dict[str, Tool], tmp_p
         assert "outside the workspace" in tools["write_file"].run_sync({"path": path, "content": "x"}).content
     assert "outside the workspace" in tools["list_files"].run_sync({"path": "to_dir"}).content
     untouched(outside)
+    files_still_work(tools)
 
 
 def test_links_and_fifos_made_by_the_python_tool_do_not_lead_the_file_tools_out(

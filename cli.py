@@ -112,6 +112,14 @@ def run(
         "--budget", help="With a search: N (model calls), or LIMIT=N,... with LIMIT among model_calls, "
                          "expansions, tokens, seconds, cost, e.g. expansions=20,model_calls=50.")] = None,
     db: DbOption = None,
+    inputs: Annotated[Path | None, typer.Option(
+        "--inputs", help="YAML: a batch run, one run per line of this JSONL file of inputs; --thread names the "
+                         "batch (its runs are NAME-1, NAME-2, ...; the same command again resumes what did not end).")]
+    = None,
+    executor: Annotated[str, typer.Option("--executor", help="With --inputs: local (this process) or ray.")] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="With --executor ray: the cluster (host:6379, "
+                                                "ray://host:10001, auto); default: a local Ray on 127.0.0.1.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="With --executor ray: worker processes.")] = 2,
 ) -> None:
     """Run a workflow or graph and print its result; nodes, model calls and tool calls are shown live.
 
@@ -119,6 +127,11 @@ def run(
     """
     from baobab.agents import ConfigError
 
+    if inputs is not None:
+        _run_batch(target, inputs, model, thread, db, executor, address, workers)
+        return
+    if executor != "local" or address is not None:
+        raise typer.BadParameter("an executor runs batch runs: give --inputs FILE.jsonl", param_hint="--executor")
     data = _inputs(input or [])
     resume_value = _json_option(value, "--value")
     limits = _budget(budget)
@@ -161,6 +174,52 @@ def run(
 
             run_sync(workflow.aclose())
             run_sync(close_shared_models())
+
+
+def _run_batch(target: str, inputs: Path, model: str | None, prefix: str | None, db: str | None, executor: str,
+               address: str | None, workers: int) -> None:
+    """Run a YAML workflow once per input line on the executor; print one JSON line per input, then a count."""
+    from baobab.agents import ConfigError
+    from baobab.agents.agent import close_shared_models
+    from baobab.agents.batch import close_workflows, read_inputs, run_workflow_batch
+    from baobab.aio import run_sync
+    from baobab.graphs.executor import executor as make_executor
+    from baobab.store import Store
+
+    if not (target.endswith((".yaml", ".yml")) or Path(target).is_dir()):
+        raise typer.BadParameter("batch runs (--inputs) take a YAML workflow", param_hint="TARGET")
+    try:
+        rows = read_inputs(inputs)
+        store = Store(db)  # made here, once: workers then open a database that has its tables
+        store.close()
+        pool = make_executor(executor, address, **({"workers": workers} if executor == "ray" else {}))
+    except ConfigError as exc:
+        errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--executor") from exc
+    try:
+        results = run_sync(run_workflow_batch(target, rows, db=store.url, executor=pool, model=model, prefix=prefix))
+    except ConfigError as exc:
+        errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
+    finally:
+        run_sync(pool.aclose())
+        run_sync(close_workflows())
+        run_sync(close_shared_models())
+    counts = {"done": 0, "interrupted": 0, "failed": 0}
+    for number, result in enumerate(results, start=1):
+        if isinstance(result, BaseException):
+            counts["failed"] += 1
+            errors.print(f"input {number} failed: {result}", markup=False, highlight=False, soft_wrap=True)
+            continue
+        counts[result["status"]] += 1
+        print(json.dumps({"input": number, "thread": result["thread"], "status": result["status"],
+                          "output": result["state"].get("output")}))
+    console.print(f"{len(rows)} inputs: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    if counts["failed"]:
+        errors.print("continue: the same command again resumes the failed runs from their last checkpoints")
+        raise typer.Exit(1)
 
 
 def _show_run(graph_app_: Any, target: str, start: Any, thread: str | None, resume: str | None,

@@ -7,6 +7,7 @@ so a strategy that replays its decisions over a resumed tree redoes none of the 
 """
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,6 +15,8 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from baobab.engine.budget import BudgetExceeded, Spend
+from baobab.engine.types import Usage
+from baobab.graphs.executor import Executor, LocalExecutor, Record, portable_url, task_key
 from baobab.search.budget import SearchBudget, SearchStopped, limit_reached
 from baobab.search.environment import Environment, Transition, resolve
 from baobab.search.hooks import Evaluator, Proposer, Reflector
@@ -46,10 +49,14 @@ class SearchContext:
 
     def __init__(self, tree: Tree, env: Environment, proposer: Proposer, evaluator: Evaluator, budget: SearchBudget,
                  spend: Spend, *, k: int | None = None, max_depth: int | None = None, target: float | None = None,
-                 recorder: SearchRecorder | None = None, seed: int = 0) -> None:
+                 recorder: SearchRecorder | None = None, seed: int = 0, executor: Executor | None = None) -> None:
         self.tree, self.env, self.proposer, self.evaluator = tree, env, proposer, evaluator
         self.budget, self.spend, self.recorder = budget, spend, recorder
         self.k, self.max_depth, self.target, self.seed = k, max_depth, target, seed
+        self.executor = executor or LocalExecutor()
+        # workers commit each expansion's and evaluation's result in the search's store, once (see graphs.executor)
+        self.record_url = (portable_url(recorder.store.url) if recorder is not None and not self.executor.local
+                           else None)
 
     @property
     def elapsed(self) -> float:
@@ -163,24 +170,36 @@ class SearchContext:
 
     async def _propose(self, node: Node) -> Proposal:
         spend = self.spend.child(None, "expansion")  # its calls are the cost of the nodes it creates
-        _TREE.set(self.tree)  # run in a task of its own (see _gather): `lessons()` answers for this search only
-        proposals = await self.proposer(node.state, self.tree.path(node), self.k, spend)
-        merged: dict[str, tuple[Any, float]] = {}
-        for action, prior in proposals:  # a sampling proposer may repeat itself: one child, summed prior
-            key = _plain(action, "action")
-            merged[key] = (json.loads(key), merged.get(key, (None, 0.0))[1] + prior)
-        total = sum(p for _, p in merged.values()) or 1.0
-        steps = await asyncio.gather(*(resolve(self.env.step(node.state, a)) for a, _ in merged.values()))
-        for step in steps:
-            if not isinstance(step, Transition):
-                raise TypeError(f"env.step must return a Transition, not {type(step).__name__}")
-        return spend.calls, [(a, p / total, _plain_state(t)) for (a, p), t in zip(merged.values(), steps, strict=True)]
+        path = self.tree.path(node)
+        if self.executor.local:
+            _TREE.set(self.tree)  # run in a task of its own (see _gather): `lessons()` answers for this search only
+            steps = await expansion(self.env, self.proposer, node.state, path, self.k, spend)
+            return spend.calls, steps
+        done = await self.executor.call(remote_expansion, self.env, self.proposer, node.state, path, self.k, spend,
+                                        self.tree.lessons(), record=self._record("expand", path))
+        _charge(spend, done["usages"])
+        return spend.calls, [(a, p, Transition(**t)) for a, p, t in done["steps"]]
 
     async def _estimate(self, node: Node) -> tuple[int, float, str]:
         spend = self.spend.child(None, "evaluation")
-        _TREE.set(self.tree)
-        value = await self.evaluator(node.state, self.tree.path(node), spend)
-        return spend.calls, float(value), str(getattr(value, "critique", ""))  # a judge's reasons, if it gave them
+        path = self.tree.path(node)
+        if self.executor.local:
+            _TREE.set(self.tree)
+            value = await self.evaluator(node.state, path, spend)
+            return spend.calls, float(value), str(getattr(value, "critique", ""))  # a judge's reasons, if it gave them
+        done = await self.executor.call(remote_estimate, self.evaluator, node.state, path, spend, self.tree.lessons(),
+                                        record=self._record("evaluate", path))
+        _charge(spend, done["usages"])
+        return spend.calls, done["value"], done["critique"]
+
+    def _record(self, kind: str, path: list[Node]) -> Record | None:
+        """Where a worker commits the result of `kind` for the last node of `path`: keyed by the run, the node, its
+        state and the actions that led to it, so a retried call reads back its earlier attempt's result."""
+        if self.record_url is None or self.recorder is None:
+            return None
+        node = path[-1]
+        return Record(self.record_url, task_key("search", self.recorder.name, kind, node.id, node.state,
+                                                [n.action for n in path], self.k))
 
     async def _gather(self, coros: list[Awaitable[T]]) -> tuple[list[T | None], SearchStopped | None]:
         """Run `coros` concurrently until the time budget; keep the results that finished."""
@@ -202,6 +221,85 @@ class SearchContext:
         if failure is not None:
             raise failure
         return results, stop
+
+
+async def expansion(env: Environment, proposer: Proposer, state: Any, path: list[Node], k: int | None,
+                    spend: Spend) -> list[tuple[Any, float, Transition]]:
+    """The children of `state`: the proposer's actions (repeats merged, priors summed and normalised), each stepped.
+
+    >>> from baobab.search import DeceptiveTree, uniform_proposer
+    >>> env = DeceptiveTree(depth=2, branching=2)
+    >>> [a for a, _, _ in asyncio.run(expansion(env, uniform_proposer(env), [], [], None, Spend()))]
+    [0, 1]
+    """
+    proposals = await proposer(state, path, k, spend)
+    merged: dict[str, tuple[Any, float]] = {}
+    for action, prior in proposals:  # a sampling proposer may repeat itself: one child, summed prior
+        key = _plain(action, "action")
+        merged[key] = (json.loads(key), merged.get(key, (None, 0.0))[1] + prior)
+    total = sum(p for _, p in merged.values()) or 1.0
+    steps = await asyncio.gather(*(resolve(env.step(state, a)) for a, _ in merged.values()))
+    for step in steps:
+        if not isinstance(step, Transition):
+            raise TypeError(f"env.step must return a Transition, not {type(step).__name__}")
+    return [(a, p / total, _plain_state(t)) for (a, p), t in zip(merged.values(), steps, strict=True)]
+
+
+async def remote_expansion(env: Environment, proposer: Proposer, state: Any, path: list[Node], k: int | None,
+                           spend: Spend, lessons: list[str]) -> dict[str, Any]:
+    """`expansion` on a worker, as JSON: the steps, and each model call's usage for the search to charge.
+
+    `spend` is a copy of the search's (its caps hold as of the call), `lessons` what `lessons()` answers there.
+
+    >>> from baobab.search import DeceptiveTree, uniform_proposer
+    >>> env = DeceptiveTree(depth=2, branching=2)
+    >>> asyncio.run(remote_expansion(env, uniform_proposer(env), [], [], 1, Spend(), []))["steps"][0][:2]
+    [0, 1.0]
+    """
+    recording = _Recording(spend)
+    _TREE.set(_lessons_tree(lessons))
+    steps = await expansion(env, proposer, state, path, k, recording)
+    return {"usages": [u.model_dump() for u in recording.charged],
+            "steps": [[a, p, dataclasses.asdict(t)] for a, p, t in steps]}
+
+
+async def remote_estimate(evaluator: Evaluator, state: Any, path: list[Node], spend: Spend,
+                          lessons: list[str]) -> dict[str, Any]:
+    """The evaluator's value of `state` on a worker, as JSON (see `remote_expansion`).
+
+    >>> from baobab.search import DeceptiveTree, rollout_evaluator
+    >>> asyncio.run(remote_estimate(rollout_evaluator(DeceptiveTree()), [0], [], Spend(), []))["value"]
+    0.5
+    """
+    recording = _Recording(spend)
+    _TREE.set(_lessons_tree(lessons))
+    value = await evaluator(state, path, recording)
+    return {"usages": [u.model_dump() for u in recording.charged], "value": float(value),
+            "critique": str(getattr(value, "critique", ""))}
+
+
+class _Recording(Spend):
+    """A worker's spend: charged like the search's (a copy of it is its parent), and keeping each call's usage."""
+
+    def __init__(self, parent: Spend) -> None:
+        super().__init__(None, "worker", parent)
+        self.charged: list[Usage] = []
+
+    def charge(self, usage: Usage) -> None:
+        self.charged.append(usage)
+        super().charge(usage)
+
+
+def _lessons_tree(lessons: list[str]) -> Tree:
+    tree = Tree(None)
+    tree.recalled = lessons
+    return tree
+
+
+def _charge(spend: Spend, usages: list[dict[str, Any]]) -> None:
+    """Charge `spend` with the model calls a worker made, one by one, as if they were made here."""
+    for usage in usages:
+        spend.charge(Usage(**usage))
 
 
 def _plain(value: Any, what: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from baobab.aio import run_sync
 from baobab.engine.budget import Budget, Spend
 from baobab.engine.types import Usage
+from baobab.graphs.executor import Executor
 from baobab.search.backtrack import backtrack
 from baobab.search.best_of_n import best_of_n
 from baobab.search.budget import SearchBudget, SearchStopped
@@ -54,7 +55,7 @@ async def asearch(env: Environment, strategy: str = "mcts", *, budget: Budget | 
                   proposer: Proposer | None = None, evaluator: Evaluator | None = None,
                   store: Store | str | None = None, run: str | None = None, seed: int = 0,
                   spend: Spend | None = None, memory: Any = None, task: str | None = None,
-                  **options: Any) -> SearchResult:
+                  executor: Executor | None = None, **options: Any) -> SearchResult:
     """Search `env` with `strategy` within `budget`; with `run` (a name) every step is committed to `store`.
 
     Calling again with the same `run` resumes an interrupted search from its stored tree (nothing
@@ -65,16 +66,22 @@ async def asearch(env: Environment, strategy: str = "mcts", *, budget: Budget | 
     `store` is a Store or a URL (default: `baobab.store.default_url()`).
     `memory` (a `baobab.memory.Memory`) recalls the lessons of earlier episodes of `task` (default: the start
     state as text) before the search, and keeps this one's reflections and experience notes after it.
+    `executor` runs the expansions and evaluations (default: here, in this event loop); on a `RayExecutor` the
+    environment and hooks must pickle, and with `run` the workers commit each result to `store` (a file or
+    PostgreSQL URL they can open) once, so a worker that dies mid-search costs only its call in flight.
     Options: `k`, `max_depth`, `target` for every strategy, and the strategy's own (see STRATEGIES).
 
     >>> from baobab.search.toys import DeceptiveTree
     >>> result = await asearch(DeceptiveTree(), "mcts", budget={"max_expansions": 60})  # doctest: +SKIP
+    >>> result = await asearch(DeceptiveTree(), "mcts", executor=RayExecutor(workers=2), batch=8,
+    ...                        store="sqlite:///runs.db", run="deceptive-1")  # doctest: +SKIP
     """
     recalled: list[str] = []
     if memory is not None:  # lessons of earlier episodes of this task
         task = task or json.dumps(await resolve(env.reset()), default=str)
         recalled = [hit.note.content for hit in await memory.asearch(task, 5, filters={"tags": [LESSON_TAG]})]
-    result = await _search(env, strategy, budget, proposer, evaluator, store, run, seed, spend, recalled, options)
+    result = await _search(env, strategy, budget, proposer, evaluator, store, run, seed, spend, recalled, options,
+                           executor)
     if memory is not None:
         for lesson in dict.fromkeys(result.experiences):
             if lesson not in recalled:
@@ -84,7 +91,8 @@ async def asearch(env: Environment, strategy: str = "mcts", *, budget: Budget | 
 
 async def _search(env: Environment, strategy: str, budget: Budget | Mapping[str, Any] | None,
                   proposer: Proposer | None, evaluator: Evaluator | None, store: Store | str | None, run: str | None,
-                  seed: int, spend: Spend | None, recalled: list[str], options: dict[str, Any]) -> SearchResult:
+                  seed: int, spend: Spend | None, recalled: list[str], options: dict[str, Any],
+                  executor: Executor | None) -> SearchResult:
     fn = _strategy(strategy, options)
     search_budget = SearchBudget.model_validate(budget.model_dump() if isinstance(budget, Budget) else budget or {})
     hooks = (proposer or getattr(env, "propose", None) or uniform_proposer(env, seed),
@@ -93,7 +101,7 @@ async def _search(env: Environment, strategy: str, budget: Budget | Mapping[str,
         if store is not None:
             raise ValueError("store= needs run= (the name to persist the search under and resume it by)")
         return await _run(env, fn, options, hooks, search_budget, Spend(search_budget, "search", spend), seed, None,
-                          recalled)
+                          recalled, executor)
     db = store if isinstance(store, Store) else Store(store)
     try:
         recorder = SearchRecorder(db, run)
@@ -105,7 +113,7 @@ async def _search(env: Environment, strategy: str, budget: Budget | Mapping[str,
         search_spend.calls, search_spend.usage = calls, usage
         search_spend.started -= stored.spent.get("seconds", 0.0)
         return await _run(env, fn, options, hooks, search_budget, search_spend, seed, recorder, recalled,
-                          stored.tree)
+                          executor, stored.tree)
     finally:
         if db is not store:
             db.close()
@@ -113,11 +121,11 @@ async def _search(env: Environment, strategy: str, budget: Budget | Mapping[str,
 
 async def _run(env: Environment, fn: Strategy, options: Mapping[str, Any], hooks: tuple[Proposer, Evaluator],
                budget: SearchBudget, spend: Spend, seed: int, recorder: SearchRecorder | None,
-               recalled: list[str], tree: Tree | None = None) -> SearchResult:
+               recalled: list[str], executor: Executor | None, tree: Tree | None = None) -> SearchResult:
     tree = tree or Tree(json.loads(json.dumps(await resolve(env.reset()))))
     tree.recalled = recalled
     ctx = SearchContext(tree, env, *hooks, budget, spend, k=options.get("k"), max_depth=options.get("max_depth"),
-                        target=options.get("target"), recorder=recorder, seed=seed)
+                        target=options.get("target"), recorder=recorder, seed=seed, executor=executor)
     try:
         await fn(ctx, **{name: value for name, value in options.items() if name not in COMMON_OPTIONS})
         stop = SearchStopped("done")

@@ -84,6 +84,14 @@ search_nodes = Table(
     Column("data", Text, nullable=False),  # JSON: the whole node (search.tree.Node.to_dict())
 )
 
+task_results = Table(  # a call's result, committed once under its key: a retried call reads it back (executors)
+    "task_results",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("data", Text, nullable=False),  # JSON
+    Column("created", Float, nullable=False),
+)
+
 spans = Table(
     "spans",
     metadata,

@@ -105,10 +105,15 @@ class YamlSource:
             raise ConfigError(f"{file}{line}: not valid YAML: {exc.problem}") from exc
         except (yaml.YAMLError, UnicodeDecodeError) as exc:  # a control character, bytes that are not UTF-8
             raise ConfigError(f"{file}: not valid YAML: {' '.join(str(exc).split())}") from exc
+        except RecursionError:  # "[[[[..." deeper than Python's stack; no config comes near
+            raise ConfigError(f"{file}: not valid YAML: values nested too deeply") from None
         if root is None:
             return
         places: dict[Path_, str] = {}
-        data = self._value(root, file, (), places)
+        try:
+            data = self._value(root, file, (), places)
+        except RecursionError:
+            raise ConfigError(f"{file}:{root.start_mark.line + 1}: values nested too deeply") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{file}:{root.start_mark.line + 1}: expected a mapping of sections (models, tools, "
                               f"agents, workflow, budgets, inputs), got {type(data).__name__}")

@@ -171,6 +171,8 @@ async def _body(http: HttpRequest, model: type[_Wire]) -> Any:
         data = json.loads(await http.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _HttpError(400, f"the body is not valid JSON: {exc}") from exc
+    except RecursionError:  # "[[[[..." deeper than Python's stack
+        raise _HttpError(400, "the body is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise _HttpError(400, "the body must be a JSON object")
     try:

@@ -126,13 +126,19 @@ class Checkpointer:
                        status: str | None = None, detail: Any = None) -> int:
         """Commit a step: its writes not yet committed, the checkpoint and, if given, the thread status."""
         now = time.time()
+        duplicate = self.store.engine.dialect.loaded_dbapi.IntegrityError
         with self.store.raw_transaction() as cursor:
             if new_writes:
                 cursor.executemany(self._insert_write.text,
                                    [self._insert_write.params(_write_row(thread_id, w, now)) for w in new_writes])
-            cursor.execute(self._insert_checkpoint.text, self._insert_checkpoint.params({
-                "thread": thread_id, "step": step, "parent": parent, "pending": json.dumps(pending),
-                "snapshot": snapshot, "created": now}))
+            try:  # the unique (thread, step) decides, so two processes running one thread cannot both commit a step
+                cursor.execute(self._insert_checkpoint.text, self._insert_checkpoint.params({
+                    "thread": thread_id, "step": step, "parent": parent, "pending": json.dumps(pending),
+                    "snapshot": snapshot, "created": now}))
+            except duplicate as exc:
+                why = (f"thread {thread_id}: step {step} was committed by another run of this thread (two processes "
+                       "resumed it at once); this run stops, the other's steps stand")
+                raise CheckpointError(why) from exc
             checkpoint_id = cursor.fetchone()[0]
             if status is not None:
                 cursor.execute(self._set_status.text, self._set_status.params(

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import networkx as nx
 import numpy as np
@@ -25,6 +25,7 @@ from baobab.memory.embedders import DEFAULT_EMBEDDER, Embedder, aembed, load_emb
 from baobab.memory.index import VectorIndex
 from baobab.memory.keywords import keywords as extract_keywords
 from baobab.memory.keywords import words
+from baobab.memory.pgvector import PgVectors
 from baobab.memory.types import Hit, Link, Note, NoteVersion
 from baobab.store import Store
 from baobab.store.schema import memory_links, memory_notes, memory_versions
@@ -43,17 +44,28 @@ class Memory:
     `llm=None` is the cheap mode: keywords by frequency, links to neighbours at least `link_threshold` similar,
     no evolution. With a model, it writes each note's keywords, tags and context, picks the links among the
     `neighbours` nearest notes and evolves the linked ones (their previous versions are kept).
+    `vectors`: where nearest notes are found: "pgvector" (in PostgreSQL, an HNSW index every process shares),
+    "process" (an index in this process, loaded from the store), or "auto" (pgvector when the store is
+    PostgreSQL with the `vector` extension available, else the process).
     """
 
     def __init__(self, url: str | Store | None = None, *, llm: str | LLM | None = None,
                  embedder: str | Embedder | None = DEFAULT_EMBEDDER, scope: str = "global",
-                 reads: Sequence[str] = ("global",), link_threshold: float = 0.6, neighbours: int = 5) -> None:
+                 reads: Sequence[str] = ("global",), link_threshold: float = 0.6, neighbours: int = 5,
+                 vectors: Literal["auto", "pgvector", "process"] = "auto") -> None:
         self.store = url if isinstance(url, Store) else Store(url)
         self.llm = load_llm(llm) if isinstance(llm, str) else llm
         self.embedder = load_embedder(embedder)
         self.scope, self.visible = scope, frozenset({scope, *reads})
         self.link_threshold, self.neighbours = link_threshold, neighbours
-        self.index = VectorIndex(self.embedder.dim)
+        if vectors not in ("auto", "pgvector", "process"):
+            raise MemoryError(f"vectors must be auto, pgvector or process, got {vectors!r}")
+        self.index = VectorIndex(self.embedder.dim)  # unused when pgvector holds the vectors
+        try:
+            self.pg = (PgVectors.open(self.store, self.embedder.dim, required=vectors == "pgvector")
+                       if vectors != "process" else None)
+        except RuntimeError as exc:
+            raise MemoryError(str(exc)) from exc
         self._scopes: dict[int, str] = {}
         self._scope_set: set[str] | None = None  # the scopes of the notes indexed, worked out when needed
         self._seen = 0.0
@@ -79,7 +91,7 @@ class Memory:
             found, context, tag_list = extract_keywords(content), "", list(tags or ())
         vector = (await aembed(self.embedder, [_embedded_text(content, context, found)]))[0]
         self._refresh()
-        near = [(i, s) for i, s in self.index.search(vector, self.neighbours, self._visible_ids()) if s > 0]
+        near = [(i, s) for i, s in self._nearest(vector, self.neighbours, self._visible_ids()) if s > 0]
         links: list[tuple[int, str, str]] = []
         evolutions: list[dict[str, Any]] = []
         if self.llm is not None and near:
@@ -122,7 +134,9 @@ class Memory:
             self._put(ids, vectors, self.scope)
             visible = self._visible_ids()
             rows = []
-            for note, near in zip(ids, self.index.search_many(vectors, self.neighbours + 1), strict=True):
+            nearest = (self.pg.search_many(vectors, self.neighbours + 1, conn) if self.pg is not None
+                       else self.index.search_many(vectors, self.neighbours + 1))
+            for note, near in zip(ids, nearest, strict=True):
                 for other, score in near:
                     if other != note and score >= self.link_threshold and (visible is None or other in visible):
                         rows.append({"source": note, "target": other, "kind": "similar",
@@ -192,7 +206,7 @@ class Memory:
         why: dict[int, list[str]] = {}
         if mode != "keyword":
             vector = (await aembed(self.embedder, [query]))[0]
-            for rank, (note, score) in enumerate(self.index.search(vector, pool, allowed), 1):
+            for rank, (note, score) in enumerate(self._nearest(vector, pool, allowed), 1):
                 fused[note] = fused.get(note, 0.0) + 1 / (RRF_K + rank)
                 why.setdefault(note, []).append(f"vector {score:.2f} (rank {rank})")
         if mode != "vector":
@@ -309,11 +323,16 @@ class Memory:
             embedding=np.asarray(vector, dtype=np.float32).tobytes(), updated=now, writer=self._writer)
         ).inserted_primary_key
         assert note_id is not None
+        if self.pg is not None:
+            self.pg.write(conn, int(note_id[0]), vector)
         self._index_text(conn, int(note_id[0]), content, found, tags, context)
         return int(note_id[0])
 
     def _change(self, conn: Connection, note: int, reason: str, fields: Mapping[str, Any], now: float) -> None:
         """Keep the note's current version, then apply `fields` (re-embedding a changed content)."""
+        # lock the row before reading it (PostgreSQL: the row; SQLite: the database), so that processes changing
+        # one note take turns and none overwrites a version another just made
+        conn.execute(update(memory_notes).where(memory_notes.c.id == note).values(version=memory_notes.c.version))
         row = conn.execute(select(memory_notes).where(memory_notes.c.id == note)).first()
         if row is None:
             raise MemoryError(f"no note {note}")
@@ -331,6 +350,8 @@ class Memory:
             values["embedding"] = vector[0].tobytes()
             self._put([note], vector, row.scope)
         conn.execute(update(memory_notes).where(memory_notes.c.id == note).values(**values))
+        if self.pg is not None and "embedding" in values:
+            self.pg.write(conn, note, vector[0])
         if self.store.dialect == "sqlite":
             conn.execute(text("DELETE FROM memory_fts WHERE rowid = :id"), {"id": note})
         self._index_text(conn, note, merged["content"], list(merged["keywords"]), list(merged["tags"]),
@@ -398,9 +419,13 @@ class Memory:
                     and all(json.loads(r.meta).get(k) == v for k, v in wanted_meta.items())}
         return matching if allowed is None else allowed & matching
 
+    def _nearest(self, query: np.ndarray[Any, Any], k: int, allowed: set[int] | None) -> list[tuple[int, float]]:
+        return self.pg.search(query, k, allowed) if self.pg is not None else self.index.search(query, k, allowed)
+
     def _put(self, ids: list[int], vectors: np.ndarray[Any, Any], scope: str) -> None:
         with self._lock:
-            self.index.put(ids, vectors)
+            if self.pg is None:
+                self.index.put(ids, vectors)
             self._scopes.update(dict.fromkeys(ids, scope))
             self._scope_set = None
 
@@ -408,15 +433,17 @@ class Memory:
         """Bring the index up to date with notes written since (by this or any other process; a note another
         process deleted stays in the index until reopened, and is dropped from results as missing)."""
         started = time.time()
-        query = select(memory_notes.c.id, memory_notes.c.scope, memory_notes.c.embedding, memory_notes.c.updated)
+        columns = [memory_notes.c.id, memory_notes.c.scope, memory_notes.c.updated]
+        query = select(*columns, *([memory_notes.c.embedding] if self.pg is None else []))  # pgvector: scopes only
         if self._seen:  # rows others wrote since; commits may land out of timestamp order, hence the margin
             query = query.where(memory_notes.c.updated > self._seen - 5.0, memory_notes.c.writer != self._writer)
         with self.store.transaction() as conn:  # the index on `updated` makes an idle check cheap at any size
             rows = conn.execute(query).all()
         with self._lock:
-            if rows:
+            if rows and self.pg is None:
                 vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype=np.float32)
                 self.index.put([r.id for r in rows], vectors.reshape(len(rows), self.embedder.dim))
+            if rows:
                 self._scopes.update({r.id: r.scope for r in rows})
                 self._scope_set = None
                 self._seen = max(self._seen, max(r.updated for r in rows))

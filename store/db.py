@@ -72,6 +72,9 @@ class Store:
     `synchronous` applies to SQLite only: NORMAL (WAL) survives a crash of the process, FULL also
     a loss of power, at the price of an fsync per commit. `busy_timeout`: how long a write waits for
     another process's lock (SQLite's busy_timeout, PostgreSQL's lock_timeout) before a StoreError.
+    `pool_size` and `max_overflow` apply to a server database (PostgreSQL): the connections kept open, and how
+    many more a burst may open (SQLAlchemy's defaults, 5 and 10); a pooled connection is checked before use, so
+    a restarted server costs no failed call.
     """
 
     def __init__(
@@ -81,6 +84,8 @@ class Store:
         data_dir: str | Path | None = None,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         busy_timeout: float = 10.0,
+        pool_size: int = 5,
+        max_overflow: int = 10,
     ) -> None:
         self.url = url or default_url(data_dir)
         try:
@@ -97,6 +102,8 @@ class Store:
             else:  # one shared connection, or every connection would see its own empty database
                 kwargs["poolclass"] = StaticPool
             kwargs["connect_args"] = {"check_same_thread": False}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
         try:
             self.engine: Engine = create_engine(parsed, **kwargs)
         except Exception as exc:  # a missing driver, a bad option: say which database

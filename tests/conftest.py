@@ -55,7 +55,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each database Baobab supports; a PostgreSQL test gets its own fresh database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.db'}"
-    server: str = request.getfixturevalue("postgres_url")
+    url: str = request.getfixturevalue("postgres_db")
+    return url
+
+
+@pytest.fixture
+def postgres_db(request: pytest.FixtureRequest, postgres_url: str) -> str:
+    """A fresh, empty database of its own on the session's PostgreSQL server."""
+    server = postgres_url
     import sqlalchemy
 
     name = f"t{abs(hash(request.node.nodeid)) % 10**12}"

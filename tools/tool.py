@@ -109,6 +109,8 @@ class Tool:
                 arguments = json.loads(arguments) if arguments.strip() else {}
             except json.JSONDecodeError as exc:
                 raise ToolError(f"{self.name}: arguments are not valid JSON ({exc})") from None
+            except RecursionError:  # "[[[[..." deeper than Python's stack
+                raise ToolError(f"{self.name}: arguments are not valid JSON (nested too deeply)") from None
         if not isinstance(arguments, Mapping):
             raise ToolError(f"{self.name}: arguments must be a JSON object, got {type(arguments).__name__}")
         try:

@@ -1,6 +1,7 @@
 """Durable runs on SQLite and PostgreSQL: history, any checkpoint read back, fork, interrupts, failures,
 delta storage."""
 
+import asyncio
 from typing import Annotated
 
 import pytest
@@ -263,3 +264,30 @@ def test_storage_grows_with_what_changed_not_with_the_square_of_the_length(sqlit
     assert second < 1.5 * first
     assert (first + second) / 400 < 2 * (ROW_COST + len('{"n":400,"log":["' + item + '"]}'))
     assert app.state(checkpoint=app.history("t")[123].id).n == 400 - 123
+
+
+def test_two_processes_resuming_one_thread_at_once_commit_each_step_once(db_url: str) -> None:
+    async def slow(s: S) -> dict[str, object]:
+        await asyncio.sleep(0.3)  # both runs are inside this step when the first commits it
+        return {"n": s.n + 1, "log": ["slow"]}
+
+    def build() -> Graph:
+        g = Graph(S).node("a", lambda s: {"n": 1}).node("b", slow)
+        return g.edge(START, "a").edge("a", "b").edge("b", END)
+
+    paused = build().compile(checkpointer=db_url, interrupt_before=["b"]).run(thread="t")
+    assert paused.status == "interrupted"
+    one, other = build().compile(checkpointer=db_url), build().compile(checkpointer=db_url)  # a store each
+
+    async def both() -> list[object]:
+        return list(await asyncio.gather(one.aresume("t"), other.aresume("t"), return_exceptions=True))
+
+    results = asyncio.run(both())
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], CheckpointError), results
+    assert "was committed by another run of this thread" in str(errors[0])
+    done = next(r for r in results if not isinstance(r, BaseException))
+    assert done.status == "done" and done.state.n == 2 and done.state.log == ["slow"]  # type: ignore[union-attr]
+    history = one.history("t")
+    assert sorted(c.step for c in history) == list(range(len(history)))  # no step twice
+    assert one.checkpointer.thread("t").status == "done"  # type: ignore[union-attr]

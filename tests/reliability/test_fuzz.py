@@ -6,6 +6,7 @@ import contextlib
 import json
 import random
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,8 +24,13 @@ from baobab.graphs import END, START, Graph, GraphError, GraphRecursionError
 from baobab.tools import tool
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
-FEW = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-MANY = settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+# 5 s per example: a shared 2-core machine can be slow, yet no example should come near (hangs have their own
+# timeouts below); the default run is derandomized and every failure prints the blob that reproduces it
+FEW = settings(max_examples=40, deadline=timedelta(seconds=5), derandomize=True, print_blob=True, database=None,
+               suppress_health_check=list(HealthCheck))
+MANY = settings(max_examples=600, deadline=timedelta(seconds=5), print_blob=True, database=None,
+                suppress_health_check=list(HealthCheck))
+NESTED = st.integers(1, 3000).map(lambda n: "[" * n + "]" * n)  # deeper than Python's stack, at times
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=12),
@@ -56,7 +62,8 @@ def check_config(path: Path) -> None:
         read_config(path)
     except ConfigError as exc:
         lines = str(exc).splitlines()
-        assert lines and all(line.startswith(str(path)) for line in lines), str(exc)  # file:line: field: what
+        where = re.compile(rf"{re.escape(str(path))}(:\d+)?: \S")  # file:line: field: what
+        assert lines and all(where.match(line) for line in lines), str(exc)
 
 
 def config_mutants(tmp_path: Path, seed: int, value: Any) -> Path:
@@ -73,7 +80,9 @@ def fuzz_configs(tmp_path: Path) -> Any:
         check_config(config_mutants(tmp_path, seed, value))
 
     @given(text=st.text(max_size=200) | st.sampled_from(["{", "agents: [", "- - -", "a: !!python/object:os.system x",
-                                                          "\t", "workflow: {type: graph}", "&a [*a]"]))
+                                                          "\t", "workflow: {type: graph}", "&a [*a]"])
+                | NESTED | st.integers(1, 5000).map(lambda n: "- " * n + "x")
+                | st.integers(1, 5000).map(lambda n: "a: " + "{b: " * n + "1" + "}" * n))
     def arbitrary(text: str) -> None:
         path = tmp_path / "any.yaml"
         path.write_text(text)
@@ -95,7 +104,7 @@ class S(BaseModel):
     n: int = 0
 
 
-NAMES = st.sampled_from(["a", "b", "c", START, END, "", "a b", "__x__"])
+NAMES = st.sampled_from(["a", "b", "c", START, END, "", "a b", "__x__"]) | st.text(max_size=4)
 
 
 @given(nodes=st.lists(NAMES, max_size=4), edges=st.lists(st.tuples(st.lists(NAMES, min_size=1, max_size=2), NAMES),
@@ -144,7 +153,8 @@ def place(name: str, count: int, where: Point, tags: list[str] | None = None,
     return f"{count} {name} at {where.x},{where.y} {mode} {tags or []}"
 
 
-@given(arguments=json_values | st.text(max_size=40) | st.fixed_dictionaries(
+@given(arguments=json_values | st.text(max_size=40) | NESTED | NESTED.map(lambda v: f'{{"where": {v}}}')
+       | st.fixed_dictionaries(
     {}, optional={"name": json_values, "count": json_values, "where": json_values | st.fixed_dictionaries(
         {}, optional={"x": json_values, "y": json_values}), "tags": json_values, "mode": json_values}))
 def fuzz_tool_arguments(arguments: Any) -> None:
@@ -171,25 +181,31 @@ BODIES = st.fixed_dictionaries({}, optional={
     "response_format": json_values, "tools": json_values, "tool_choice": json_values})
 
 
-async def post(path: str, content: bytes) -> httpx.Response:
-    app = create_app(ScriptedLLM(["ok"], cycle=True))
+async def post(path: str, content: bytes, headers: dict[str, bytes], key: str | None) -> httpx.Response:
+    app = create_app(ScriptedLLM(["ok"], cycle=True), api_key=key)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         async with asyncio.timeout(10):
-            return await client.post(path, content=content, headers={"content-type": "application/json"})
+            return await client.post(path, content=content, headers=headers)
 
 
 @given(path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]),
        body=BODIES.map(lambda b: json.dumps(b).encode()) | json_values.map(lambda v: json.dumps(v).encode())
-       | st.binary(max_size=64))
-def fuzz_server_bodies(path: str, body: bytes) -> None:
-    response = asyncio.run(post(path, body))
-    assert response.status_code in (200, 400), (response.status_code, response.text[:300])
-    if response.status_code == 400:
+       | st.binary(max_size=64) | NESTED.map(str.encode) | NESTED.map(lambda v: f'{{"messages": {v}}}'.encode()),
+       content_type=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded", ""]),
+       key=st.none() | st.just("k"), authorization=st.sampled_from(["", "Bearer k", "Bearer wrong", "k", "Bearer é"]))
+def fuzz_server_bodies(path: str, body: bytes, content_type: str, key: str | None, authorization: str) -> None:
+    headers = {"content-type": content_type, "authorization": authorization}
+    headers = {name: value.encode() for name, value in headers.items() if value}  # bytes: "é" goes as UTF-8
+    response = asyncio.run(post(path, body, headers, key))
+    refused = key is not None and authorization.removeprefix("Bearer ") != key  # the bare key is accepted too
+    assert response.status_code in ((401,) if refused else (200, 400)), (response.status_code, response.text[:300])
+    if response.status_code != 200:
         error = response.json()["error"]
-        assert isinstance(error["message"], str) and error["message"] and error["type"] == "invalid_request_error"
+        assert set(error) == {"message", "type", "param", "code"} and isinstance(error["message"], str)
+        assert error["message"] and error["type"] == ("authentication_error" if refused else "invalid_request_error")
 
 
-def test_server_bodies_get_a_result_or_an_openai_shaped_400() -> None:
+def test_server_bodies_get_a_result_or_an_openai_shaped_4xx() -> None:
     FEW(fuzz_server_bodies)()
 
 

@@ -1,0 +1,82 @@
+"""Memory vectors in PostgreSQL (pgvector): found in the database as the in-process index finds them, written with
+their notes, filled in for notes written without them, and refused with a reason where pgvector cannot serve."""
+
+import os
+
+import numpy as np
+import pytest
+from bag_of_words import BagOfWords
+from sqlalchemy import text
+
+from baobab.memory import Memory, MemoryError
+from baobab.store import Store
+
+TOPICS = ["deploy disk full build server", "cache restarts nightly backup", "paris capital france travel",
+          "invoice payment overdue customer", "python test flaky timeout ci"]
+
+
+@pytest.fixture
+def pg(postgres_db: str) -> str:
+    """A fresh PostgreSQL database whose server has pgvector (CI installs it; elsewhere the tests say why not)."""
+    with Store(postgres_db).transaction() as conn:
+        available = conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).first()
+    if available is None:
+        if os.environ.get("BAOBAB_REQUIRE_POSTGRES"):
+            pytest.fail("the PostgreSQL server has no pgvector; .ci/run installs it (shared/scripts)")
+        pytest.skip("pgvector is not installed (shared/scripts/pgvector_install.sh): its tests cannot run")
+    return postgres_db
+
+
+def notes(n: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    return [f"{TOPICS[i % len(TOPICS)]} {' '.join(rng.choice(TOPICS[(i * 7) % 5].split(), 2))} note{i}"
+            for i in range(n)]
+
+
+def test_pgvector_finds_what_the_in_process_index_finds(pg: str) -> None:
+    with Memory(pg, embedder=BagOfWords()) as in_db, Memory(pg, embedder=BagOfWords(), vectors="process") as here:
+        assert in_db.pg is not None and here.pg is None  # auto picked pgvector on PostgreSQL
+        written = in_db.add_many(notes(300))
+        assert len(here.notes(n.id for n in written)) == 300
+        here.search("anything", k=1)  # a search loads the notes written since into its in-process index
+        for query in ["disk full on the build server", "capital of france", "flaky ci timeout", "note17"]:
+            vector = BagOfWords().embed([query])[0]
+            found, expected = in_db.pg.search(vector, 8), here.index.search(vector, 8)
+            assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=1e-5), query
+            exact = dict(here.index.search(vector, 400))  # ties may be broken by other ids, each with its own score
+            assert all(abs(exact[i] - s) < 1e-5 for i, s in found), query
+            assert in_db.search(query, k=1, mode="vector")[0].why == [f"vector {found[0][1]:.2f} (rank 1)"]
+        # links were made in the database by similarity, as the in-process index makes them
+        assert written[5].links and all(x.kind == "similar" for x in written[5].links)
+        tagged = in_db.add("disk full again on the build server", tags=["ops"])
+        assert [h.note.id for h in in_db.search("disk", k=3, mode="vector", filters={"tags": ["ops"]})] == [tagged.id]
+        changed = in_db.update(tagged.id, content="zebras and giraffes on the savanna")  # re-embedded in the row
+        assert in_db.search("zebras giraffes", k=1, mode="vector")[0].note.id == changed.id
+        in_db.delete(changed.id)
+        assert changed.id not in {h.note.id for h in in_db.search("zebras giraffes", k=20, mode="vector")}
+
+
+def test_notes_written_without_pgvector_get_their_vectors_when_a_memory_opens_it(pg: str) -> None:
+    with Memory(pg, embedder=BagOfWords(), vectors="process") as before:
+        old = before.add_many(["the deploy failed: disk full", "paris is the capital of france"])
+    with Store(pg).transaction() as conn:  # no vector column yet: nothing used pgvector
+        assert conn.execute(text("SELECT count(*) FROM pg_attribute WHERE attrelid = 'memory_notes'::regclass "
+                                 "AND attname = 'vec'")).scalar_one() == 0
+    with Memory(pg, embedder=BagOfWords(), vectors="pgvector") as after:
+        assert after.search("capital of france", k=1, mode="vector")[0].note.id == old[1].id
+    with Store(pg).transaction() as conn:
+        assert conn.execute(text("SELECT count(*) FROM memory_notes WHERE vec IS NULL")).scalar_one() == 0
+
+
+class Wider(BagOfWords):
+    dim = 300
+
+
+def test_pgvector_is_refused_with_the_reason(pg: str, sqlite_url: str) -> None:
+    Memory(pg, embedder=BagOfWords(), vectors="pgvector").close()  # the column is vector(256)
+    with pytest.raises(MemoryError, match=r"memory_notes.vec is vector\(256\), but the embedder makes 300-d"):
+        Memory(pg, embedder=Wider(), vectors="pgvector")
+    with pytest.raises(MemoryError, match="cannot keep memory vectors in pgvector: the store is sqlite"):
+        Memory(sqlite_url, embedder=BagOfWords(), vectors="pgvector")
+    with pytest.raises(MemoryError, match="vectors must be auto, pgvector or process, got 'faiss'"):
+        Memory(sqlite_url, embedder=BagOfWords(), vectors="faiss")  # type: ignore[arg-type]

@@ -53,6 +53,12 @@ class RayExecutor:
         if self.owned:
             local: dict[str, Any] = {} if address else {"_node_ip_address": "127.0.0.1", "include_dashboard": False}
             ray.init(address=address, log_to_driver=False, **local)
+        cpus = ray.cluster_resources().get("CPU", 0.0)
+        if workers * num_cpus > cpus:  # Ray would wait forever for the CPUs of the workers it cannot place
+            if self.owned:
+                ray.shutdown()
+            raise ValueError(f"{workers} workers of num_cpus={num_cpus} need {workers * num_cpus:g} CPUs, but the Ray "
+                             f"cluster has {cpus:g}: give fewer workers or a smaller num_cpus")
         actor = _actor_class().options(
             max_restarts=-1, max_task_retries=max_retries, max_concurrency=concurrency, num_cpus=num_cpus,
             scheduling_strategy="SPREAD", runtime_env=runtime_env)

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from workloads import SlowTree, entries, in_flight, run_slow
 
@@ -130,3 +131,13 @@ def test_baobab_run_inputs_on_ray_runs_each_input_once_and_a_second_run_reads_th
     assert second.returncode == 0 and "3 inputs: 3 done" in second.stdout, second.stderr
     with store.transaction() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM checkpoints").scalar_one() == 6  # nothing ran again
+
+
+def test_more_workers_than_the_cluster_can_place_is_an_error_not_a_wait(ray_address: str) -> None:
+    with pytest.raises(ValueError, match=r"3 workers of num_cpus=1.0 need 3 CPUs, but the Ray cluster has 2"):
+        RayExecutor(workers=3)
+    executor = RayExecutor(workers=3, num_cpus=0.5)  # 1.5 of the 2 CPUs: all three start
+    try:
+        assert len(set(asyncio.run(executor.pids()))) == 3
+    finally:
+        asyncio.run(executor.aclose())

@@ -20,9 +20,26 @@ from fault_server import FaultServer
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
+STORE_ENV = "BAOBAB_TEST_DB"  # "postgres": every store_url is a PostgreSQL database (.ci/run's last step)
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database for the test: a SQLite file, or with $BAOBAB_TEST_DB=postgres a PostgreSQL database."""
+    if os.environ.get(STORE_ENV) == "postgres":
+        url: str = request.getfixturevalue("postgres_db")
+        return url
     return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With $BAOBAB_TEST_DB=postgres, only the tests that take a store_url run (the others run on SQLite or
+    on both databases already): pytest reports the rest as deselected."""
+    if os.environ.get(STORE_ENV) != "postgres":
+        return
+    kept = [item for item in items if "store_url" in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
 
 
 @pytest.fixture(scope="session")

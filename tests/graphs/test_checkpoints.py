@@ -241,13 +241,13 @@ def test_errors_for_unknown_threads_and_missing_checkpointer(db_url: str) -> Non
         counter_graph().compile().fork(1)
 
 
-def test_storage_grows_with_what_changed_not_with_the_square_of_the_length(sqlite_url: str) -> None:
+def test_storage_grows_with_what_changed_not_with_the_square_of_the_length(store_url: str) -> None:
     """A 400-step thread whose list grows each step stores about as much in its last 200 steps as in its
     first 200 (full states at every step would store 3x more), and a few hundred bytes a step."""
     item = "x" * 50
     g = Graph(S).node("grow", lambda s: {"n": s.n + 1, "log": [item]})
     g.edge(START, "grow").route("grow", lambda s: "grow" if s.n < 400 else END, ["grow", END])
-    app = g.compile(checkpointer=sqlite_url, recursion_limit=1000)
+    app = g.compile(checkpointer=store_url, recursion_limit=1000)
     app.run(thread="t")
     cp = app.checkpointer
     assert cp is not None

@@ -2,7 +2,6 @@
 
 import random
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -79,8 +78,8 @@ def test_a_contextual_bandit_learns_which_arm_suits_which_state() -> None:
     assert sum(late) >= 85, sum(late)
 
 
-def test_what_a_bandit_learned_is_kept_in_the_store_and_used_by_the_next_process(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+def test_what_a_bandit_learned_is_kept_in_the_store_and_used_by_the_next_process(store_url: str) -> None:
+    url = store_url
     payoff = {"a": lambda s: 0.2, "b": lambda s: 0.8}
     play(BanditRouter("kept", reward=lambda s: s.reward, decay=1.0), payoff, range(80), url)
     fresh = BanditRouter("kept", reward=lambda s: s.reward, decay=1.0, store=url)
@@ -120,8 +119,8 @@ def trap(calls: Counter[str]) -> Graph:
     return graph.edge("safe", "safe2").edge("safe2", "safe3").edge("safe3", END)
 
 
-def test_lookahead_escapes_the_trap_a_step_by_step_router_falls_into(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+def test_lookahead_escapes_the_trap_a_step_by_step_router_falls_into(store_url: str) -> None:
+    url = store_url
     calls: Counter[str] = Counter()
     step_by_step = trap(calls).route("start", LookaheadRouter(lambda s: s.score, depth=1), ["bait", "safe"])
     assert not step_by_step.compile().run().state.solved  # one step ahead, the bait looks best
@@ -142,10 +141,10 @@ def test_lookahead_escapes_the_trap_a_step_by_step_router_falls_into(tmp_path: P
     assert app.state(branches["bait"].name).path == ["start", "bait", "bait2", "bait3"]  # type: ignore[attr-defined]
 
 
-def test_a_branch_cut_short_is_left_paused_and_can_be_resumed(tmp_path: Path) -> None:
+def test_a_branch_cut_short_is_left_paused_and_can_be_resumed(store_url: str) -> None:
     calls: Counter[str] = Counter()
     app = trap(calls).route("start", LookaheadRouter(lambda s: -s.score, depth=1), ["bait", "safe"]) \
-        .compile(checkpointer=f"sqlite:///{tmp_path / 'runs.db'}")
+        .compile(checkpointer=store_url)
     assert app.run(thread="main").state.path == ["start", "safe", "safe2", "safe3"]  # lower score wins here
     paused = next(t for t in app.checkpointer.threads() if ".bait." in t.name)  # type: ignore[union-attr]
     assert paused.status == "interrupted" and app.state(paused.name).path == ["start", "bait"]  # type: ignore[attr-defined]
@@ -168,8 +167,8 @@ def test_lookahead_budgets_hold() -> None:
     assert sampled.spent == 3 and (calls["bait"] == 0 or calls["safe"] == 0)  # one branch explored
 
 
-def test_routing_decisions_are_recorded_as_spans_for_the_viewer(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+def test_routing_decisions_are_recorded_as_spans_for_the_viewer(store_url: str) -> None:
+    url = store_url
     app = trap(Counter()).route("start", LookaheadRouter(lambda s: s.score, depth=3), ["bait", "safe"]) \
         .compile(checkpointer=url)
     app.run(thread="seen")

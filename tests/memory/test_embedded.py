@@ -7,8 +7,8 @@ import pytest
 from baobab.memory import Memory
 
 
-def test_packaged_embedder_finds_by_meaning(sqlite_url: str, minilm: Any) -> None:
-    with Memory(sqlite_url, embedder=minilm) as memory:
+def test_packaged_embedder_finds_by_meaning(store_url: str, minilm: Any) -> None:
+    with Memory(store_url, embedder=minilm) as memory:
         assert minilm.dim == 384
         memory.add_many(["The cat sat on the warm windowsill.", "Quarterly revenue grew by ten percent.",
                          "The server crashed after the disk filled up."])
@@ -17,8 +17,8 @@ def test_packaged_embedder_finds_by_meaning(sqlite_url: str, minilm: Any) -> Non
 
 
 @pytest.mark.timeout(300)
-def test_the_embedded_model_writes_valid_notes_and_links(sqlite_url: str, minilm: Any) -> None:
-    with Memory(sqlite_url, llm="local:smollm2-135m", embedder=minilm) as memory:
+def test_the_embedded_model_writes_valid_notes_and_links(store_url: str, minilm: Any) -> None:
+    with Memory(store_url, llm="local:smollm2-135m", embedder=minilm) as memory:
         try:
             first = memory.add("Our deploy failed because the build server's disk was full.")
             second = memory.add("We added disk alerts to the build server after the failed deploy.")

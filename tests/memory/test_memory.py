@@ -78,11 +78,11 @@ def test_graph_export_and_import(tmp_path: Path) -> None:
         third.import_(tmp_path / "bad.jsonl")
 
 
-def test_scopes_keep_agents_apart(sqlite_url: str) -> None:
-    alice = cheap(sqlite_url, scope="agent:alice", reads=("global", "team:red"))
-    bob = cheap(sqlite_url, scope="agent:bob", reads=("global", "team:red"))
-    team = cheap(sqlite_url, scope="team:red")
-    shared = cheap(sqlite_url)
+def test_scopes_keep_agents_apart(store_url: str) -> None:
+    alice = cheap(store_url, scope="agent:alice", reads=("global", "team:red"))
+    bob = cheap(store_url, scope="agent:bob", reads=("global", "team:red"))
+    team = cheap(store_url, scope="team:red")
+    shared = cheap(store_url)
     try:
         alice.add("alice keeps the api key rotation schedule")
         team.add("the red team rotates keys monthly")
@@ -129,19 +129,19 @@ def test_a_model_writes_links_by_id_and_evolves_the_linked_note(db_url: str) -> 
         assert first.id in ids["properties"]["id"]["enum"]
 
 
-def test_a_model_that_names_no_valid_json_gets_a_clear_error(sqlite_url: str) -> None:
-    with Memory(sqlite_url, llm=ScriptedLLM(["not json"]), embedder=BagOfWords()) as memory, \
+def test_a_model_that_names_no_valid_json_gets_a_clear_error(store_url: str) -> None:
+    with Memory(store_url, llm=ScriptedLLM(["not json"]), embedder=BagOfWords()) as memory, \
             pytest.raises(ValueError, match="no valid JSON"):
         memory.add("anything")
-    with cheap(sqlite_url) as memory, pytest.raises(MemoryError, match="content is empty"):
+    with cheap(store_url) as memory, pytest.raises(MemoryError, match="content is empty"):
         memory.add("   ")
 
 
-def test_an_agent_recalls_notes_before_acting_and_stores_what_it_answered(sqlite_url: str) -> None:
+def test_an_agent_recalls_notes_before_acting_and_stores_what_it_answered(store_url: str) -> None:
     from baobab.agents import Agent
 
     llm = ScriptedLLM(["The deploy fails when the disk is full; clean /tmp first.", "Clean /tmp, then deploy."])
-    with cheap(sqlite_url, scope="agent:ops", reads=("global", "agent:ops")) as memory:
+    with cheap(store_url, scope="agent:ops", reads=("global", "agent:ops")) as memory:
         memory.add("the build server disk fills up with old artifacts in /tmp")
         agent = Agent("ops", model=llm, memory=memory)
         agent.run("Why does the deploy on the build server fail?")

@@ -2,6 +2,7 @@
 their notes, filled in for notes written without them, and refused with a reason where pgvector cannot serve."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,11 +73,12 @@ class Wider(BagOfWords):
     dim = 300
 
 
-def test_pgvector_is_refused_with_the_reason(pg: str, sqlite_url: str) -> None:
+def test_pgvector_is_refused_with_the_reason(pg: str, tmp_path: Path) -> None:
+    sqlite = f"sqlite:///{tmp_path / 'm.db'}"
     Memory(pg, embedder=BagOfWords(), vectors="pgvector").close()  # the column is vector(256)
     with pytest.raises(MemoryError, match=r"memory_notes.vec is vector\(256\), but the embedder makes 300-d"):
         Memory(pg, embedder=Wider(), vectors="pgvector")
     with pytest.raises(MemoryError, match="cannot keep memory vectors in pgvector: the store is sqlite"):
-        Memory(sqlite_url, embedder=BagOfWords(), vectors="pgvector")
+        Memory(sqlite, embedder=BagOfWords(), vectors="pgvector")
     with pytest.raises(MemoryError, match="vectors must be auto, pgvector or process, got 'faiss'"):
-        Memory(sqlite_url, embedder=BagOfWords(), vectors="faiss")  # type: ignore[arg-type]
+        Memory(sqlite, embedder=BagOfWords(), vectors="faiss")  # type: ignore[arg-type]

@@ -11,9 +11,9 @@ from baobab.search.hooks import uniform_proposer
 from baobab.search.toys import DeceptiveTree
 
 
-def test_backtracking_experiences_persist_and_come_back_in_the_next_episode(sqlite_url: str) -> None:
+def test_backtracking_experiences_persist_and_come_back_in_the_next_episode(store_url: str) -> None:
     env = DeceptiveTree(depth=3, branching=2)
-    first = Memory(sqlite_url, embedder=BagOfWords())
+    first = Memory(store_url, embedder=BagOfWords())
     try:
         result = search(env, "backtrack", memory=first, task="deceptive tree, depth 3",
                         evaluator=env.misleading_value)  # misled into the trap first
@@ -31,7 +31,7 @@ def test_backtracking_experiences_persist_and_come_back_in_the_next_episode(sqli
         seen.append(lessons())
         return await plain(state, path, k, spend)
 
-    later = Memory(sqlite_url, embedder=BagOfWords())  # a later episode, another process's memory object
+    later = Memory(store_url, embedder=BagOfWords())  # a later episode, another process's memory object
     try:
         again = search(env, "backtrack", memory=later, task="deceptive tree, depth 3", proposer=proposer,
                        evaluator=env.misleading_value)

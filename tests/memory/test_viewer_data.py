@@ -8,8 +8,8 @@ from baobab.ui.data import NotFound
 from baobab.ui.memory import memory_history, memory_view
 
 
-def test_the_viewer_shows_a_real_memory(sqlite_url: str) -> None:
-    with Memory(sqlite_url, embedder=BagOfWords(), link_threshold=0.5) as memory:
+def test_the_viewer_shows_a_real_memory(store_url: str) -> None:
+    with Memory(store_url, embedder=BagOfWords(), link_threshold=0.5) as memory:
         first = memory.add("the nightly backup failed on the build server")
         second = memory.add("the nightly backup failed again on the build server")
         memory.update(first.id, tags=["backup"])

@@ -49,8 +49,8 @@ class Charging:
         return await uniform_proposer(self.env)(state, path, k, spend)
 
 
-def test_once_commits_a_result_once_and_the_first_commit_wins_a_race(sqlite_url: str) -> None:
-    store, ran = Store(sqlite_url), []
+def test_once_commits_a_result_once_and_the_first_commit_wins_a_race(store_url: str) -> None:
+    store, ran = Store(store_url), []
 
     def compute(value: int) -> dict[str, int]:
         ran.append(value)
@@ -67,7 +67,7 @@ def test_once_commits_a_result_once_and_the_first_commit_wins_a_race(sqlite_url:
         assert conn.execute(select(func.count()).select_from(task_results)).scalar_one() == 2
 
 
-def test_run_thread_runs_resumes_after_a_failure_and_reads_a_finished_thread_back(sqlite_url: str,
+def test_run_thread_runs_resumes_after_a_failure_and_reads_a_finished_thread_back(store_url: str,
                                                                                  tmp_path: Path) -> None:
     log = tmp_path / "runs.log"
     graph, failing = slow_pipeline(str(log), 0.0), {"b": True}
@@ -79,7 +79,7 @@ def test_run_thread_runs_resumes_after_a_failure_and_reads_a_finished_thread_bac
         return await inner(state, ctx)
 
     graph.nodes["b"].fn = flaky_b
-    app = App(graph, sqlite_url)
+    app = App(graph, store_url)
     with pytest.raises(NodeError, match="b failed once"):
         asyncio.run(run_thread(app, {"text": "x"}, "t1"))
     first = asyncio.run(run_thread(app, {"text": "x"}, "t1"))  # resumed: a is not run again
@@ -89,8 +89,8 @@ def test_run_thread_runs_resumes_after_a_failure_and_reads_a_finished_thread_bac
     assert [node for kind, _, _, node in entries(log) if kind == "start"] == ["a", "b", "c"]
 
 
-def test_a_batch_runs_each_input_once_and_keeps_a_failure_in_its_place(sqlite_url: str, tmp_path: Path) -> None:
-    app = App(slow_pipeline(str(tmp_path / "log"), 0.0), sqlite_url)
+def test_a_batch_runs_each_input_once_and_keeps_a_failure_in_its_place(store_url: str, tmp_path: Path) -> None:
+    app = App(slow_pipeline(str(tmp_path / "log"), 0.0), store_url)
 
     async def task(text: str, thread: str) -> str:
         if text == "bad":
@@ -115,22 +115,22 @@ def test_executor_names_and_store_urls_are_checked(tmp_path: Path, monkeypatch: 
                             run="r"))
 
 
-def test_a_shipped_search_equals_one_in_place_and_a_rerun_reads_every_result_back(sqlite_url: str,
+def test_a_shipped_search_equals_one_in_place_and_a_rerun_reads_every_result_back(store_url: str,
                                                                                   tmp_path: Path) -> None:
     env = SlowTree(str(tmp_path / "log"), 0.0, depth=4, branching=3)
     options: dict[str, Any] = {"budget": {"max_expansions": 20}, "batch": 3}
     here_proposer, there_proposer = Charging(env), Charging(env)
     here = search(env, "mcts", proposer=here_proposer, **options)
-    there = search(env, "mcts", proposer=there_proposer, executor=Copying(), store=sqlite_url, run="r", **options)
+    there = search(env, "mcts", proposer=there_proposer, executor=Copying(), store=store_url, run="r", **options)
     assert [n.to_dict() for n in there.tree.nodes] == [n.to_dict() for n in here.tree.nodes]
     assert (there.model_calls, there.usage) == (here.model_calls, here.usage) == (20, there.usage)
     assert there.usage.completion_tokens == 40 and there_proposer.calls == 0  # the copies were called, not it
-    store = Store(sqlite_url)
+    store = Store(store_url)
     with store.transaction() as conn:  # as if the search's process died before its first commit
         conn.execute(delete(search_nodes))
         conn.execute(delete(search_runs))
     log_lines = len(entries(tmp_path / "log"))
-    rerun = search(env, "mcts", proposer=there_proposer, executor=Copying(), store=sqlite_url, run="r", **options)
+    rerun = search(env, "mcts", proposer=there_proposer, executor=Copying(), store=store_url, run="r", **options)
     assert [n.to_dict() for n in rerun.tree.nodes] == [n.to_dict() for n in there.tree.nodes]
     assert len(entries(tmp_path / "log")) == log_lines  # no step ran: every expansion and rollout was read back
 

@@ -90,7 +90,7 @@ def test_the_judge_scores_out_of_ten_and_the_tree_keeps_the_critique() -> None:
     assert broken == 0.0 and broken.critique == "{\"critique\": \"cut sh"  # type: ignore[attr-defined]
 
 
-def test_reflections_on_failed_leaves_condition_later_expansions(sqlite_url: str) -> None:
+def test_reflections_on_failed_leaves_condition_later_expansions(store_url: str) -> None:
     early = itertools.cycle(["0", "2"])
 
     def reply(request: Request) -> str:
@@ -100,7 +100,7 @@ def test_reflections_on_failed_leaves_condition_later_expansions(sqlite_url: str
 
     llm = ScriptedLLM(reply)
     options: dict[str, Any] = {"reflect": llm_reflector(llm, describe), "proposer": llm_proposer(llm, describe, parse),
-                               "budget": {"max_model_calls": 12}, "store": sqlite_url, "run": "lats"}
+                               "budget": {"max_model_calls": 12}, "store": store_url, "run": "lats"}
     result = search(ENV, "mcts", **options)
     failed = [n for n in result.tree.nodes if n.reflection]
     assert failed and all(n.done and n.reward < 1.0 for n in failed)  # written on failed terminal leaves only

@@ -47,18 +47,18 @@ def test_every_step_is_committed_and_a_finished_run_returns_its_result(db_url: s
     assert (again.reward, again.expansions, again.stopped_by) == (first.reward, 25, "max_expansions")
 
 
-def test_resuming_with_other_options_is_refused(sqlite_url: str) -> None:
-    search(ENV, "beam", budget={"max_expansions": 3}, store=sqlite_url, run="b", width=2)
+def test_resuming_with_other_options_is_refused(store_url: str) -> None:
+    search(ENV, "beam", budget={"max_expansions": 3}, store=store_url, run="b", width=2)
     with pytest.raises(ValueError, match=r"search run 'b' was started with .*'width': 2.*'width': 3"):
-        search(ENV, "beam", store=sqlite_url, run="b", width=3)
+        search(ENV, "beam", store=store_url, run="b", width=3)
     with pytest.raises(ValueError, match="'strategy': 'beam'"):
-        search(ENV, "bfs", store=sqlite_url, run="b")
+        search(ENV, "bfs", store=store_url, run="b")
 
 
-def test_a_bad_option_leaves_no_run_behind(sqlite_url: str) -> None:
+def test_a_bad_option_leaves_no_run_behind(store_url: str) -> None:
     with pytest.raises(ValueError, match="selection"):
-        search(ENV, "mcts", store=sqlite_url, run="m", selection="bogus")
-    assert stored(sqlite_url) == (None, None)
+        search(ENV, "mcts", store=store_url, run="m", selection="bogus")
+    assert stored(store_url) == (None, None)
 
 
 def test_an_error_marks_the_run_and_a_rerun_resumes_where_it_stopped(db_url: str) -> None:
@@ -129,7 +129,7 @@ def _states(log: Path) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("strategy", ["lookahead", "backtrack"])  # replay their decisions over the stored tree
-def test_lookahead_and_backtracking_resume_where_an_error_stopped_them(sqlite_url: str, strategy: str) -> None:
+def test_lookahead_and_backtracking_resume_where_an_error_stopped_them(store_url: str, strategy: str) -> None:
     calls: list[list[int]] = []
 
     async def flaky(state: list[int], path: list[Node], k: int | None, spend: Spend) -> list[tuple[Any, float]]:
@@ -140,11 +140,11 @@ def test_lookahead_and_backtracking_resume_where_an_error_stopped_them(sqlite_ur
 
     budget = {"max_expansions": 16}
     with pytest.raises(RuntimeError, match="went away"):
-        search(ENV, strategy, budget=budget, store=sqlite_url, run="r", proposer=flaky)
-    status, before = stored(sqlite_url)
+        search(ENV, strategy, budget=budget, store=store_url, run="r", proposer=flaky)
+    status, before = stored(store_url)
     assert status == "error" and before is not None and 6 <= before.expansions <= 9  # lookahead commits by round
     calls.append([-1])  # lets the proposer work again
-    result = search(ENV, strategy, budget=budget, store=sqlite_url, run="r", proposer=flaky)
+    result = search(ENV, strategy, budget=budget, store=store_url, run="r", proposer=flaky)
     assert result.expansions == 16 and len(calls) == 10 + 16 - before.expansions  # nothing committed is redone
     assert not [s for s in calls[10:] if s in [n.state for n in before.nodes if n.expanded]]
     assert result.tree.to_json() == search(ENV, strategy, budget=budget).tree.to_json()

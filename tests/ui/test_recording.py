@@ -38,8 +38,8 @@ class Count(scenes.Loop):
     pass
 
 
-def test_a_failing_node_and_a_pause_are_recorded_as_such(sqlite_url: str) -> None:
-    store = Store(sqlite_url)
+def test_a_failing_node_and_a_pause_are_recorded_as_such(store_url: str) -> None:
+    store = Store(store_url)
 
     def boom(state: Count) -> dict[str, int]:
         raise RuntimeError("no luck")
@@ -58,15 +58,15 @@ def test_a_failing_node_and_a_pause_are_recorded_as_such(sqlite_url: str) -> Non
     assert [s["status"] for s in data.run_spans(store, "thread:p") if s["kind"] == "run"] == ["interrupted"]
 
 
-def test_a_graph_without_a_checkpointer_records_nothing(sqlite_url: str) -> None:
-    store = Store(sqlite_url)
+def test_a_graph_without_a_checkpointer_records_nothing(store_url: str) -> None:
+    store = Store(store_url)
     app = Graph(Count, name="mem").node("a", lambda s: {"n": 1}).edge(START, "a").edge("a", END).compile()
     assert off_loop(app.run, {}, thread="m").state.n == 1  # type: ignore[attr-defined]
     assert data.run_spans(store, "thread:m") == []
 
 
-def test_an_agent_on_its_own_records_inside_recording_and_is_listed(sqlite_url: str) -> None:
-    store = Store(sqlite_url)
+def test_an_agent_on_its_own_records_inside_recording_and_is_listed(store_url: str) -> None:
+    store = Store(store_url)
     def solo() -> str:
         with recording(store, "agent:solo", "solo") as root:
             Agent("solo", model=ScriptedLLM(["hello"])).run("hi")
@@ -81,22 +81,22 @@ def test_an_agent_on_its_own_records_inside_recording_and_is_listed(sqlite_url: 
     assert data.run_spans(store, "agent:failed")[0]["status"] == "error"
 
 
-def test_a_search_records_its_span_with_the_tree_size(sqlite_url: str) -> None:
-    store = Store(sqlite_url)
+def test_a_search_records_its_span_with_the_tree_size(store_url: str) -> None:
+    store = Store(store_url)
     size = off_loop(scenes.small_search, store)
     (span,) = data.run_spans(store, "search:toy")
     assert (span["kind"], span["name"], span["status"], span["attrs"]["nodes"]) == ("search", "mcts", "ok", size)
     assert data.search(store, "toy")["nodes"][0]["id"] == 0 and len(data.search(store, "toy")["nodes"]) == size
 
 
-def test_opentelemetry_export_keeps_names_times_and_nesting(sqlite_url: str) -> None:
+def test_opentelemetry_export_keeps_names_times_and_nesting(store_url: str) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from baobab.ui.otel import export_otel
 
-    store = Store(sqlite_url)
+    store = Store(store_url)
     off_loop(scenes.report_app(store).run, {"task": "the sum"}, thread="t")
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

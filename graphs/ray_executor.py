@@ -9,10 +9,18 @@ committed, if it got that far.
 
 import functools
 import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from baobab.graphs.executor import Record, _resolve, once, open_store
+
+# shared/scripts/ray_env.sh's settings: no usage stats, no auth token, the node on 127.0.0.1
+LOOPBACK_SETTINGS = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+                     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 class _Worker:
@@ -47,16 +55,24 @@ class RayExecutor:
         if workers < 1 or concurrency < 1 or max_retries < 0:
             raise ValueError(f"RayExecutor needs workers >= 1, concurrency >= 1 and max_retries >= 0, got "
                              f"{workers=} {concurrency=} {max_retries=}")
+        self.home: str | None = None  # the HOME a local Ray started with (see _start_local)
+        if address is None and "ray" not in sys.modules:  # Ray reads these when imported (and its processes too)
+            os.environ.update(LOOPBACK_SETTINGS)
         import ray
 
         self.owned = not ray.is_initialized()
-        if self.owned:
-            local: dict[str, Any] = {} if address else {"_node_ip_address": "127.0.0.1", "include_dashboard": False}
-            ray.init(address=address, log_to_driver=False, **local)
-        cpus = ray.cluster_resources().get("CPU", 0.0)
+        if self.owned and address:
+            ray.init(address=address, log_to_driver=False)
+        elif self.owned:
+            if any(os.environ.get(k) != v for k, v in LOOPBACK_SETTINGS.items()):
+                raise RuntimeError("ray was imported before RayExecutor could keep a local Ray on loopback (it binds "
+                                   "to the machine's address otherwise): give an address, call ray.init yourself, or "
+                                   f"set {' '.join(f'{k}={v}' for k, v in LOOPBACK_SETTINGS.items())} before importing "
+                                   "ray")
+            self.home = _start_local()
+        cpus = float(ray.cluster_resources().get("CPU", 0.0))  # type: ignore[no-untyped-call]
         if workers * num_cpus > cpus:  # Ray would wait forever for the CPUs of the workers it cannot place
-            if self.owned:
-                ray.shutdown()
+            self._stop_owned()
             raise ValueError(f"{workers} workers of num_cpus={num_cpus} need {workers * num_cpus:g} CPUs, but the Ray "
                              f"cluster has {cpus:g}: give fewer workers or a smaller num_cpus")
         actor = _actor_class().options(
@@ -89,8 +105,35 @@ class RayExecutor:
         for worker in self.workers:
             ray.kill(worker)
         self.workers.clear()
+        self._stop_owned()
+
+    def _stop_owned(self) -> None:
+        """Stop the local Ray this executor started, if it did."""
+        import ray
+
         if self.owned:
             ray.shutdown()
+        if self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+def _start_local() -> str:
+    """Start a Ray on this machine that talks over loopback only, as shared/scripts/ray_env.sh sets it up: the node
+    on 127.0.0.1, no dashboard, no usage stats, and no cloud-metadata probe (Ray skips it when HOME holds a
+    ray_bootstrap_config.yaml; HOME is changed only while Ray's processes start). Returns that HOME folder."""
+    import ray
+
+    home = tempfile.mkdtemp(prefix="baobab-ray-home.")
+    Path(home, "ray_bootstrap_config.yaml").write_text("{}\n")
+    saved, os.environ["HOME"] = os.environ.get("HOME"), home
+    try:
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+    finally:
+        if saved is None:
+            del os.environ["HOME"]
+        else:
+            os.environ["HOME"] = saved
+    return home
 
 
 @functools.cache

@@ -5,8 +5,11 @@ import asyncio
 import functools
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -141,3 +144,23 @@ def test_more_workers_than_the_cluster_can_place_is_an_error_not_a_wait(ray_addr
         assert len(set(asyncio.run(executor.pids()))) == 3
     finally:
         asyncio.run(executor.aclose())
+
+
+def test_baobab_run_inputs_on_ray_without_an_address_starts_its_own_ray_on_loopback(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("agents:\n  echo: {model: 'scripted:done'}\n"
+                    "workflow: {type: sequential, agents: [echo], task: 'Say {word}'}\ninputs:\n  word: {}\n")
+    (tmp_path / "in.jsonl").write_text('{"word": "hi"}\n{"word": "yo"}\n')
+    ray_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # none of ray_env.sh's settings
+    command = ["baobab", "run", str(flow), "--inputs", str(tmp_path / "in.jsonl"), "--executor", "ray",
+               "--thread", "own", "--db", f"sqlite:///{tmp_path / 'runs.db'}"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env={**env, "RAY_TMPDIR": ray_dir},
+                              cwd=tmp_path, timeout=180)
+        assert done.returncode == 0 and "2 inputs: 2 done" in done.stdout, done.stderr
+        logs = " ".join(p.read_text(errors="replace") for p in Path(ray_dir).rglob("logs/*") if p.is_file())
+        addresses = set(re.findall(r"\b(?:\d{1,3}\.){3}\d{1,3}\b", logs))
+        assert addresses == {"127.0.0.1"}, addresses  # Ray's processes bound and spoke on loopback only
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)

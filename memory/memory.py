@@ -12,11 +12,11 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import networkx as nx
 import numpy as np
-from sqlalchemy import Connection, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, text, update
 
 from baobab.aio import run_sync
 from baobab.engine import LLM, load_llm
@@ -32,6 +32,7 @@ from baobab.store.schema import memory_links, memory_notes, memory_versions
 
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
 HOP_DECAY = 0.5  # a note reached over a link scores this share of the note it was reached from
+KEYWORD_ROWS = 5000  # notes a keyword query may make SQLite score (BM25 costs ~1 us a note): see _selective
 
 
 class MemoryError(RuntimeError):
@@ -74,6 +75,8 @@ class Memory:
         if self.store.dialect == "sqlite":
             with self.store.transaction() as conn:
                 conn.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(body)"))
+                conn.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts_terms USING "
+                                  "fts5vocab(memory_fts, 'row')"))  # how many notes hold each term
         self._refresh()
 
     # -- writing ---------------------------------------------------------------------------------------------
@@ -102,8 +105,8 @@ class Memory:
             links = [(i, "similar", f"cosine {s:.2f}") for i, s in near if s >= self.link_threshold]
         now = time.time()
         with self.store.transaction() as conn:
-            note_id = self._insert(conn, content, found, tag_list, context, dict(metadata or {}),
-                                   timestamp if timestamp is not None else now, vector, now)
+            [note_id] = self._insert(conn, [_NewNote(content, found, tag_list, context, dict(metadata or {}),
+                                                     timestamp if timestamp is not None else now, vector)], now)
             for target, kind, reason in dict.fromkeys(links):
                 conn.execute(insert(memory_links).values(source=note_id, target=target, kind=kind, reason=reason,
                                                          created=now))
@@ -129,8 +132,9 @@ class Memory:
         self._refresh()
         now = time.time()
         with self.store.transaction() as conn:
-            ids = [self._insert(conn, c, found[i], [], "", dict(metadatas[i]) if metadatas else {},
-                                timestamps[i] if timestamps else now, vectors[i], now) for i, c in enumerate(contents)]
+            ids = self._insert(conn, [_NewNote(c, found[i], [], "", dict(metadatas[i]) if metadatas else {},
+                                               timestamps[i] if timestamps else now, vectors[i])
+                                      for i, c in enumerate(contents)], now)
             self._put(ids, vectors, self.scope)
             visible = self._visible_ids()
             rows = []
@@ -290,11 +294,11 @@ class Memory:
         except ValueError as exc:
             raise MemoryError(f"{path}: not an export file of notes ({exc})") from exc
         vectors = self.embedder.embed([_embedded_text(n.content, n.context, n.keywords) for n in loaded])
-        now, new = time.time(), {}
+        now = time.time()
         with self.store.transaction() as conn:
-            for note, vector in zip(loaded, vectors, strict=True):
-                new[note.id] = self._insert(conn, note.content, note.keywords, note.tags, note.context, note.metadata,
-                                            note.timestamp, vector, now)
+            ids = self._insert(conn, [_NewNote(n.content, n.keywords, n.tags, n.context, n.metadata, n.timestamp, v)
+                                      for n, v in zip(loaded, vectors, strict=True)], now)
+            new = {note.id: note_id for note, note_id in zip(loaded, ids, strict=True)}
             links = {(x.source, x.target, x.kind, x.reason) for n in loaded for x in n.links}
             for source, target, kind, reason in links:
                 if source in new and target in new:
@@ -315,18 +319,19 @@ class Memory:
 
     # -- internals -------------------------------------------------------------------------------------------
 
-    def _insert(self, conn: Connection, content: str, found: list[str], tags: list[str], context: str,
-                metadata: dict[str, Any], timestamp: float, vector: np.ndarray[Any, Any], now: float) -> int:
-        note_id = conn.execute(insert(memory_notes).values(
-            scope=self.scope, content=content, keywords=json.dumps(found), tags=json.dumps(tags), context=context,
-            meta=json.dumps(metadata), timestamp=timestamp, version=1,
-            embedding=np.asarray(vector, dtype=np.float32).tobytes(), updated=now, writer=self._writer)
-        ).inserted_primary_key
-        assert note_id is not None
-        if self.pg is not None:
-            self.pg.write(conn, int(note_id[0]), vector)
-        self._index_text(conn, int(note_id[0]), content, found, tags, context)
-        return int(note_id[0])
+    def _insert(self, conn: Connection, notes: Sequence["_NewNote"], now: float) -> list[int]:
+        """Insert `notes` (one statement for all: bulk ingestion is bound by it) and index their text; their ids."""
+        rows = [{"scope": self.scope, "content": n.content, "keywords": json.dumps(n.keywords),
+                 "tags": json.dumps(n.tags), "context": n.context, "meta": json.dumps(n.metadata),
+                 "timestamp": n.timestamp, "version": 1, "embedding": np.asarray(n.vector, dtype=np.float32).tobytes(),
+                 "updated": now, "writer": self._writer} for n in notes]
+        returning = insert(memory_notes).returning(memory_notes.c.id, sort_by_parameter_order=True)
+        ids = [int(i) for i in conn.execute(returning, rows).scalars()]
+        for note_id, note in zip(ids, notes, strict=True):
+            if self.pg is not None:
+                self.pg.write(conn, note_id, note.vector)
+        self._index_text(conn, [(i, n.content, n.keywords, n.tags, n.context) for i, n in zip(ids, notes, strict=True)])
+        return ids
 
     def _change(self, conn: Connection, note: int, reason: str, fields: Mapping[str, Any], now: float) -> None:
         """Keep the note's current version, then apply `fields` (re-embedding a changed content)."""
@@ -354,14 +359,16 @@ class Memory:
             self.pg.write(conn, note, vector[0])
         if self.store.dialect == "sqlite":
             conn.execute(text("DELETE FROM memory_fts WHERE rowid = :id"), {"id": note})
-        self._index_text(conn, note, merged["content"], list(merged["keywords"]), list(merged["tags"]),
-                         merged["context"])
+        self._index_text(conn, [(note, merged["content"], list(merged["keywords"]), list(merged["tags"]),
+                                 merged["context"])])
 
-    def _index_text(self, conn: Connection, note: int, content: str, found: list[str], tags: list[str],
-                    context: str) -> None:
-        if self.store.dialect == "sqlite":
+    def _index_text(self, conn: Connection,
+                    notes: Sequence[tuple[int, str, Sequence[str], Sequence[str], str]]) -> None:
+        """Full-text rows for (id, content, keywords, tags, context) (SQLite's FTS5; PostgreSQL reads the columns)."""
+        if self.store.dialect == "sqlite" and notes:
             conn.execute(text("INSERT INTO memory_fts(rowid, body) VALUES (:id, :body)"),
-                         {"id": note, "body": " ".join([content, *found, *tags, context])})
+                         [{"id": i, "body": " ".join([content, *found, *tags, context])}
+                          for i, content, found, tags, context in notes])
 
     def _keyword_search(self, query: str, limit: int, allowed: set[int] | None) -> list[int]:
         terms = list(dict.fromkeys(words(query)))
@@ -369,7 +376,7 @@ class Memory:
             return []
         with self.store.transaction() as conn:
             if self.store.dialect == "sqlite":
-                match = " OR ".join('"' + t.replace('"', "") + '"' for t in terms)
+                match = " OR ".join('"' + t.replace('"', "") + '"' for t in _selective(conn, terms))
                 rows = conn.execute(text("SELECT rowid FROM memory_fts WHERE memory_fts MATCH :q "
                                          "ORDER BY bm25(memory_fts) LIMIT :n"), {"q": match, "n": limit * 4}).all()
             else:
@@ -448,6 +455,35 @@ class Memory:
                 self._scope_set = None
                 self._seen = max(self._seen, max(r.updated for r in rows))
             self._seen = max(self._seen, started - 5.0)  # from now on, only what others write
+
+
+class _NewNote(NamedTuple):
+    content: str
+    keywords: Sequence[str]
+    tags: Sequence[str]
+    context: str
+    metadata: Mapping[str, Any]
+    timestamp: float
+    vector: np.ndarray[Any, Any]
+
+
+def _selective(conn: Connection, terms: list[str]) -> list[str]:
+    """The query's rarest terms, as many as hold KEYWORD_ROWS notes between them (at least the rarest one).
+
+    A term found in a large share of the notes barely moves BM25 (its idf is near 0), yet would make the query
+    score every note that holds it: at a million notes, a common word costs a tenth of a second.
+    """
+    query = text("SELECT term, doc FROM memory_fts_terms WHERE term IN :terms")
+    found = {str(term): int(doc) for term, doc in conn.execute(query.bindparams(bindparam("terms", expanding=True)),
+                                                               {"terms": terms})}
+    kept: list[str] = []
+    rows = 0
+    for term in sorted(terms, key=lambda t: found.get(t, 0)):
+        rows += found.get(term, 0)
+        if kept and rows > KEYWORD_ROWS:
+            break
+        kept.append(term)
+    return kept
 
 
 def _embedded_text(content: str, context: str, found: Sequence[str]) -> str:

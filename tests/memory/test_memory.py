@@ -151,3 +151,17 @@ def test_an_agent_recalls_notes_before_acting_and_stores_what_it_answered(store_
         assert "clean /tmp first" in stored[0].note.content
         agent.run("How do I deploy on the build server?")  # the next run sees the first run's answer
         assert "clean /tmp first" in (llm.requests[1].messages[0].content or "")
+
+
+def test_keyword_search_leaves_out_terms_too_common_to_rank_by(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from baobab.memory import memory as module
+
+    with cheap(f"sqlite:///{tmp_path / 'k.db'}", link_threshold=2.0) as memory:
+        common = memory.add_many([f"status report number {i}" for i in range(30)])
+        rare = memory.add("the quarterly status report mentions a zeppelin")
+        everything = memory._keyword_search("status zeppelin", 100, None)
+        assert set(everything) == {n.id for n in common} | {rare.id} and everything[0] == rare.id
+        monkeypatch.setattr(module, "KEYWORD_ROWS", 5)  # 'status' is in 31 notes: past the budget, left out
+        assert memory._keyword_search("status zeppelin", 100, None) == [rare.id]
+        assert len(memory._keyword_search("status report", 100, None)) == 31  # the rarest term is always kept

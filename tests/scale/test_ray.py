@@ -56,7 +56,7 @@ def test_a_search_whose_worker_is_killed_mid_run_equals_an_uninterrupted_one(ray
         executor = RayExecutor(workers=2, max_retries=3)
         try:
             before = await executor.pids()
-            running = asyncio.ensure_future(asearch(SlowTree(str(log), 0.05, depth=4, branching=3), "mcts",
+            running = asyncio.ensure_future(asearch(SlowTree(str(log), 0.25, depth=4, branching=3), "mcts",
                                                     store=db_url, run="killed", executor=executor, **SEARCH))
             victim = await kill_a_busy_worker(executor, log, store=store, committed=6)
             result = await running

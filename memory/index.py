@@ -22,30 +22,42 @@ class VectorIndex:
 
     def __init__(self, dim: int, ann_above: int = ANN_ABOVE) -> None:
         self.dim, self.ann_above = dim, ann_above
-        self.ids = np.zeros(0, dtype=np.int64)
-        self.matrix = np.zeros((0, dim), dtype=np.float32)
+        self.size = 0  # rows in use; the arrays below have room for more (they grow by half when full)
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._matrix = np.zeros((0, dim), dtype=np.float32)
         self.rows: dict[int, int] = {}
         self.ann: Any = None  # usearch.index.Index once the index is big enough
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def ids(self) -> np.ndarray[Any, Any]:
+        """The note id of each row."""
+        return self._ids[:self.size]
+
+    @property
+    def matrix(self) -> np.ndarray[Any, Any]:
+        """The vector of each row."""
+        return self._matrix[:self.size]
+
     def put(self, ids: list[int], vectors: Vectors) -> None:
         """Add or replace the vectors of `ids`."""
-        new = [i for i in dict.fromkeys(ids) if i not in self.rows]
+        unique = list(dict.fromkeys(ids))
+        new = [i for i in unique if i not in self.rows]
         if new:
-            start = len(self.ids)
-            self.ids = np.concatenate([self.ids, np.array(new, dtype=np.int64)])
-            self.matrix = np.concatenate([self.matrix, np.zeros((len(new), self.dim), dtype=np.float32)])
-            self.rows.update({note: start + n for n, note in enumerate(new)})
-        rows = np.array([self.rows[i] for i in ids], dtype=np.int64)
-        self.matrix[rows] = vectors
+            self._reserve(self.size + len(new))
+            self._ids[self.size:self.size + len(new)] = new
+            self.rows.update({note: self.size + n for n, note in enumerate(new)})
+            self.size += len(new)
+        self._matrix[np.array([self.rows[i] for i in ids], dtype=np.int64)] = vectors
         if self.ann is not None:
-            changed = np.array([i for i in dict.fromkeys(ids) if i not in set(new)], dtype=np.int64)
+            fresh = set(new)
+            changed = np.array([i for i in unique if i not in fresh], dtype=np.int64)
             if len(changed):
                 self.ann.remove(changed)
-            self.ann.add(np.array(list(dict.fromkeys(ids)), dtype=np.int64), self.matrix[
-                np.array([self.rows[i] for i in dict.fromkeys(ids)], dtype=np.int64)], threads=0)
+            self.ann.add(np.array(unique, dtype=np.int64),
+                         self._matrix[np.array([self.rows[i] for i in unique], dtype=np.int64)], threads=0)
         elif len(self.rows) >= self.ann_above:
             self._build()
 
@@ -55,7 +67,9 @@ class VectorIndex:
         if not gone:
             return
         keep = ~np.isin(self.ids, np.fromiter(gone, dtype=np.int64))
-        self.ids, self.matrix = self.ids[keep], self.matrix[keep]
+        kept_ids, kept_vectors = self.ids[keep], self.matrix[keep]
+        self.size = len(kept_ids)
+        self._ids[:self.size], self._matrix[:self.size] = kept_ids, kept_vectors
         self.rows = {int(note): row for row, note in enumerate(self.ids.tolist())}
         if self.ann is not None:
             self.ann.remove(np.fromiter(gone, dtype=np.int64))
@@ -101,6 +115,15 @@ class VectorIndex:
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
         return [(int(self.ids[rows[i]]), round(float(scores[i]), 6)) for i in top if np.isfinite(scores[i])]
+
+    def _reserve(self, rows: int) -> None:
+        """Room for `rows` rows: growing by half at a time, adding n notes copies O(n) rows in all, not O(n^2)."""
+        if rows <= len(self._ids):
+            return
+        capacity = max(rows, len(self._ids) * 3 // 2, 1024)
+        ids, matrix = np.zeros(capacity, dtype=np.int64), np.zeros((capacity, self.dim), dtype=np.float32)
+        ids[:self.size], matrix[:self.size] = self.ids, self.matrix
+        self._ids, self._matrix = ids, matrix
 
     def _build(self) -> None:
         from usearch.index import Index  # imported only for memories that need it

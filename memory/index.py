@@ -128,6 +128,6 @@ class VectorIndex:
     def _build(self) -> None:
         from usearch.index import Index  # imported only for memories that need it
 
-        self.ann = Index(ndim=self.dim, metric="ip", dtype="f16", connectivity=16, expansion_add=64,
+        self.ann = Index(ndim=self.dim, metric="ip", dtype="i8", connectivity=16, expansion_add=64,
                          expansion_search=64)
         self.ann.add(self.ids, self.matrix, threads=0)

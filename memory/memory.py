@@ -252,8 +252,11 @@ class Memory:
             return []
         with self.store.transaction() as conn:
             rows = {r.id: r for r in conn.execute(select(memory_notes).where(memory_notes.c.id.in_(wanted)))}
-        links = self._links(wanted)
-        return [_note(rows[i], [x for x in links if i in (x.source, x.target)]) for i in wanted if i in rows]
+        by_note: dict[int, list[Link]] = {}
+        for link in self._links(wanted):  # grouped once: a bulk add reads thousands of notes and their links
+            for end in dict.fromkeys((link.source, link.target)):
+                by_note.setdefault(end, []).append(link)
+        return [_note(rows[i], by_note.get(i, [])) for i in wanted if i in rows]
 
     def history(self, note: int) -> list[NoteVersion]:
         """The earlier versions of a note, oldest first, each with the reason it was replaced."""

@@ -65,7 +65,7 @@ class YamlSource:
 
     def line(self, loc: Sequence[str | int], message: str) -> str:
         """`file:line: field: message` for the value at `loc`."""
-        field = ".".join(str(p) if str(p).isprintable() else repr(p) for p in loc)  # one problem, one line
+        field = ".".join(_shown(p) for p in loc)
         return f"{self.where(loc)}: {field}: {message}" if field else f"{self.where(loc)}: {message}"
 
     def validation_error(self, exc: ValidationError, prefix: Sequence[str | int] = ()) -> ConfigError:
@@ -176,3 +176,14 @@ class YamlSource:
                               f"(write ${{{name}:-default}} for a default)")
 
         return _ENV.sub(fill, text)
+
+
+def _shown(key: str | int) -> str:
+    """A key as an error names it: as written, or quoted when it is empty, blank at an end or not printable (one
+    problem, one readable line).
+
+    >>> _shown("agents"), _shown(" "), _shown("a\\nb")
+    ('agents', "' '", "'a\\\\nb'")
+    """
+    text = str(key)
+    return text if text and text.isprintable() and text.strip() == text else repr(text)

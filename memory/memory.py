@@ -330,9 +330,8 @@ class Memory:
                  "updated": now, "writer": self._writer} for n in notes]
         returning = insert(memory_notes).returning(memory_notes.c.id, sort_by_parameter_order=True)
         ids = [int(i) for i in conn.execute(returning, rows).scalars()]
-        for note_id, note in zip(ids, notes, strict=True):
-            if self.pg is not None:
-                self.pg.write(conn, note_id, note.vector)
+        if self.pg is not None:
+            self.pg.write(conn, [(i, n.vector) for i, n in zip(ids, notes, strict=True)])
         self._index_text(conn, [(i, n.content, n.keywords, n.tags, n.context) for i, n in zip(ids, notes, strict=True)])
         return ids
 
@@ -359,7 +358,7 @@ class Memory:
             self._put([note], vector, row.scope)
         conn.execute(update(memory_notes).where(memory_notes.c.id == note).values(**values))
         if self.pg is not None and "embedding" in values:
-            self.pg.write(conn, note, vector[0])
+            self.pg.write(conn, [(note, vector[0])])
         if self.store.dialect == "sqlite":
             conn.execute(text("DELETE FROM memory_fts WHERE rowid = :id"), {"id": note})
         self._index_text(conn, [(note, merged["content"], list(merged["keywords"]), list(merged["tags"]),

@@ -9,6 +9,7 @@ that did not use pgvector) get theirs when a memory opens the store.
 """
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -51,10 +52,11 @@ class PgVectors:
             log.warning("%s: memory vectors stay in this process (%s)", store.safe_url, why)
         return None
 
-    def write(self, conn: Connection, note: int, vector: Vectors) -> None:
-        """Set note `note`'s vector, in the caller's transaction (the one that writes the note)."""
-        conn.execute(text("UPDATE memory_notes SET vec = CAST(:v AS vector) WHERE id = :id"),
-                     {"v": _literal(vector), "id": note})
+    def write(self, conn: Connection, vectors: Sequence[tuple[int, Vectors]]) -> None:
+        """Set the vectors of (note id, vector) pairs, in the caller's transaction (the one that writes the notes)."""
+        if vectors:  # one statement for them all: bulk ingestion writes thousands
+            conn.execute(text("UPDATE memory_notes SET vec = CAST(:v AS vector) WHERE id = :id"),
+                         [{"v": _literal(vector), "id": note} for note, vector in vectors])
 
     def search(self, query: Vectors, k: int, allowed: set[int] | None = None,
                conn: Connection | None = None) -> list[tuple[int, float]]:
@@ -110,10 +112,8 @@ def _prepare(store: Store, dim: int) -> None:
         elif column != f"vector({dim})":
             raise ValueError(f"memory_notes.vec is {column}, but the embedder makes {dim}-d vectors")
         missing = conn.execute(text("SELECT id, embedding FROM memory_notes WHERE vec IS NULL")).all()
-        for row in missing:
-            vector = np.frombuffer(row.embedding, dtype=np.float32)
-            if len(vector) == dim:  # another embedder's notes are left to it
-                PgVectors(store, dim).write(conn, row.id, vector)
+        vectors = [(row.id, np.frombuffer(row.embedding, dtype=np.float32)) for row in missing]
+        PgVectors(store, dim).write(conn, [(n, v) for n, v in vectors if len(v) == dim])  # others: their embedder's
 
 
 def _literal(vector: Vectors) -> str:

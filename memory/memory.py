@@ -11,12 +11,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import networkx as nx
 import numpy as np
-from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import BindParameter, Connection, TextClause, bindparam, delete, func, insert, or_, select, text, update
 
 from baobab.aio import run_sync
 from baobab.engine import LLM, load_llm
@@ -32,7 +33,18 @@ from baobab.store.schema import memory_links, memory_notes, memory_versions
 
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
 HOP_DECAY = 0.5  # a note reached over a link scores this share of the note it was reached from
-KEYWORD_ROWS = 5000  # notes a keyword query may make SQLite score (BM25 costs ~1 us a note): see _selective
+KEYWORD_ROWS = 1000  # notes a keyword query may make SQLite score (BM25 costs ~2 us a note at 1M notes): see _fts_query
+
+
+# Statements of the search path, built once: SQLAlchemy then reuses their compiled form, and a search leaves no
+# expression objects behind (their reference cycles, promoted while a search is in flight, make the garbage
+# collector's full passes come often: each costs tens of milliseconds in a large process)
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+_NOTES_BY_ID = select(memory_notes).where(memory_notes.c.id.in_(_IDS))
+_LINKS_OF = select(memory_links).where(or_(memory_links.c.source.in_(_IDS), memory_links.c.target.in_(_IDS)))
+_CHANGED_SINCE = (memory_notes.c.updated > bindparam("since"), memory_notes.c.writer != bindparam("writer"))
+_FTS_BY_BM25 = text("SELECT rowid FROM memory_fts WHERE memory_fts MATCH :q ORDER BY bm25(memory_fts) LIMIT :n")
+_FTS_NEWEST = text("SELECT rowid FROM memory_fts WHERE memory_fts MATCH :q ORDER BY rowid DESC LIMIT :n")
 
 
 class MemoryError(RuntimeError):
@@ -72,11 +84,14 @@ class Memory:
         self._seen = 0.0
         self._writer = uuid.uuid4().hex[:16]
         self._lock = threading.Lock()
+        columns = [memory_notes.c.id, memory_notes.c.scope, memory_notes.c.updated]
+        if self.pg is None:  # with pgvector, the vectors stay in the database: a refresh reads scopes only
+            columns.append(memory_notes.c.embedding)
+        self._everything = select(*columns)
+        self._changed = self._everything.where(*_CHANGED_SINCE)
         if self.store.dialect == "sqlite":
             with self.store.transaction() as conn:
                 conn.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(body)"))
-                conn.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts_terms USING "
-                                  "fts5vocab(memory_fts, 'row')"))  # how many notes hold each term
         self._refresh()
 
     # -- writing ---------------------------------------------------------------------------------------------
@@ -251,7 +266,7 @@ class Memory:
         if not wanted:
             return []
         with self.store.transaction() as conn:
-            rows = {r.id: r for r in conn.execute(select(memory_notes).where(memory_notes.c.id.in_(wanted)))}
+            rows = {r.id: r for r in conn.execute(_NOTES_BY_ID, {"ids": wanted})}
         by_note: dict[int, list[Link]] = {}
         for link in self._links(wanted):  # grouped once: a bulk add reads thousands of notes and their links
             for end in dict.fromkeys((link.source, link.target)):
@@ -378,9 +393,8 @@ class Memory:
             return []
         with self.store.transaction() as conn:
             if self.store.dialect == "sqlite":
-                match = " OR ".join('"' + t.replace('"', "") + '"' for t in _selective(conn, terms))
-                rows = conn.execute(text("SELECT rowid FROM memory_fts WHERE memory_fts MATCH :q "
-                                         "ORDER BY bm25(memory_fts) LIMIT :n"), {"q": match, "n": limit * 4}).all()
+                match, by_bm25 = _fts_query(conn, terms)
+                rows = conn.execute(_FTS_BY_BM25 if by_bm25 else _FTS_NEWEST, {"q": match, "n": limit * 4}).all()
             else:
                 document = func.to_tsvector("english", memory_notes.c.content + " " + memory_notes.c.keywords + " "
                                             + memory_notes.c.tags + " " + memory_notes.c.context)
@@ -393,8 +407,7 @@ class Memory:
         if not ids:
             return []
         with self.store.transaction() as conn:
-            rows = conn.execute(select(memory_links).where(or_(memory_links.c.source.in_(ids),
-                                                               memory_links.c.target.in_(ids)))).all()
+            rows = conn.execute(_LINKS_OF, {"ids": list(ids)}).all()
         return [Link(source=r.source, target=r.target, kind=r.kind, reason=r.reason) for r in rows]
 
     def _visible_ids(self) -> set[int] | None:
@@ -442,12 +455,11 @@ class Memory:
         """Bring the index up to date with notes written since (by this or any other process; a note another
         process deleted stays in the index until reopened, and is dropped from results as missing)."""
         started = time.time()
-        columns = [memory_notes.c.id, memory_notes.c.scope, memory_notes.c.updated]
-        query = select(*columns, *([memory_notes.c.embedding] if self.pg is None else []))  # pgvector: scopes only
-        if self._seen:  # rows others wrote since; commits may land out of timestamp order, hence the margin
-            query = query.where(memory_notes.c.updated > self._seen - 5.0, memory_notes.c.writer != self._writer)
-        with self.store.transaction() as conn:  # the index on `updated` makes an idle check cheap at any size
-            rows = conn.execute(query).all()
+        with self.store.transaction() as conn:  # the index on (updated, writer) makes an idle check cheap at any size
+            if self._seen:  # rows others wrote since; commits may land out of timestamp order, hence the margin
+                rows = conn.execute(self._changed, {"since": self._seen - 5.0, "writer": self._writer}).all()
+            else:
+                rows = conn.execute(self._everything).all()
         with self._lock:
             if rows and self.pg is None:
                 vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype=np.float32)
@@ -469,23 +481,33 @@ class _NewNote(NamedTuple):
     vector: np.ndarray[Any, Any]
 
 
-def _selective(conn: Connection, terms: list[str]) -> list[str]:
-    """The query's rarest terms, as many as hold KEYWORD_ROWS notes between them (at least the rarest one).
+def _fts_query(conn: Connection, terms: list[str]) -> tuple[str, bool]:
+    """An FTS5 query of the rarest terms, as many as hold KEYWORD_ROWS notes between them, and whether to rank
+    by BM25: when even the rarest term is in more notes than that, the newest notes holding it come first.
 
     A term found in a large share of the notes barely moves BM25 (its idf is near 0), yet would make the query
-    score every note that holds it: at a million notes, a common word costs a tenth of a second.
+    score every note that holds it, and BM25's idf alone reads all of them: at a million notes, a common word
+    costs a tenth of a second. Counting stops at KEYWORD_ROWS + 1 notes a term, so a query costs about the same
+    at any size.
     """
-    query = text("SELECT term, doc FROM memory_fts_terms WHERE term IN :terms")
-    found = {str(term): int(doc) for term, doc in conn.execute(query.bindparams(bindparam("terms", expanding=True)),
-                                                               {"terms": terms})}
-    kept: list[str] = []
-    rows = 0
-    for term in sorted(terms, key=lambda t: found.get(t, 0)):
-        rows += found.get(term, 0)
-        if kept and rows > KEYWORD_ROWS:
+    quoted = ['"' + term.replace('"', "") + '"' for term in terms]
+    values = {"most": KEYWORD_ROWS + 1, **{f"t{i}": term for i, term in enumerate(quoted)}}
+    held = {int(i): int(n) for i, n in conn.execute(_count_terms(len(terms)), values)}
+    rarest = sorted(held, key=held.__getitem__)
+    kept, rows = [quoted[rarest[0]]], held[rarest[0]]
+    for i in rarest[1:]:
+        rows += held[i]
+        if rows > KEYWORD_ROWS:
             break
-        kept.append(term)
-    return kept
+        kept.append(quoted[i])
+    return " OR ".join(kept), held[rarest[0]] <= KEYWORD_ROWS
+
+
+@lru_cache(maxsize=64)
+def _count_terms(n: int) -> TextClause:
+    """How many notes hold each of `n` terms (:t0 ...), counted up to :most."""
+    return text(" UNION ALL ".join(f"SELECT {i}, (SELECT count(*) FROM (SELECT 1 FROM memory_fts WHERE memory_fts "
+                                   f"MATCH :t{i} LIMIT :most))" for i in range(n)))
 
 
 def _embedded_text(content: str, context: str, found: Sequence[str]) -> str:

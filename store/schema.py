@@ -125,7 +125,7 @@ memory_notes = Table(
     Column("embedding", LargeBinary, nullable=False),  # float32, L2-normalised
     Column("updated", Float, nullable=False),
     Column("writer", String(32), nullable=False),  # the Memory object that wrote it last: others reload it
-    Index("ix_memory_notes_updated", "updated"),
+    Index("ix_memory_notes_updated_writer", "updated", "writer"),  # a refresh skips its own rows within the index
 )
 
 memory_links = Table(

@@ -17,7 +17,21 @@ from typing import Any, Literal, NamedTuple
 
 import networkx as nx
 import numpy as np
-from sqlalchemy import BindParameter, Connection, TextClause, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Executable,
+    TextClause,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 
 from baobab.aio import run_sync
 from baobab.engine import LLM, load_llm
@@ -33,6 +47,7 @@ from baobab.store.schema import memory_links, memory_notes, memory_versions
 
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
 HOP_DECAY = 0.5  # a note reached over a link scores this share of the note it was reached from
+LINKS_TO_SHOWN = 32  # links made to a note that reading it returns, newest first: a note can draw thousands
 KEYWORD_ROWS = 1000  # notes a keyword query may make SQLite score (BM25 costs ~2 us a note at 1M notes): see _fts_query
 
 
@@ -41,7 +56,7 @@ KEYWORD_ROWS = 1000  # notes a keyword query may make SQLite score (BM25 costs ~
 # collector's full passes come often: each costs tens of milliseconds in a large process)
 _IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
 _NOTES_BY_ID = select(memory_notes).where(memory_notes.c.id.in_(_IDS))
-_LINKS_OF = select(memory_links).where(or_(memory_links.c.source.in_(_IDS), memory_links.c.target.in_(_IDS)))
+_LINKS_FROM = select(memory_links).where(memory_links.c.source.in_(_IDS))
 _CHANGED_SINCE = (memory_notes.c.updated > bindparam("since"), memory_notes.c.writer != bindparam("writer"))
 _FTS_BY_BM25 = text("SELECT rowid FROM memory_fts WHERE memory_fts MATCH :q ORDER BY bm25(memory_fts) LIMIT :n")
 _FTS_NEWEST = text("SELECT rowid FROM memory_fts WHERE memory_fts MATCH :q ORDER BY rowid DESC LIMIT :n")
@@ -254,7 +269,7 @@ class Memory:
         return run_sync(self.asearch(query, k, **options))
 
     def get(self, note: int) -> Note:
-        """One note with its links (both directions)."""
+        """One note with its links: all it made, and the newest LINKS_TO_SHOWN made to it (`graph()` has all)."""
         found = self.notes([note])
         if not found:
             raise MemoryError(f"no note {note}")
@@ -404,11 +419,18 @@ class Memory:
         return [r[0] for r in rows if allowed is None or r[0] in allowed][:limit]
 
     def _links(self, ids: Sequence[int]) -> list[Link]:
+        """The links of these notes: all they made, and the newest LINKS_TO_SHOWN made to each of them."""
         if not ids:
             return []
+        rows: dict[int, Any] = {}
         with self.store.transaction() as conn:
-            rows = conn.execute(_LINKS_OF, {"ids": list(ids)}).all()
-        return [Link(source=r.source, target=r.target, kind=r.kind, reason=r.reason) for r in rows]
+            for start in range(0, len(ids), _LINKED_AT_ONCE):
+                chunk = list(ids[start:start + _LINKED_AT_ONCE])
+                rows.update((r.id, r) for r in conn.execute(_LINKS_FROM, {"ids": chunk}))
+                rows.update((r.id, r) for r in conn.execute(_links_to(len(chunk)), {
+                    "most": LINKS_TO_SHOWN, **{f"n{i}": note for i, note in enumerate(chunk)}}))
+        return [Link(source=r.source, target=r.target, kind=r.kind, reason=r.reason)
+                for _, r in sorted(rows.items())]
 
     def _visible_ids(self) -> set[int] | None:
         """The ids of notes this memory may read; None when it may read them all."""
@@ -501,6 +523,17 @@ def _fts_query(conn: Connection, terms: list[str]) -> tuple[str, bool]:
             break
         kept.append(quoted[i])
     return " OR ".join(kept), held[rarest[0]] <= KEYWORD_ROWS
+
+
+_LINKED_AT_ONCE = 64  # notes whose links one statement reads (SQLite allows 500 parts to a UNION)
+
+
+@lru_cache(maxsize=_LINKED_AT_ONCE)
+def _links_to(n: int) -> Executable:
+    """The newest :most links made to each of `n` notes (:n0 ...): an index walk each, however many there are."""
+    newest = [select(memory_links).where(memory_links.c.target == bindparam(f"n{i}"))
+              .order_by(memory_links.c.id.desc()).limit(bindparam("most")).subquery() for i in range(n)]
+    return union_all(*(select(part) for part in newest))
 
 
 @lru_cache(maxsize=64)

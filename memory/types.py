@@ -32,7 +32,7 @@ class Note(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     scope: str = "global"
     version: int = 1
-    links: list[Link] = Field(default_factory=list)
+    links: list[Link] = Field(default_factory=list)  # all it made; the newest made to it (Memory.LINKS_TO_SHOWN)
 
 
 class NoteVersion(BaseModel):

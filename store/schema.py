@@ -138,7 +138,7 @@ memory_links = Table(
     Column("reason", Text, nullable=False),
     Column("created", Float, nullable=False),
     Index("ix_memory_links_source", "source"),
-    Index("ix_memory_links_target", "target"),
+    Index("ix_memory_links_target", "target", "id"),  # the newest links to a note, without reading them all
 )
 
 memory_versions = Table(

@@ -40,6 +40,20 @@ def test_cheap_mode_links_by_similarity_and_search_fuses_vectors_keywords_and_li
             memory.search("x", mode="fuzzy")
 
 
+def test_a_note_shows_all_links_it_made_and_the_newest_made_to_it(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from baobab.memory import memory as module
+
+    monkeypatch.setattr(module, "LINKS_TO_SHOWN", 3)  # a hub drew 6: reading it, or hopping from it, shows 3
+    with cheap(db_url, link_threshold=0.6, neighbours=1) as memory:
+        hub = memory.add("alpha")
+        spokes = [memory.add(f"alpha zz{i}") for i in range(6)]
+        assert [[x.target for x in s.links] for s in spokes] == [[hub.id]] * 6
+        assert [x.source for x in memory.get(hub.id).links] == [s.id for s in spokes[3:]]
+        assert memory.graph().in_degree(hub.id) == 6
+        hits = memory.search("alpha", k=1, hops=1)
+        assert hits[0].note.id == hub.id and {h.note.id for h in hits[1:]} == {s.id for s in spokes[3:]}
+
+
 def test_versions_revert_and_delete_cleans_links(db_url: str) -> None:
     with cheap(db_url, link_threshold=0.5) as memory:
         first = memory.add("the cache server restarts every night")

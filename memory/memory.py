@@ -513,8 +513,11 @@ def _fts_query(conn: Connection, terms: list[str]) -> tuple[str, bool]:
     at any size.
     """
     quoted = ['"' + term.replace('"', "") + '"' for term in terms]
-    values = {"most": KEYWORD_ROWS + 1, **{f"t{i}": term for i, term in enumerate(quoted)}}
-    held = {int(i): int(n) for i, n in conn.execute(_count_terms(len(terms)), values)}
+    held: dict[int, int] = {}
+    for start in range(0, len(quoted), _COUNTED_AT_ONCE):
+        chunk = quoted[start:start + _COUNTED_AT_ONCE]
+        values = {"most": KEYWORD_ROWS + 1, **{f"t{i}": term for i, term in enumerate(chunk)}}
+        held.update((start + int(i), int(n)) for i, n in conn.execute(_count_terms(len(chunk)), values))
     rarest = sorted(held, key=held.__getitem__)
     kept, rows = [quoted[rarest[0]]], held[rarest[0]]
     for i in rarest[1:]:
@@ -526,6 +529,7 @@ def _fts_query(conn: Connection, terms: list[str]) -> tuple[str, bool]:
 
 
 _LINKED_AT_ONCE = 64  # notes whose links one statement reads (SQLite allows 500 parts to a UNION)
+_COUNTED_AT_ONCE = 64  # query terms one statement counts
 
 
 @lru_cache(maxsize=_LINKED_AT_ONCE)
@@ -536,7 +540,7 @@ def _links_to(n: int) -> Executable:
     return union_all(*(select(part) for part in newest))
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=_COUNTED_AT_ONCE)
 def _count_terms(n: int) -> TextClause:
     """How many notes hold each of `n` terms (:t0 ...), counted up to :most."""
     return text(" UNION ALL ".join(f"SELECT {i}, (SELECT count(*) FROM (SELECT 1 FROM memory_fts WHERE memory_fts "

@@ -180,3 +180,5 @@ def test_keyword_search_leaves_out_terms_too_common_to_rank_by(tmp_path: Path,
         assert memory._keyword_search("status zeppelin", 100, None) == [rare.id]
         newest = [rare.id, *(n.id for n in reversed(common))]  # past the budget alone: the newest notes first
         assert memory._keyword_search("status report", 100, None) == newest
+        long_query = " ".join(f"word{i}" for i in range(700)) + " zeppelin"  # more terms than one statement counts
+        assert memory._keyword_search(long_query, 100, None) == [rare.id]

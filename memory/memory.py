@@ -57,9 +57,9 @@ KEYWORD_ROWS = 1000  # notes a keyword query may make SQLite score (BM25 costs ~
 _IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
 _NOTES_BY_ID = select(memory_notes).where(memory_notes.c.id.in_(_IDS))
 _LINKS_FROM = select(memory_links).where(memory_links.c.source.in_(_IDS))
-_CHANGED_SINCE = (memory_notes.c.updated > bindparam("since"), memory_notes.c.writer != bindparam("writer"))
 _FTS_BY_BM25 = text("SELECT rowid FROM memory_fts WHERE memory_fts MATCH :q ORDER BY bm25(memory_fts) LIMIT :n")
 _FTS_NEWEST = text("SELECT rowid FROM memory_fts WHERE memory_fts MATCH :q ORDER BY rowid DESC LIMIT :n")
+_UNION_PARTS = 64  # notes whose links, or query terms whose notes, one UNION statement reads (SQLite allows 500)
 
 
 class MemoryError(RuntimeError):
@@ -103,7 +103,8 @@ class Memory:
         if self.pg is None:  # with pgvector, the vectors stay in the database: a refresh reads scopes only
             columns.append(memory_notes.c.embedding)
         self._everything = select(*columns)
-        self._changed = self._everything.where(*_CHANGED_SINCE)
+        self._changed = self._everything.where(memory_notes.c.updated > bindparam("since"),
+                                               memory_notes.c.writer != bindparam("writer"))
         if self.store.dialect == "sqlite":
             with self.store.transaction() as conn:
                 conn.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(body)"))
@@ -424,8 +425,8 @@ class Memory:
             return []
         rows: dict[int, Any] = {}
         with self.store.transaction() as conn:
-            for start in range(0, len(ids), _LINKED_AT_ONCE):
-                chunk = list(ids[start:start + _LINKED_AT_ONCE])
+            for start in range(0, len(ids), _UNION_PARTS):
+                chunk = list(ids[start:start + _UNION_PARTS])
                 rows.update((r.id, r) for r in conn.execute(_LINKS_FROM, {"ids": chunk}))
                 rows.update((r.id, r) for r in conn.execute(_links_to(len(chunk)), {
                     "most": LINKS_TO_SHOWN, **{f"n{i}": note for i, note in enumerate(chunk)}}))
@@ -514,8 +515,8 @@ def _fts_query(conn: Connection, terms: list[str]) -> tuple[str, bool]:
     """
     quoted = ['"' + term.replace('"', "") + '"' for term in terms]
     held: dict[int, int] = {}
-    for start in range(0, len(quoted), _COUNTED_AT_ONCE):
-        chunk = quoted[start:start + _COUNTED_AT_ONCE]
+    for start in range(0, len(quoted), _UNION_PARTS):
+        chunk = quoted[start:start + _UNION_PARTS]
         values = {"most": KEYWORD_ROWS + 1, **{f"t{i}": term for i, term in enumerate(chunk)}}
         held.update((start + int(i), int(n)) for i, n in conn.execute(_count_terms(len(chunk)), values))
     rarest = sorted(held, key=held.__getitem__)
@@ -528,11 +529,7 @@ def _fts_query(conn: Connection, terms: list[str]) -> tuple[str, bool]:
     return " OR ".join(kept), held[rarest[0]] <= KEYWORD_ROWS
 
 
-_LINKED_AT_ONCE = 64  # notes whose links one statement reads (SQLite allows 500 parts to a UNION)
-_COUNTED_AT_ONCE = 64  # query terms one statement counts
-
-
-@lru_cache(maxsize=_LINKED_AT_ONCE)
+@lru_cache(maxsize=_UNION_PARTS)
 def _links_to(n: int) -> Executable:
     """The newest :most links made to each of `n` notes (:n0 ...): an index walk each, however many there are."""
     newest = [select(memory_links).where(memory_links.c.target == bindparam(f"n{i}"))
@@ -540,7 +537,7 @@ def _links_to(n: int) -> Executable:
     return union_all(*(select(part) for part in newest))
 
 
-@lru_cache(maxsize=_COUNTED_AT_ONCE)
+@lru_cache(maxsize=_UNION_PARTS)
 def _count_terms(n: int) -> TextClause:
     """How many notes hold each of `n` terms (:t0 ...), counted up to :most."""
     return text(" UNION ALL ".join(f"SELECT {i}, (SELECT count(*) FROM (SELECT 1 FROM memory_fts WHERE memory_fts "

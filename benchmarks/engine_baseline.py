@@ -84,15 +84,6 @@ def bandwidth_gbs(device: str) -> float:
     return x.numel() * 4 / best / 1e9
 
 
-def weight_bytes_per_token(llm: LocalLLM) -> int:
-    """Bytes of weights a decode step reads: every matrix and norm, the embedding row aside."""
-    total = 0
-    for name, p in llm.model.named_parameters():
-        if name != "embed_tokens":  # one row of it is read (the lm_head has its own copy when tied)
-            total += p.numel() * p.element_size()
-    return total
-
-
 def median_pair(runs: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
@@ -129,7 +120,7 @@ def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
                         "ratio": round(warm.time_to_first_token / cold.time_to_first_token, 4)}
             baobab_run(llm, prompts[0], 4)
             ttft, rate = median_pair([baobab_run(llm, p, new) for p in prompts])
-            return {"ttft": ttft, "rate": rate, "weight_bytes": weight_bytes_per_token(llm)}
+            return {"ttft": ttft, "rate": rate, "weight_bytes": llm.model.weight_bytes()}
         finally:
             asyncio.run(llm.aclose())
     prompt_ids = [_chat_ids(path, p) for p in prompts]

@@ -33,7 +33,7 @@ class FixedForward:
     """
 
     def __init__(self, model: Llama, *, graphs: bool) -> None:
-        assert model.cache is not None and model.cache.k.shape[1] > model.cache.slots, "needs spare_slots=1"
+        assert model.cache.k.shape[1] > model.cache.slots, "needs spare_slots=1"
         self.model, self.graphs = model, graphs
         self.slots = self.spare = model.cache.slots
         self.max_len = model.cache.max_len

@@ -71,7 +71,6 @@ class LocalLLM(LLM):
                                           weight_dtype=_DTYPES[weight_dtype],
                                           spare_slots=int(device.startswith("cuda") if fixed_steps is None
                                                           else fixed_steps))
-            assert llama.cache is not None
             capacity = prefix_cache_mb * 2**20 // token_bytes(llama.cache)
             return llama, PrefixCache(capacity) if capacity else None
 

@@ -5,7 +5,8 @@ with a preallocated KV cache of `slots` sequences.
 lengths of cached context, so each row attends over its own slot's cache (a view, never a copy).
 A decode step is memory- and dispatch-bound on a CPU: the projections are fused (q|k|v, gate|up), RoPE
 is three element-wise ops, attention is one SDPA call, and weights may be bfloat16 (half of float32's
-bytes; prepacked for oneDNN on a CPU).
+bytes; prepacked for oneDNN on a CPU). The parts are plain classes over plain tensors, not nn.Modules: a module
+call and a parameter lookup cost microseconds of Python each, 2 ms of a 16 ms decode step here.
 """
 
 import math
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from baobab.engine.weights import Checkpoint, LlamaConfig, WeightsError
 
@@ -51,7 +52,7 @@ class Row:
         return [self.start + d for d in depth], sees.to(device)
 
 
-class Linear(nn.Module):
+class Linear:
     """`x @ weight.T + bias` with the weight stored in the activations' type or a narrower float type.
 
     Narrow weights halve the bytes a memory-bound decode step reads; the output stays narrow and a float32
@@ -61,18 +62,12 @@ class Linear(nn.Module):
     """
 
     def __init__(self, weight: Tensor, bias: Tensor | None, store: torch.dtype) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(weight.to(store), requires_grad=False)
-        self.bias = None if bias is None else nn.Parameter(bias.to(store), requires_grad=False)
-        self.packed = False
+        self.weight, self.bias = weight.to(store), None if bias is None else bias.to(store)
+        self.packed = store == torch.bfloat16 and weight.device.type == "cpu" and _onednn_bfloat16()
+        if self.packed:  # oneDNN's blocked layout
+            self.weight = torch.ops.mkldnn._reorder_linear_weight(self.weight, 1)
 
-    def pack(self) -> None:
-        """Reorder a CPU bfloat16 weight into oneDNN's blocked layout (where this CPU supports it)."""
-        if self.weight.dtype == torch.bfloat16 and self.weight.device.type == "cpu" and _onednn_bfloat16():
-            self.weight = nn.Parameter(torch.ops.mkldnn._reorder_linear_weight(self.weight, 1), requires_grad=False)
-            self.packed = True
-
-    def forward(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor) -> Tensor:
         if self.packed:
             out: Tensor = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.weight, self.bias,
                                                              "none", [], "")
@@ -87,31 +82,27 @@ def _onednn_bfloat16() -> bool:
                 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-class RMSNorm(nn.Module):
+class RMSNorm:
     """RMSNorm as a layer norm of [x, -x]: its mean is 0 and its variance mean(x^2), so it is the same function,
     and one native kernel on a CPU where F.rms_norm is a chain of small ones (a decode step runs 61 of them)."""
 
     def __init__(self, weight: Tensor, eps: float) -> None:
-        super().__init__()
-        self.weight, self.eps = nn.Parameter(torch.cat([weight, weight]), requires_grad=False), eps
+        self.weight, self.eps = torch.cat([weight, weight]), eps
 
-    def forward(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor) -> Tensor:
         width = x.shape[-1]
         return F.layer_norm(torch.cat([x, -x], -1), self.weight.shape, self.weight, None, self.eps)[..., :width]
 
 
-class KVCache(nn.Module):
+class KVCache:
     """Keys and values of `slots` sequences of up to `max_len` tokens, for every layer, and `spare` slots more
     that no sequence owns (the padding rows of a fixed-shape forward write there)."""
 
     def __init__(self, config: LlamaConfig, slots: int, max_len: int, dtype: torch.dtype, device: torch.device,
                  spare: int = 0) -> None:
-        super().__init__()
         shape = (config.n_layers, slots + spare, config.n_kv_heads, max_len, config.head_dim)
-        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.k: Tensor
-        self.v: Tensor
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.slots, self.max_len = slots, max_len
 
 
@@ -130,9 +121,8 @@ class Step:
     sees: Tensor | None = None  # batch x 1 x length x window: which cached positions each new token attends to
 
 
-class Attention(nn.Module):
+class Attention:
     def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: torch.dtype) -> None:
-        super().__init__()
         self.layer, self.n_heads, self.n_kv_heads, self.head_dim = (
             layer, config.n_heads, config.n_kv_heads, config.head_dim)
         names = [f"model.layers.{layer}.self_attn.{p}_proj" for p in "qkv"]
@@ -140,7 +130,7 @@ class Attention(nn.Module):
         self.qkv_proj = Linear(torch.cat([take(f"{n}.weight") for n in names]), bias, store)
         self.o_proj = Linear(take(f"model.layers.{layer}.self_attn.o_proj.weight"), None, store)
 
-    def forward(self, x: Tensor, step: Step, cache: KVCache) -> Tensor:
+    def __call__(self, x: Tensor, step: Step, cache: KVCache) -> Tensor:
         batch, length, _ = x.shape
         heads, kv_heads, dim = self.n_heads, self.n_kv_heads, self.head_dim
         qkv = self.qkv_proj(x)
@@ -181,70 +171,63 @@ class Attention(nn.Module):
         return out
 
 
-class MLP(nn.Module):
+class MLP:
     def __init__(self, layer: int, take: "TensorSource", store: torch.dtype) -> None:
-        super().__init__()
         prefix = f"model.layers.{layer}.mlp"
         gate_up = torch.cat([take(f"{prefix}.gate_proj.weight"), take(f"{prefix}.up_proj.weight")])
         self.gate_up_proj = Linear(gate_up, None, store)
         self.down_proj = Linear(take(f"{prefix}.down_proj.weight"), None, store)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor) -> Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
         down: Tensor = self.down_proj(F.silu(gate) * up)
         return down
 
 
-class Block(nn.Module):
+class Block:
     def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: torch.dtype) -> None:
-        super().__init__()
         prefix = f"model.layers.{layer}"
         self.input_layernorm = RMSNorm(take(f"{prefix}.input_layernorm.weight"), config.norm_eps)
         self.self_attn = Attention(config, layer, take, store)
         self.post_attention_layernorm = RMSNorm(take(f"{prefix}.post_attention_layernorm.weight"), config.norm_eps)
         self.mlp = MLP(layer, take, store)
 
-    def forward(self, x: Tensor, step: Step, cache: KVCache) -> Tensor:
+    def __call__(self, x: Tensor, step: Step, cache: KVCache) -> Tensor:
         x = x + self.self_attn(self.input_layernorm(x), step, cache)
         mlp: Tensor = self.mlp(self.post_attention_layernorm(x))
         return x + mlp
 
 
 class TensorSource:
-    """Hands out a checkpoint's tensors by name, once each, and names what is missing or left over."""
+    """Hands out a checkpoint's tensors by name, once each, on `device`, and names what is missing or left over."""
 
-    def __init__(self, tensors: dict[str, Tensor], source: str) -> None:
-        self.tensors, self.source = dict(tensors), source
+    def __init__(self, tensors: dict[str, Tensor], source: str, device: torch.device) -> None:
+        self.tensors, self.source, self.device = dict(tensors), source, device
 
     def __call__(self, name: str) -> Tensor:
         if name not in self.tensors:
             raise WeightsError(f"{self.source}: tensor {name!r} is missing")
-        return self.tensors.pop(name)
+        return self.tensors.pop(name).to(self.device)
 
     def check_used(self) -> None:
         if self.tensors:
             raise WeightsError(f"{self.source}: unexpected tensors {sorted(self.tensors)[:5]}")
 
 
-class Llama(nn.Module):
-    """The model. `forward(tokens, rows)` returns logits of the last position of each row, or of all.
+class Llama:
+    """The model. `model(tokens, rows)` returns logits of the last position of each row, or of all.
 
     >>> model = Llama.from_checkpoint(weights.load(path), slots=4, max_len=2048)  # doctest: +SKIP
     >>> logits = model(torch.tensor([[1, 2, 3]]), [Row(slot=0, start=0)])  # doctest: +SKIP
     """
 
-    def __init__(self, config: LlamaConfig, take: TensorSource, store: torch.dtype) -> None:
-        super().__init__()
-        self.config = config
-        self.embed_tokens = nn.Parameter(take("model.embed_tokens.weight"), requires_grad=False)
-        self.layers = nn.ModuleList(Block(config, i, take, store) for i in range(config.n_layers))
+    def __init__(self, config: LlamaConfig, take: TensorSource, store: torch.dtype, cache: KVCache) -> None:
+        self.config, self.cache = config, cache
+        self.embed_tokens = take("model.embed_tokens.weight")
+        self.layers = [Block(config, i, take, store) for i in range(config.n_layers)]
         self.norm = RMSNorm(take("model.norm.weight"), config.norm_eps)
-        head = self.embed_tokens.data if config.tie_embeddings else take("lm_head.weight")
-        self.lm_head = Linear(head, None, store)
-        self.register_buffer("inv_freq", rope_frequencies(config, take.tensors.pop("rope_freqs.weight", None)),
-                             persistent=False)
-        self.inv_freq: Tensor
-        self.cache: KVCache | None = None
+        self.lm_head = Linear(self.embed_tokens if config.tie_embeddings else take("lm_head.weight"), None, store)
+        self.inv_freq = rope_frequencies(config, take.tensors.pop("rope_freqs.weight", None)).to(take.device)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, *, slots: int = 1, max_len: int = 2048,
@@ -256,22 +239,27 @@ class Llama(nn.Module):
         Activations and the cache use the checkpoint's dtype; `weight_dtype` stores the projections' weights
         narrower (float16 or bfloat16).
         """
-        dtype = checkpoint.tensors["model.embed_tokens.weight"].dtype
-        take = TensorSource(checkpoint.tensors, checkpoint.source or "checkpoint")
-        model = cls(checkpoint.config, take, weight_dtype or dtype)
+        dtype, device = checkpoint.tensors["model.embed_tokens.weight"].dtype, torch.device(device)
+        take = TensorSource(checkpoint.tensors, checkpoint.source or "checkpoint", device)
+        cache = KVCache(checkpoint.config, slots, min(max_len, checkpoint.config.max_seq_len), dtype, device,
+                        spare_slots)
+        model = cls(checkpoint.config, take, weight_dtype or dtype, cache)
         take.check_used()
-        model.to(device)
-        for module in model.modules():
-            if isinstance(module, Linear):
-                module.pack()
-        model.cache = KVCache(checkpoint.config, slots, min(max_len, checkpoint.config.max_seq_len), dtype,
-                              torch.device(device), spare_slots)
-        return model.eval()
+        return model
+
+    def weight_bytes(self) -> int:
+        """Bytes of weights one decode step reads: every projection, norm and the lm_head (one embedding row aside)."""
+        linears = [self.lm_head]
+        tensors = [self.norm.weight]
+        for block in self.layers:
+            linears += [block.self_attn.qkv_proj, block.self_attn.o_proj, block.mlp.gate_up_proj, block.mlp.down_proj]
+            tensors += [block.input_layernorm.weight, block.post_attention_layernorm.weight]
+        tensors += [t for linear in linears for t in (linear.weight, linear.bias) if t is not None]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     @torch.inference_mode()
     def forward(self, tokens: Tensor, rows: list[Row], *, all_logits: bool = False) -> Tensor:
         """Logits for `tokens` (batch x length), writing their keys and values into each row's slot."""
-        assert self.cache is not None, "from_checkpoint() makes the cache"
         length = tokens.shape[1]
         if any(r.start + length > self.cache.max_len for r in rows):
             raise ValueError(f"sequence longer than the KV cache ({self.cache.max_len} tokens)")
@@ -283,6 +271,8 @@ class Llama(nn.Module):
         logits: Tensor = self.lm_head(x).float()
         return logits if all_logits else logits[:, -1]
 
+    __call__ = forward
+
     @torch.inference_mode()
     def forward_fixed(self, tokens: Tensor, slots: Tensor, positions: Tensor, write_slots: Tensor, write_at: Tensor,
                       sees: Tensor) -> Tensor:
@@ -292,7 +282,6 @@ class Llama(nn.Module):
         batch x length; `slots` is each row's slot; `sees` (batch x 1 x length x window, bool) says which of
         the slot's first `window` positions each token attends to, after this forward's own writes.
         """
-        assert self.cache is not None, "from_checkpoint() makes the cache"
         x = F.embedding(tokens, self.embed_tokens)
         cos, sin = self._rope(positions, x.dtype)
         step = Step(cos, sin, [], [], slots, write_slots, write_at, sees)
@@ -316,7 +305,6 @@ class Llama(nn.Module):
     def keep(self, slot: int, start: int, path: list[int]) -> None:
         """After a tree forward from `start`, move the keys and values of the accepted path (indices of new
         tokens, root first) to consecutive positions."""
-        assert self.cache is not None
         for depth, index in enumerate(path):
             if index != depth:  # indices grow along a path at least as fast as depth: no overwrite
                 self.cache.k[:, slot, :, start + depth] = self.cache.k[:, slot, :, start + index]
@@ -324,7 +312,6 @@ class Llama(nn.Module):
 
     def copy_slot(self, source: int, target: int, length: int) -> None:
         """Copy the first `length` cached positions of one slot into another (n > 1 samples share a prompt)."""
-        assert self.cache is not None
         self.cache.k[:, target, :, :length] = self.cache.k[:, source, :, :length]
         self.cache.v[:, target, :, :length] = self.cache.v[:, source, :, :length]
 

@@ -118,7 +118,6 @@ class Scheduler:
     def _start(self, load: Callable[[], tuple[Llama, PrefixCache | None]]) -> None:
         try:
             self.model, self.prefix_cache = load()
-            assert self.model.cache is not None
             self.kv = self.model.cache
             self.slots, self.max_len = self.kv.slots, self.kv.max_len
             self._free = list(range(self.slots))

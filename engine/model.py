@@ -122,7 +122,9 @@ class Step:
 
 
 class Attention:
-    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: torch.dtype) -> None:
+    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: torch.dtype,
+                 cache: KVCache) -> None:
+        self.keys, self.values = cache.k[layer], cache.v[layer]  # this layer's part of every slot
         self.layer, self.n_heads, self.n_kv_heads, self.head_dim = (
             layer, config.n_heads, config.n_kv_heads, config.head_dim)
         names = [f"model.layers.{layer}.self_attn.{p}_proj" for p in "qkv"]
@@ -130,33 +132,34 @@ class Attention:
         self.qkv_proj = Linear(torch.cat([take(f"{n}.weight") for n in names]), bias, store)
         self.o_proj = Linear(take(f"model.layers.{layer}.self_attn.o_proj.weight"), None, store)
 
-    def __call__(self, x: Tensor, step: Step, cache: KVCache) -> Tensor:
+    def __call__(self, x: Tensor, step: Step) -> Tensor:
         batch, length, _ = x.shape
         heads, kv_heads, dim = self.n_heads, self.n_kv_heads, self.head_dim
-        qkv = self.qkv_proj(x)
-        qk = qkv[..., :(heads + kv_heads) * dim].view(batch, length, heads + kv_heads, dim)
+        qkv = self.qkv_proj(x).to(x.dtype)  # narrow weights give narrow outputs: RoPE in mixed types is slower
+        qk, v = qkv.view(batch, length, heads + 2 * kv_heads, dim).split((heads + kv_heads, kv_heads), 2)
         qk = torch.addcmul(qk * step.cos, qk.roll(dim // 2, -1), step.sin)  # RoPE, rotate-half layout
-        q, k = qk[:, :, :heads].transpose(1, 2), qk[:, :, heads:].transpose(1, 2)
-        v = qkv[..., (heads + kv_heads) * dim:].view(batch, length, kv_heads, dim).transpose(1, 2)
-        keys, values = cache.k[self.layer], cache.v[self.layer]
+        q, k = qk.transpose(1, 2).split((heads, kv_heads), 1)
+        v = v.transpose(1, 2)
         if step.sees is not None:
-            out = self._attend_fixed(q, k, v, keys, values, step)
+            out = self._attend_fixed(q, k, v, self.keys, self.values, step)
         else:
-            out = self._attend_rows(q, k, v, keys, values, step)
+            out = self._attend_rows(q, k, v, self.keys, self.values, step)
         projected: Tensor = self.o_proj(out.transpose(1, 2).reshape(batch, length, heads * dim))
         return projected
 
     @staticmethod
     def _attend_rows(q: Tensor, k: Tensor, v: Tensor, keys: Tensor, values: Tensor, step: Step) -> Tensor:
         length = q.shape[2]
+        one_row = len(step.rows) == 1  # then no slicing ops
+        per_row = [(q, k, v)] if one_row else zip(q.split(1), k.split(1), v.split(1), strict=True)
         outs = []
-        for b, row in enumerate(step.rows):  # each row over its own slot: views, no gather
+        for row, mask, (q_row, k_row, v_row) in zip(step.rows, step.masks, per_row, strict=True):  # own slot
             end = row.start + length
-            keys[row.slot, :, row.start:end] = k[b]
-            values[row.slot, :, row.start:end] = v[b]
+            keys[row.slot, :, row.start:end] = k_row
+            values[row.slot, :, row.start:end] = v_row
             outs.append(F.scaled_dot_product_attention(
-                q[b:b + 1], keys[row.slot:row.slot + 1, :, :end], values[row.slot:row.slot + 1, :, :end],
-                attn_mask=step.masks[b], enable_gqa=True))
+                q_row, keys[row.slot:row.slot + 1, :, :end], values[row.slot:row.slot + 1, :, :end],
+                attn_mask=mask, enable_gqa=True))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     @staticmethod
@@ -185,15 +188,16 @@ class MLP:
 
 
 class Block:
-    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: torch.dtype) -> None:
+    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: torch.dtype,
+                 cache: KVCache) -> None:
         prefix = f"model.layers.{layer}"
         self.input_layernorm = RMSNorm(take(f"{prefix}.input_layernorm.weight"), config.norm_eps)
-        self.self_attn = Attention(config, layer, take, store)
+        self.self_attn = Attention(config, layer, take, store, cache)
         self.post_attention_layernorm = RMSNorm(take(f"{prefix}.post_attention_layernorm.weight"), config.norm_eps)
         self.mlp = MLP(layer, take, store)
 
-    def __call__(self, x: Tensor, step: Step, cache: KVCache) -> Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), step, cache)
+    def __call__(self, x: Tensor, step: Step) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), step)
         mlp: Tensor = self.mlp(self.post_attention_layernorm(x))
         return x + mlp
 
@@ -224,7 +228,7 @@ class Llama:
     def __init__(self, config: LlamaConfig, take: TensorSource, store: torch.dtype, cache: KVCache) -> None:
         self.config, self.cache = config, cache
         self.embed_tokens = take("model.embed_tokens.weight")
-        self.layers = [Block(config, i, take, store) for i in range(config.n_layers)]
+        self.layers = [Block(config, i, take, store, cache) for i in range(config.n_layers)]
         self.norm = RMSNorm(take("model.norm.weight"), config.norm_eps)
         self.lm_head = Linear(self.embed_tokens if config.tie_embeddings else take("lm_head.weight"), None, store)
         self.inv_freq = rope_frequencies(config, take.tensors.pop("rope_freqs.weight", None)).to(take.device)
@@ -266,7 +270,7 @@ class Llama:
         x = F.embedding(tokens, self.embed_tokens)
         step = self._step(rows, length, x.dtype)
         for block in self.layers:
-            x = block(x, step, self.cache)
+            x = block(x, step)
         x = self.norm(x if all_logits else x[:, -1:])
         logits: Tensor = self.lm_head(x).float()
         return logits if all_logits else logits[:, -1]
@@ -286,7 +290,7 @@ class Llama:
         cos, sin = self._rope(positions, x.dtype)
         step = Step(cos, sin, [], [], slots, write_slots, write_at, sees)
         for block in self.layers:
-            x = block(x, step, self.cache)
+            x = block(x, step)
         logits: Tensor = self.lm_head(self.norm(x)).float()
         return logits
 

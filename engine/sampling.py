@@ -41,10 +41,17 @@ def probabilities(logits: Tensor, params: SamplingParams) -> Tensor:
 
 
 def sample(logits: Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
-    """One token id from a 1-D row of logits."""
+    """One token id from a 1-D row of logits, by inverse CDF: one uniform draw where torch.multinomial costs
+    1 ms for a 49k vocabulary on a CPU (a token of probability 0 is never drawn).
+
+    >>> sample(torch.tensor([0.0, 0.0, 9.0]), SamplingParams(top_k=1), torch.Generator().manual_seed(0))
+    2
+    """
     if params.greedy:
         return int(logits.argmax())
     probs = probabilities(logits, params)
     if generator is not None and probs.device != generator.device:  # seeded generators live on the CPU
         probs = probs.cpu()
-    return int(torch.multinomial(probs, 1, generator=generator))
+    cdf = probs.cumsum(-1)
+    draw = torch.rand(1, generator=generator, device=cdf.device) * cdf[-1]
+    return min(int(torch.searchsorted(cdf, draw, right=True)), cdf.shape[-1] - 1)

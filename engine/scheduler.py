@@ -97,9 +97,11 @@ class Scheduler:
         stops its workers spinning and small matrix products run up to 2x slower.
         """
         self.decode, self.drafter = decode, drafter
-        self.verify_ms: dict[int, float] = {}  # forward time by number of tokens per row, measured at start
-        # and what each cached token adds: (ms for one new token, more ms for each further new token)
+        self.verify_ms: dict[int, float] = {}  # forward time by number of new tokens in one row, measured at start,
+        # what each cached token adds: (ms for one new token, more ms for each further new token),
         self.context_ms: tuple[float, float] = (0.0, 0.0)
+        # and what each further row adds beyond its tokens (its own attention calls; (one token, several))
+        self.row_ms: tuple[float, float] = (0.0, 0.0)
         self._groups = itertools.count(1)
         self._calls: deque[tuple[Callable[[], Any], threading.Event, dict[str, Any]]] = deque()
         self._waiting: deque[list[Sequence]] = deque()
@@ -125,7 +127,7 @@ class Scheduler:
             self._fixed = (FixedForward(self.model, graphs=self.kv.k.is_cuda)
                            if self.kv.k.shape[1] > self.slots else None)
             if self.drafter is not None:
-                self.verify_ms, self.context_ms = self._measure_verify_cost()
+                self.verify_ms, self.context_ms, self.row_ms = self._measure_verify_cost()
         except BaseException as exc:  # handed to the constructor, which raises it in the caller's thread
             self._load_error = exc
             return
@@ -232,7 +234,7 @@ class Scheduler:
             return
         starts = [len(s.prompt) + len(s.tokens) - 1 for s in running]
         room = self.max_len - max(starts) - 1  # every row is padded to the longest draft
-        drafts = [self._draft(s, room) for s in running]
+        drafts = self._drafts(running, room)
         length = 1 + max(len(d) for d in drafts)
         tokens, rows = [], []
         for seq, start, draft in zip(running, starts, drafts, strict=True):
@@ -255,21 +257,22 @@ class Scheduler:
         logits: Tensor = self.model(torch.tensor(tokens, device=self.kv.k.device), rows, all_logits=True)
         return logits
 
-    def _draft(self, seq: Sequence, room: int) -> Draft:
-        """The drafter's tree for a sequence, cut to the size that maximises expected tokens per second."""
+    def _drafts(self, running: list[Sequence], room: int) -> list[Draft]:
+        """Each sequence's drafted tree, all cut to the size that maximises the step's expected tokens per ms:
+        every row is padded to the longest draft, so a batch of sampled rows drafts less than one row would."""
         if self.drafter is None:
-            return Draft()
-        budget = min(room, seq.max_tokens - len(seq.tokens) - 1)
-        draft = self.drafter.draft(id(seq), budget)
-        if not draft:
-            return draft
-        context = len(seq.prompt) + len(seq.tokens)
-        best, best_rate, gain = 0, 1.0 / self._cost(1, context), 1.0
-        for k, score in enumerate(sorted(draft.scores, reverse=True), start=1):
-            gain += score
-            if gain / self._cost(k + 1, context) > best_rate:
-                best, best_rate = k, gain / self._cost(k + 1, context)
-        return draft.best(best)
+            return [Draft() for _ in running]
+        drafter = self.drafter
+        full = [drafter.draft(id(s), min(room, s.max_tokens - len(s.tokens) - 1)) for s in running]
+        ranked = [sorted(draft.scores, reverse=True) for draft in full]
+        contexts = [len(s.prompt) + len(s.tokens) for s in running]
+        best, gain = 0, float(len(running))
+        best_rate = gain / self._cost(1, contexts)
+        for k in range(1, max(map(len, full)) + 1):  # k drafted tokens per row
+            gain += sum(scores[k - 1] for scores in ranked if len(scores) >= k)
+            if gain / self._cost(k + 1, contexts) > best_rate:
+                best, best_rate = k, gain / self._cost(k + 1, contexts)
+        return [draft.best(best) for draft in full]
 
     def _verify(self, seq: Sequence, row: Row, draft: Draft, logits: Tensor) -> None:
         """Walk the tree from its root, committing the model's own choice at each node while it is a drafted
@@ -298,39 +301,46 @@ class Scheduler:
         if token is not None and self.drafter is not None:
             self.drafter.extend(id(seq), [token])
 
-    def _cost(self, tokens: int, context: int) -> float:
-        """Milliseconds of a forward of `tokens` per row after `context` cached tokens, from the start-up
-        measurements (attention over a long context makes big trees dear: 3.7x one token at 1,500 on a CPU)."""
+    def _cost(self, tokens: int, contexts: list[int]) -> float:
+        """Milliseconds of a forward of `tokens` new tokens in each of rows with these cached lengths, from the
+        start-up measurements (attention over a long context makes big trees dear: 3.7x one token at 1,500 on a
+        CPU; rows share the projections, so 4 rows of 8 tokens cost about what one row of 32 does)."""
         sizes = sorted(self.verify_ms)
         if not sizes:
             return 1.0
-        per_context = context * (self.context_ms[0] + self.context_ms[1] * (tokens - 1))
+        total = tokens * len(contexts)
+        cost = sum(contexts) * (self.context_ms[0] + self.context_ms[1] * (tokens - 1))
+        cost += (len(contexts) - 1) * self.row_ms[tokens > 1]
         for low, high in itertools.pairwise(sizes):
-            if tokens <= high:
-                share = (tokens - low) / (high - low)
-                return per_context + self.verify_ms[low] + max(0.0, share) * (self.verify_ms[high] -
-                                                                              self.verify_ms[low])
-        return per_context + self.verify_ms[sizes[-1]] * tokens / sizes[-1]
+            if total <= high:
+                share = (total - low) / (high - low)
+                return cost + self.verify_ms[low] + max(0.0, share) * (self.verify_ms[high] - self.verify_ms[low])
+        return cost + self.verify_ms[sizes[-1]] * total / sizes[-1]
 
-    def _measure_verify_cost(self) -> tuple[dict[int, float], tuple[float, float]]:
-        """Time forwards of 1..32 tokens in one slot (best of three) on an empty and on a long context,
-        before any request uses it."""
+    def _measure_verify_cost(self) -> tuple[dict[int, float], tuple[float, float], tuple[float, float]]:
+        """Time forwards of 1..32 tokens in one slot (best of three) on an empty and on a long context, and of
+        two rows of one and of two tokens, before any request uses it."""
         sizes = [tokens for tokens in (1, 2, 4, 8, 16, 32) if tokens <= self.max_len]
         measured = {tokens: self._time_forward(tokens, 0) for tokens in sizes}
+        row = (0.0, 0.0)
+        if self.slots > 1 and 4 in measured:
+            row = (max(0.0, self._time_forward(1, 0, rows=2) - measured[2]),
+                   max(0.0, self._time_forward(2, 0, rows=2) - measured[4]))
         long = min(1024, self.max_len - 32)
         if long < 256:  # too short a cache for context to matter
-            return measured, (0.0, 0.0)
+            return measured, (0.0, 0.0), row
         self.model(torch.zeros(1, long, dtype=torch.long, device=self.kv.k.device), [Row(0, 0)])
         one = max(0.0, self._time_forward(1, long) - measured[1]) / long
         many = max(0.0, self._time_forward(32, long) - measured[32]) / long
-        return measured, (one, max(0.0, many - one) / 31)
+        return measured, (one, max(0.0, many - one) / 31), row
 
-    def _time_forward(self, tokens: int, start: int) -> float:
-        """Best of three forwards of `tokens` new tokens in slot 0 after `start` cached ones, in ms."""
+    def _time_forward(self, tokens: int, start: int, rows: int = 1) -> float:
+        """Best of three forwards of `tokens` new tokens in each of slots 0.. `rows` - 1 after `start` cached
+        ones, in ms."""
         best = float("inf")
         for _ in range(3):
             started = time.perf_counter()
-            self._forward([[0] * tokens], [Row(0, start)])
+            self._forward([[0] * tokens] * rows, [Row(slot, start) for slot in range(rows)])
             if self.kv.k.is_cuda:
                 torch.cuda.synchronize()
             best = min(best, time.perf_counter() - started)

@@ -5,7 +5,8 @@ longest earlier match of a sequence's recent tokens predicts what comes next. So
 the request's own prompt and output, its siblings (the other samples of one prompt: search expansions,
 best-of-n), and a bounded global history of earlier outputs. Continuations of several matches merge into a
 tree whose nodes are scored by how often they followed and by the running acceptance rate of drafts
-retrieved with a match of that length (short matches guess worse: the scheduler then drafts less or not).
+retrieved with a match of that length (short matches guess worse: the scheduler then drafts less or not),
+kept apart for greedy and for sampled sequences (a sample follows a repeated text far less often).
 Prompt lookup is the same drafter limited to the request, one chain of fixed length.
 """
 
@@ -30,6 +31,7 @@ class Draft:
     parents: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     match: int = 0  # length of the match it was retrieved with
+    sampled: bool = False  # drafted for a sampled sequence (its acceptance is learnt apart)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -39,13 +41,15 @@ class Draft:
         chosen = sorted(sorted(range(len(self)), key=lambda i: (-self.scores[i], i))[:count])
         place = {node: i for i, node in enumerate(chosen)}
         parents = [-1 if self.parents[i] < 0 else place[self.parents[i]] for i in chosen]
-        return Draft([self.tokens[i] for i in chosen], parents, [self.scores[i] for i in chosen], self.match)
+        return Draft([self.tokens[i] for i in chosen], parents, [self.scores[i] for i in chosen], self.match,
+                     self.sampled)
 
 
 @dataclass
 class _Sequence:
     group: int
     tokens: list[int]
+    sampled: bool
 
 
 class SuffixDrafter:
@@ -68,14 +72,16 @@ class SuffixDrafter:
         self.sequences: dict[int, _Sequence] = {}
         self.requests: dict[int, TokenIndex] = {}
         self.groups: dict[int, TokenIndex] = {}
-        # per match-length class: running chance that a drafted token whose parent was accepted is accepted too
-        self.acceptance = [PRIOR] * LENGTH_CLASSES
+        # for greedy and for sampled sequences, per match-length class: the running chance that a drafted token
+        # whose parent was accepted is accepted too
+        self.acceptance = {sampled: [PRIOR] * LENGTH_CLASSES for sampled in (False, True)}
 
-    def begin(self, key: int, group: int, prompt: list[int]) -> None:
-        """A sequence starts: index its prompt (siblings share `group`)."""
-        self.sequences[key] = _Sequence(group, list(prompt))
+    def begin(self, key: int, group: int, prompt: list[int], *, sampled: bool = False) -> None:
+        """A sequence starts: index its prompt (siblings share `group`; `sampled`: not greedy)."""
+        self.sequences[key] = _Sequence(group, list(prompt), sampled)
         # drift back towards the prior, so a class no longer drafted (too poor) is tried again in a while
-        self.acceptance = [a + 0.05 * (PRIOR - a) for a in self.acceptance]
+        for rates in self.acceptance.values():
+            rates[:] = [a + 0.05 * (PRIOR - a) for a in rates]
         if "request" in self.sources:
             index = self.requests[key] = TokenIndex(capacity=1 << 62)
             index.extend(0, prompt)
@@ -102,8 +108,8 @@ class SuffixDrafter:
     def observe(self, draft: Draft, tries: int, accepted: int) -> None:
         """After verifying `draft`: `tries` drafted tokens were compared with the model's choice, `accepted` matched."""
         if tries:
-            weight, rate = min(1.0, tries / 16), _class(draft.match)
-            self.acceptance[rate] += weight * 0.25 * (accepted / tries - self.acceptance[rate])
+            weight, rates, at = min(1.0, tries / 16), self.acceptance[draft.sampled], _class(draft.match)
+            rates[at] += weight * 0.25 * (accepted / tries - rates[at])
 
     def draft(self, key: int, budget: int) -> Draft:
         """Up to `budget` nodes to verify after the sequence's last token, best first."""
@@ -120,13 +126,13 @@ class SuffixDrafter:
             return Draft()
         index, matches = best
         length = matches[0].length
-        acceptance = self.acceptance[_class(length)]
+        acceptance = self.acceptance[seq.sampled][_class(length)]
         if not self.tree:
             chain = index.continuation(matches[0], min(budget, self.chain_length))
             scores = [acceptance ** (depth + 1) for depth in range(len(chain))]
-            return Draft(chain, list(range(-1, len(chain) - 1)), scores, length)
+            return Draft(chain, list(range(-1, len(chain) - 1)), scores, length, seq.sampled)
         depth = min(budget, self.max_nodes, 2 * length + 2)  # a long match earns a long guess
-        tree = _tree([index.continuation(m, depth) for m in matches], acceptance, length)
+        tree = _tree([index.continuation(m, depth) for m in matches], acceptance, length, seq.sampled)
         return tree.best(min(budget, self.max_nodes))
 
     def _indexes(self, source: Source, key: int, group: int) -> list[TokenIndex]:
@@ -141,7 +147,7 @@ def _class(length: int) -> int:
     return min(max(length, 1).bit_length(), LENGTH_CLASSES) - 1
 
 
-def _tree(continuations: list[list[int]], acceptance: float, match: int) -> Draft:
+def _tree(continuations: list[list[int]], acceptance: float, match: int, sampled: bool) -> Draft:
     """Merge continuations into a trie; score each node by the share of continuations through it times the
     running acceptance per level."""
     children: list[dict[int, int]] = [{}]  # node 0 is the root (the sequence's last token)
@@ -161,4 +167,4 @@ def _tree(continuations: list[list[int]], acceptance: float, match: int) -> Draf
             counts[child] += 1
             node = child
     return Draft(tokens[1:], [p - 1 for p in parents[1:]],
-                 [counts[i] / counts[0] * acceptance ** depths[i] for i in range(1, len(tokens))], match)
+                 [counts[i] / counts[0] * acceptance ** depths[i] for i in range(1, len(tokens))], match, sampled)

@@ -136,9 +136,9 @@ class Attention:
         batch, length, _ = x.shape
         heads, kv_heads, dim = self.n_heads, self.n_kv_heads, self.head_dim
         qkv = self.qkv_proj(x).to(x.dtype)  # narrow weights give narrow outputs: RoPE in mixed types is slower
-        qk, v = qkv.view(batch, length, heads + 2 * kv_heads, dim).split((heads + kv_heads, kv_heads), 2)
+        qk, v = qkv.view(batch, length, heads + 2 * kv_heads, dim).split_with_sizes([heads + kv_heads, kv_heads], 2)
         qk = torch.addcmul(qk * step.cos, qk.roll(dim // 2, -1), step.sin)  # RoPE, rotate-half layout
-        q, k = qk.transpose(1, 2).split((heads, kv_heads), 1)
+        q, k = qk.transpose(1, 2).split_with_sizes([heads, kv_heads], 1)
         v = v.transpose(1, 2)
         if step.sees is not None:
             out = self._attend_fixed(q, k, v, self.keys, self.values, step)
@@ -150,10 +150,10 @@ class Attention:
     @staticmethod
     def _attend_rows(q: Tensor, k: Tensor, v: Tensor, keys: Tensor, values: Tensor, step: Step) -> Tensor:
         length = q.shape[2]
-        one_row = len(step.rows) == 1  # then no slicing ops
-        per_row = [(q, k, v)] if one_row else zip(q.split(1), k.split(1), v.split(1), strict=True)
+        ones = [1] * len(step.rows)
+        per_row = [(q, k, v)] if len(ones) == 1 else zip(*(t.split_with_sizes(ones) for t in (q, k, v)), strict=True)
         outs = []
-        for row, mask, (q_row, k_row, v_row) in zip(step.rows, step.masks, per_row, strict=True):  # own slot
+        for row, mask, (q_row, k_row, v_row) in zip(step.rows, step.masks, per_row, strict=True):  # one row: no slicing
             end = row.start + length
             keys[row.slot, :, row.start:end] = k_row
             values[row.slot, :, row.start:end] = v_row

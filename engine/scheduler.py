@@ -225,7 +225,7 @@ class Scheduler:
             if seq is not first:
                 self.model.copy_slot(first.slot, seq.slot, len(first.prompt))
             if self.drafter is not None:
-                self.drafter.begin(id(seq), seq.group, seq.prompt)
+                self.drafter.begin(id(seq), seq.group, seq.prompt, sampled=not seq.params.greedy)
             self._commit(seq, self._advance(seq, logits))
 
     def _decode_step(self) -> None:

@@ -194,6 +194,19 @@ def test_acceptance_is_learnt_per_match_length() -> None:
     assert drafter.draft(1, budget=4).scores[0] == pytest.approx(long_draft.scores[0], rel=0.2)  # not the long ones
 
 
+def test_sampled_sequences_learn_their_own_acceptance() -> None:
+    drafter = SuffixDrafter(("request",))
+    prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1]
+    drafter.begin(key=1, group=1, prompt=prompt, sampled=True)
+    drafter.begin(key=2, group=2, prompt=prompt)
+    sampled, greedy = drafter.draft(1, budget=4), drafter.draft(2, budget=4)
+    assert sampled.sampled and not greedy.sampled and sampled.scores == greedy.scores
+    for _ in range(10):  # samples keep leaving the repeated text
+        drafter.observe(sampled, tries=16, accepted=0)
+    assert drafter.draft(1, budget=4).scores[0] < sampled.scores[0] / 4
+    assert drafter.draft(2, budget=4).scores[0] == pytest.approx(greedy.scores[0])  # greedy guesses still trusted
+
+
 def test_drafts_stay_trees_when_cut() -> None:
     draft = Draft([1, 2, 3, 4], [-1, 0, -1, 2], [0.9, 0.5, 0.6, 0.1])
     best = draft.best(3)

@@ -64,6 +64,7 @@ def test_fixed_steps_decode_the_same_tokens(local_llm: Any) -> None:
                                "weight_dtype": "float32", "fixed_steps": True, "device": device}
     fixed_plain, fixed_spec = LocalLLM(speculative=False, **options), LocalLLM(**options)
     fixed_spec.scheduler.verify_ms, fixed_spec.scheduler.context_ms = {1: 1.0, 32: 1.0}, (0.0, 0.0)  # draft
+    fixed_spec.scheduler.row_ms = (0.0, 0.0)
     try:
         for messages in PROMPTS:
             want = local_llm.complete_sync(messages=messages, max_tokens=24, temperature=0).choices[0].token_ids

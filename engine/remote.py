@@ -76,14 +76,18 @@ class RemoteLLM(LLM):
         async with self._limit():
             parts, part = await self._retrying(opened)
             first = 0.0
+            calls = _StreamedCalls()
             try:
                 while part is not None:
                     for choice in part.choices:
-                        text = getattr(getattr(choice, "delta", None), "content", None) or getattr(choice, "text", "")
+                        delta = getattr(choice, "delta", None)
+                        calls.add(choice.index, getattr(delta, "tool_calls", None) or [])
+                        text = getattr(delta, "content", None) or getattr(choice, "text", "")
                         first = first or (time.perf_counter() if text else 0.0)
                         if text or choice.finish_reason:
-                            yield Chunk(index=choice.index, text=text or "",
-                                        finish_reason=_finish(choice.finish_reason))
+                            finish = _finish(choice.finish_reason)
+                            yield Chunk(index=choice.index, text=text or "", finish_reason=finish,
+                                        tool_calls=calls.take(choice.index) if finish else [])
                     if getattr(part, "usage", None):
                         usage = _usage(part.usage, started, first, self.name)
                         yield Chunk(index=0, usage=usage)
@@ -200,6 +204,27 @@ def _message_json(m: Any) -> dict[str, Any]:
     if m.name:
         data["name"] = m.name
     return data
+
+
+class _StreamedCalls:
+    """Tool calls of a stream, per choice: a call's id and name come in its first piece, its arguments in
+    fragments; a choice's calls are whole once it finishes."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, dict[int, dict[str, str]]] = {}  # choice -> tool index -> id, name, arguments
+
+    def add(self, choice: int, pieces: list[Any]) -> None:
+        for piece in pieces:
+            empty = {"id": "", "name": "", "arguments": ""}
+            call = self.calls.setdefault(choice, {}).setdefault(piece.index or 0, empty)
+            call["id"] = piece.id or call["id"]
+            call["name"] = getattr(piece.function, "name", None) or call["name"]
+            call["arguments"] += getattr(piece.function, "arguments", None) or ""
+
+    def take(self, choice: int) -> list[ToolCall]:
+        made = self.calls.pop(choice, {})
+        return [ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}")
+                for i, c in sorted(made.items())]
 
 
 def _finish(reason: str | None) -> Any:

@@ -5,8 +5,8 @@ one repeats): "ok", "429" (Retry-After: 1), "500"/"503"/"400", "hang" (5 s befor
 "garbage" (a body that is not JSON), "stall" (a stream that sends two chunks and then nothing),
 "stall-first" (a stream that sends its headers and then nothing),
 "stream-reset" (two chunks, then the connection is reset), "stream-garbage" (a chunk, then one that is not
-JSON), "tool" (a tool call), "tool-truncated" (a tool call whose arguments are cut off). "ok" streams when
-asked to.
+JSON), "tool" (a tool call), "tool-truncated" (a tool call whose arguments are cut off). "ok" and "tool" stream when
+asked to ("tool" as OpenAI does: its arguments in fragments).
 /SCENARIO/v1/models names the model "fake", so `load_llm(f"{base}/SCENARIO/v1")` works too.
 """
 
@@ -97,6 +97,8 @@ class FaultServer:
             return StreamingResponse(self._garbage(), media_type="text/event-stream")
         if step == "ok" and (await request.json()).get("stream"):
             return StreamingResponse(self._words(["fi", "ne"], end=True), media_type="text/event-stream")
+        if step == "tool" and (await request.json()).get("stream"):
+            return StreamingResponse(self._tool_pieces(), media_type="text/event-stream")
         if step == "tool":
             return JSONResponse(tool_call('{"n": 1}'))
         if step == "tool-truncated":
@@ -123,6 +125,17 @@ class FaultServer:
         yield "data: {this is not json\n\n"
         async for event in self._words(["b"], end=True):
             yield event
+
+    async def _tool_pieces(self) -> AsyncIterator[str]:
+        """The "tool" answer as OpenAI streams it: id and name first, the arguments in fragments."""
+        pieces = [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "count", "arguments": ""}},
+                  {"index": 0, "function": {"arguments": '{"n"'}}, {"index": 0, "function": {"arguments": ": 1}"}}]
+        deltas = [({"role": "assistant", "tool_calls": [piece]}, None) for piece in pieces] + [({}, "tool_calls")]
+        for delta, finish in deltas:
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "fake",
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            yield f"data: {json.dumps(chunk)}\n\n"
+        yield "data: [DONE]\n\n"
 
     async def _words(self, words: list[str], *, end: bool) -> AsyncIterator[str]:
         """Server-sent events, one chunk per word; with `end`, a finish chunk, usage and [DONE]."""

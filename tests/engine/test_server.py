@@ -124,6 +124,17 @@ def test_malformed_json_is_retried_like_a_5xx_then_named(faulty: FaultServer) ->
     assert ask(fixed) == "fine" and fixed.attempts == 2
 
 
+def test_a_streamed_tool_call_arrives_whole_with_its_finish(faulty: FaultServer) -> None:
+    llm = faulty.remote("tool-stream", ["tool"])
+    request: dict[str, Any] = {"messages": [{"role": "user", "content": "count"}], "tools": [{"name": "count"}]}
+    chunks = list(llm.stream_sync(**request))
+    finished = [c for c in chunks if c.finish_reason]
+    assert [c.finish_reason for c in finished] == ["tool_calls"]
+    assert all(not c.tool_calls for c in chunks if not c.finish_reason)  # a call is sent once whole
+    assert finished[0].tool_calls == llm.complete_sync(**request).choices[0].tool_calls
+    assert [(c.id, c.name, json.loads(c.arguments)) for c in finished[0].tool_calls] == [("call_1", "count", {"n": 1})]
+
+
 def test_a_bad_request_fails_at_once(faulty: FaultServer) -> None:
     refused = faulty.remote("refused", ["400"])
     with pytest.raises(RequestError, match="refused the request"):

@@ -9,7 +9,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from baobab.engine.llm import LLM, RequestError
 from baobab.engine.types import Chunk, Completion, Message, Request, Tool, ToolCall
@@ -146,8 +147,7 @@ async def _serve(http: HttpRequest, check_key: Any, llm: LLM, name: str, capacit
     created, ident = int(time.time()), f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
     if body.stream:
         usage = bool((body.stream_options or {}).get("include_usage"))
-        return StreamingResponse(_released(_sse(llm.stream(request), ident, created, name, chat, usage), capacity),
-                                 media_type="text/event-stream")
+        return _HeldStream(_sse(llm.stream(request), ident, created, name, chat, usage), capacity)
     try:
         completion = await llm.complete(request)
     except RequestError as exc:
@@ -157,13 +157,20 @@ async def _serve(http: HttpRequest, check_key: Any, llm: LLM, name: str, capacit
     return JSONResponse(_completion_json(completion, ident, created, name, chat))
 
 
-async def _released(events: AsyncIterator[str], capacity: _Capacity) -> AsyncIterator[str]:
-    """`events`, giving the request's place back when the stream ends (or the client leaves)."""
-    try:
-        async for event in events:
-            yield event
-    finally:
-        capacity.give()
+class _HeldStream(StreamingResponse):
+    """An event stream that gives its request's place back however it ends: a client gone before the first
+    byte means the body never starts, so a `finally` inside it would never run."""
+
+    def __init__(self, events: AsyncGenerator[str, None], capacity: _Capacity) -> None:
+        super().__init__(events, media_type="text/event-stream")
+        self.events, self.capacity = events, capacity
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.capacity.give()
+            await self.events.aclose()  # a stream left midway stops generating now, not when collected
 
 
 async def _body(http: HttpRequest, model: type[_Wire]) -> Any:
@@ -263,7 +270,7 @@ def _call_json(call: ToolCall, index: int | None = None) -> dict[str, Any]:
 
 
 async def _sse(chunks: AsyncIterator[Chunk], ident: str, created: int, name: str, chat: bool,
-               include_usage: bool) -> AsyncIterator[str]:
+               include_usage: bool) -> AsyncGenerator[str, None]:
     kind = "chat.completion.chunk" if chat else "text_completion"
     started: set[int] = set()
     last_usage = None

@@ -11,9 +11,12 @@ import httpx
 import openai
 import pytest
 from fault_server import FaultServer
+from starlette.requests import ClientDisconnect
 
+from baobab.aio import run_sync
 from baobab.engine import RequestError, load_llm
 from baobab.engine.remote import RemoteError, RemoteLLM
+from baobab.engine.server import create_app
 
 
 def test_openai_client_chat_and_stream(server: str, server_key: str) -> None:
@@ -122,6 +125,30 @@ def test_malformed_json_is_retried_like_a_5xx_then_named(faulty: FaultServer) ->
     assert garbage.attempts == 2
     fixed = faulty.remote("garbage-once", ["garbage", "ok"], max_wait=0.2)
     assert ask(fixed) == "fine" and fixed.attempts == 2
+
+
+def test_a_stream_whose_client_left_before_its_first_byte_gives_its_place_back() -> None:
+    app = create_app(load_llm("scripted:hi"), max_pending=1)
+    body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+             "query_string": b"", "root_path": "", "headers": [(b"content-type", b"application/json")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        raise OSError("the client is gone")  # before the response's first byte
+
+    async def scenario() -> int:
+        with pytest.raises(ClientDisconnect):
+            await app(scope, receive, send)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            again = await http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
+        return again.status_code
+
+    assert run_sync(scenario()) == 200  # not 503: the one place was given back
 
 
 def test_a_streamed_tool_call_arrives_whole_with_its_finish(faulty: FaultServer) -> None:

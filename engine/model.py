@@ -125,8 +125,7 @@ class Attention:
     def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: torch.dtype,
                  cache: KVCache) -> None:
         self.keys, self.values = cache.k[layer], cache.v[layer]  # this layer's part of every slot
-        self.layer, self.n_heads, self.n_kv_heads, self.head_dim = (
-            layer, config.n_heads, config.n_kv_heads, config.head_dim)
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
         names = [f"model.layers.{layer}.self_attn.{p}_proj" for p in "qkv"]
         bias = torch.cat([take(f"{n}.bias") for n in names]) if config.qkv_bias else None
         self.qkv_proj = Linear(torch.cat([take(f"{n}.weight") for n in names]), bias, store)
@@ -150,10 +149,10 @@ class Attention:
     @staticmethod
     def _attend_rows(q: Tensor, k: Tensor, v: Tensor, keys: Tensor, values: Tensor, step: Step) -> Tensor:
         length = q.shape[2]
-        ones = [1] * len(step.rows)
+        ones = [1] * len(step.rows)  # each row attends over its own slot; one row needs no slicing op
         per_row = [(q, k, v)] if len(ones) == 1 else zip(*(t.split_with_sizes(ones) for t in (q, k, v)), strict=True)
         outs = []
-        for row, mask, (q_row, k_row, v_row) in zip(step.rows, step.masks, per_row, strict=True):  # one row: no slicing
+        for row, mask, (q_row, k_row, v_row) in zip(step.rows, step.masks, per_row, strict=True):
             end = row.start + length
             keys[row.slot, :, row.start:end] = k_row
             values[row.slot, :, row.start:end] = v_row

@@ -270,8 +270,9 @@ class Scheduler:
         best_rate = gain / self._cost(1, contexts)
         for k in range(1, max(map(len, full)) + 1):  # k drafted tokens per row
             gain += sum(scores[k - 1] for scores in ranked if len(scores) >= k)
-            if gain / self._cost(k + 1, contexts) > best_rate:
-                best, best_rate = k, gain / self._cost(k + 1, contexts)
+            rate = gain / self._cost(k + 1, contexts)
+            if rate > best_rate:
+                best, best_rate = k, rate
         return [draft.best(best) for draft in full]
 
     def _verify(self, seq: Sequence, row: Row, draft: Draft, logits: Tensor) -> None:

@@ -43,9 +43,7 @@ class FixedForward:
 
     def __call__(self, tokens: list[list[int]], rows: list[Row]) -> Tensor:
         length = len(tokens[0])
-        needed = max(row.start for row in rows) + length
-        shape = (_bucket(len(rows), self.slots), _bucket(length, self.max_len),
-                 min(self.max_len, max(SMALLEST_WINDOW, _bucket(needed, self.max_len))))
+        shape = self.shape(len(rows), length, max(row.start for row in rows) + length)
         inputs = self._inputs(tokens, rows, *shape)
         if not self.graphs:
             return self.model.forward_fixed(**inputs)[:len(rows), :length]
@@ -57,6 +55,17 @@ class FixedForward:
                 captured.inputs[name].copy_(value, non_blocking=True)
             captured.graph.replay()
         return captured.logits[:len(rows), :length]
+
+    def shape(self, rows: int, length: int, needed: int) -> tuple[int, int, int]:
+        """The padded (rows, tokens per row, attended window) of a step whose longest row needs `needed` positions."""
+        return (_bucket(rows, self.slots), _bucket(length, self.max_len),
+                min(self.max_len, max(SMALLEST_WINDOW, _bucket(needed, self.max_len))))
+
+    def shapes(self, longest: int) -> list[tuple[int, int, int]]:
+        """Every shape a step of up to `longest` tokens per row can take, smallest first."""
+        needs = [*(1 << i for i in range(SMALLEST_WINDOW.bit_length() - 1, self.max_len.bit_length())), self.max_len]
+        return sorted({self.shape(rows, length, need) for rows in range(1, self.slots + 1)
+                       for length in range(1, longest + 1) for need in needs if need >= length})
 
     def _inputs(self, tokens: list[list[int]], rows: list[Row], batch: int, length: int,
                 window: int) -> dict[str, Tensor]:

@@ -31,6 +31,7 @@ from baobab.engine.sampling import SamplingParams, sample
 from baobab.engine.tokenizer import TextStream
 
 T = TypeVar("T")
+LONGEST_STEP = 32  # tokens per row of the longest verify step, the last one the start-up measurements time
 _running: "weakref.WeakSet[Scheduler]" = weakref.WeakSet()
 
 
@@ -102,6 +103,8 @@ class Scheduler:
         self.context_ms: tuple[float, float] = (0.0, 0.0)
         # and what each further row adds beyond its tokens (its own attention calls; (one token, several))
         self.row_ms: tuple[float, float] = (0.0, 0.0)
+        # or, where steps replay CUDA graphs, the time of each padded shape (rows, tokens, window), measured
+        self.fixed_ms: dict[tuple[int, int, int], float] = {}
         self._groups = itertools.count(1)
         self._calls: deque[tuple[Callable[[], Any], threading.Event, dict[str, Any]]] = deque()
         self._waiting: deque[list[Sequence]] = deque()
@@ -126,7 +129,9 @@ class Scheduler:
             # a cache with a spare slot asks for fixed-shape steps: CUDA graphs on a GPU, eager elsewhere
             self._fixed = (FixedForward(self.model, graphs=self.kv.k.is_cuda)
                            if self.kv.k.shape[1] > self.slots else None)
-            if self.drafter is not None:
+            if self._fixed is not None and self._fixed.graphs:  # captures every graph now, not mid-request
+                self.fixed_ms = self._measure_fixed_costs(LONGEST_STEP if self.drafter is not None else 1)
+            elif self.drafter is not None:
                 self.verify_ms, self.context_ms, self.row_ms = self._measure_verify_cost()
         except BaseException as exc:  # handed to the constructor, which raises it in the caller's thread
             self._load_error = exc
@@ -268,7 +273,7 @@ class Scheduler:
         contexts = [len(s.prompt) + len(s.tokens) for s in running]
         best, gain = 0, float(len(running))
         best_rate = gain / self._cost(1, contexts)
-        for k in range(1, max(map(len, full)) + 1):  # k drafted tokens per row
+        for k in range(1, min(max(map(len, full)), LONGEST_STEP - 1) + 1):  # k drafted tokens per row
             gain += sum(scores[k - 1] for scores in ranked if len(scores) >= k)
             rate = gain / self._cost(k + 1, contexts)
             if rate > best_rate:
@@ -306,6 +311,9 @@ class Scheduler:
         """Milliseconds of a forward of `tokens` new tokens in each of rows with these cached lengths, from the
         start-up measurements (attention over a long context makes big trees dear: 3.7x one token at 1,500 on a
         CPU; rows share the projections, so 4 rows of 8 tokens cost about what one row of 32 does)."""
+        if self.fixed_ms:
+            assert self._fixed is not None
+            return self.fixed_ms[self._fixed.shape(len(contexts), tokens, max(contexts) + tokens - 1)]
         sizes = sorted(self.verify_ms)
         if not sizes:
             return 1.0
@@ -321,7 +329,7 @@ class Scheduler:
     def _measure_verify_cost(self) -> tuple[dict[int, float], tuple[float, float], tuple[float, float]]:
         """Time forwards of 1..32 tokens in one slot (best of three) on an empty and on a long context, and of
         two rows of one and of two tokens, before any request uses it."""
-        sizes = [tokens for tokens in (1, 2, 4, 8, 16, 32) if tokens <= self.max_len]
+        sizes = [1 << i for i in range(LONGEST_STEP.bit_length()) if 1 << i <= self.max_len]
         measured = {tokens: self._time_forward(tokens, 0) for tokens in sizes}
         row = (0.0, 0.0)
         if self.slots > 1 and 4 in measured:
@@ -334,6 +342,13 @@ class Scheduler:
         one = max(0.0, self._time_forward(1, long) - measured[1]) / long
         many = max(0.0, self._time_forward(32, long) - measured[32]) / long
         return measured, (one, max(0.0, many - one) / 31), row
+
+    def _measure_fixed_costs(self, longest: int) -> dict[tuple[int, int, int], float]:
+        """Capture and time the graph of every shape a step of up to `longest` tokens per row can take (a
+        capture costs tens of forwards: done mid-request it would make the first steps of each new shape slow)."""
+        assert self._fixed is not None
+        return {(rows, length, window): self._time_forward(length, window - length, rows)
+                for rows, length, window in self._fixed.shapes(longest)}
 
     def _time_forward(self, tokens: int, start: int, rows: int = 1) -> float:
         """Best of three forwards of `tokens` new tokens in each of slots 0.. `rows` - 1 after `start` cached

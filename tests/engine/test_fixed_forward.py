@@ -47,6 +47,17 @@ def test_padded_step_matches_the_row_path_on_the_cpu() -> None:
     _steps_agree(model, FixedForward(model, graphs=False))
 
 
+def test_every_step_shape_is_listed_ahead() -> None:
+    """`shapes` names every padded shape a step of up to 32 tokens per row can take: a GPU captures them all
+    at start-up."""
+    forward = FixedForward(_model("cpu"), graphs=False)
+    listed = set(forward.shapes(32))
+    seen = {forward.shape(rows, length, start + length) for rows in range(1, 5) for length in range(1, 33)
+            for start in range(0, 512 - length + 1)}
+    assert seen == listed
+    assert {length for _, length, _ in listed} == {1, 2, 4, 8, 16, 32}
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (run on the device machine)")
 def test_cuda_graph_step_matches_the_row_path() -> None:
     model = _model("cuda")
@@ -63,8 +74,10 @@ def test_fixed_steps_decode_the_same_tokens(local_llm: Any) -> None:
     options: dict[str, Any] = {"slots": 4, "context": 512, "threads": 2, "prefix_cache_mb": 0,
                                "weight_dtype": "float32", "fixed_steps": True, "device": device}
     fixed_plain, fixed_spec = LocalLLM(speculative=False, **options), LocalLLM(**options)
-    fixed_spec.scheduler.verify_ms, fixed_spec.scheduler.context_ms = {1: 1.0, 32: 1.0}, (0.0, 0.0)  # draft
-    fixed_spec.scheduler.row_ms = (0.0, 0.0)
+    spec = fixed_spec.scheduler  # flat costs: draft whatever is found (the graphs' table on a GPU)
+    spec.verify_ms, spec.context_ms, spec.row_ms = {1: 1.0, 32: 1.0}, (0.0, 0.0), (0.0, 0.0)
+    spec.fixed_ms = dict.fromkeys(spec.fixed_ms, 1.0)
+    captured = len(spec._fixed._captured) if spec._fixed is not None else 0
     try:
         for messages in PROMPTS:
             want = local_llm.complete_sync(messages=messages, max_tokens=24, temperature=0).choices[0].token_ids
@@ -74,6 +87,9 @@ def test_fixed_steps_decode_the_same_tokens(local_llm: Any) -> None:
                 got = fixed_spec.complete_sync(messages=messages, max_tokens=24, temperature=0)
                 assert got.choices[0].token_ids == want
         assert got.usage.accepted_tokens > 0
+        if device == "cuda":  # every shape was captured at start-up, none mid-request
+            assert captured == len(spec.fixed_ms) and spec._fixed is not None
+            assert len(spec._fixed._captured) == captured
     finally:
         run_sync(fixed_plain.aclose())
         run_sync(fixed_spec.aclose())

@@ -221,8 +221,12 @@ class Scheduler:
         cached = 0
         if self.prefix_cache is not None:  # the last prompt token is always computed: it gives the logits
             cached = self.prefix_cache.load(first.prompt[:-1], self.kv, first.slot)
-        new_tokens = torch.tensor([first.prompt[cached:]], device=self.kv.k.device)
-        logits = self.model(new_tokens, [Row(first.slot, cached)])[0]
+        new = first.prompt[cached:]
+        graphs = self._fixed if self.fixed_ms else None  # a prefix hit's short rest replays a captured graph
+        if graphs is not None and graphs.shape(1, len(new), len(first.prompt)) in self.fixed_ms:
+            logits = self._forward([new], [Row(first.slot, cached)])[0, -1]
+        else:
+            logits = self.model(torch.tensor([new], device=self.kv.k.device), [Row(first.slot, cached)])[0]
         if self.prefix_cache is not None:
             self.prefix_cache.insert(first.prompt, self.kv, first.slot)
         for seq in group:

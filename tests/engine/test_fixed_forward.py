@@ -93,3 +93,28 @@ def test_fixed_steps_decode_the_same_tokens(local_llm: Any) -> None:
     finally:
         run_sync(fixed_plain.aclose())
         run_sync(fixed_spec.aclose())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (run on the device machine)")
+def test_a_prefix_hit_replays_a_graph_for_the_rest_of_its_prompt() -> None:
+    """The one new token of a repeated prompt goes through a captured graph (not an eager forward of hundreds
+    of kernel launches), and the answer is the same."""
+    llm = LocalLLM(slots=2, context=512, threads=2, prefix_cache_mb=64, device="cuda", weight_dtype="float32",
+                   speculative=False)
+    scheduler, replays = llm.scheduler, []
+    forward = scheduler._forward
+
+    def counted(tokens: list[list[int]], rows: list[Row]) -> Any:
+        replays.append(len(tokens[0]))
+        return forward(tokens, rows)
+
+    scheduler._forward = counted  # type: ignore[method-assign]
+    try:
+        first = llm.complete_sync(messages=PROMPTS[2], max_tokens=16, temperature=0)
+        cold = len(replays)
+        again = llm.complete_sync(messages=PROMPTS[2], max_tokens=16, temperature=0)
+        assert again.usage.cached_tokens == again.usage.prompt_tokens - 1
+        assert again.choices[0].token_ids == first.choices[0].token_ids
+        assert len(replays) == 2 * cold + 1  # the same decode steps, and the first token's forward replayed too
+    finally:
+        run_sync(llm.aclose())

@@ -11,6 +11,7 @@ call and a parameter lookup cost microseconds of Python each, 2 ms of a 16 ms de
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,8 @@ from torch import Tensor
 from baobab.engine.weights import Checkpoint, LlamaConfig, WeightsError
 
 WIDEN_ABOVE_ROWS = 8  # a narrow unpacked weight is widened once for longer inputs (prefill)
+INT4_GROUP = 32  # weights per 4-bit group (one scale and one offset each): GGUF Q4_0 and Q4_1 blocks
+Store = torch.dtype | Literal["int4"]  # how projection weights are kept: a float type, or 4-bit groups
 
 
 @dataclass(frozen=True)
@@ -53,21 +56,34 @@ class Row:
 
 
 class Linear:
-    """`x @ weight.T + bias` with the weight stored in the activations' type or a narrower float type.
+    """`x @ weight.T + bias` with the weight stored in the activations' type, a narrower float type, or 4 bits.
 
     Narrow weights halve the bytes a memory-bound decode step reads; the output stays narrow and a float32
     residual promotes it back. On a CPU, bfloat16 weights are prepacked for oneDNN: one token then costs
     what float16 does, and k tokens (a speculative verify, a prefill) cost far less than k times one, with
-    each row's result bit-identical whatever the number of rows.
+    each row's result bit-identical whatever the number of rows. "int4" keeps 4-bit codes with a bfloat16
+    scale and offset per group of 32 weights (a quarter of float16's bytes; a GGUF Q4_1 block maps onto one
+    group), multiplied by bfloat16 activations in one CPU kernel.
     """
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, store: torch.dtype) -> None:
+    def __init__(self, weight: Tensor, bias: Tensor | None, store: Store) -> None:
+        self.scales: Tensor | None = None  # of 4-bit groups: input groups x outputs x (scale, offset)
+        if store == "int4":
+            self.weight, self.scales = _pack_int4(weight)
+            self.bias = None if bias is None else bias.to(torch.bfloat16)
+            self.packed = False
+            return
         self.weight, self.bias = weight.to(store), None if bias is None else bias.to(store)
         self.packed = store == torch.bfloat16 and weight.device.type == "cpu" and _onednn_bfloat16()
         if self.packed:  # oneDNN's blocked layout
             self.weight = torch.ops.mkldnn._reorder_linear_weight(self.weight, 1)
 
     def __call__(self, x: Tensor) -> Tensor:
+        if self.scales is not None:
+            rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+            out4: Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.weight, INT4_GROUP, self.scales)
+            out4 = out4.view(*x.shape[:-1], out4.shape[-1])
+            return out4 if self.bias is None else out4 + self.bias
         if self.packed:
             out: Tensor = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.weight, self.bias,
                                                              "none", [], "")
@@ -75,6 +91,22 @@ class Linear:
         if self.weight.dtype != x.dtype and x.numel() > WIDEN_ABOVE_ROWS * x.shape[-1]:  # CPU float16 GEMMs crawl
             return F.linear(x, self.weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
         return F.linear(x.to(self.weight.dtype), self.weight, self.bias)
+
+
+def _pack_int4(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """4-bit codes of `weight` (outputs x inputs) packed for the CPU kernel, and each group's scale and offset:
+    a group's 16 levels span its smallest to its largest weight (so Q4_1's levels come back as they were)."""
+    outputs, inputs = weight.shape
+    if weight.device.type != "cpu" or inputs % INT4_GROUP:
+        raise ValueError(f"int4 weights need a CPU and inputs in groups of {INT4_GROUP}, got {tuple(weight.shape)} "
+                         f"on {weight.device.type}")
+    groups = weight.float().view(outputs, inputs // INT4_GROUP, INT4_GROUP)
+    low, high = groups.amin(-1), groups.amax(-1)
+    scale = ((high - low) / 15).clamp(min=1e-12)
+    codes = ((groups - low[..., None]) / scale[..., None]).round().clamp(0, 15).to(torch.int32).view(outputs, inputs)
+    offset = low + 8 * scale  # the kernel computes (code - 8) * scale + offset
+    scales = torch.stack([scale, offset], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
+    return torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1), scales
 
 
 def _onednn_bfloat16() -> bool:
@@ -122,8 +154,7 @@ class Step:
 
 
 class Attention:
-    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: torch.dtype,
-                 cache: KVCache) -> None:
+    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: Store, cache: KVCache) -> None:
         self.keys, self.values = cache.k[layer], cache.v[layer]  # this layer's part of every slot
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
         names = [f"model.layers.{layer}.self_attn.{p}_proj" for p in "qkv"]
@@ -174,7 +205,7 @@ class Attention:
 
 
 class MLP:
-    def __init__(self, layer: int, take: "TensorSource", store: torch.dtype) -> None:
+    def __init__(self, layer: int, take: "TensorSource", store: Store) -> None:
         prefix = f"model.layers.{layer}.mlp"
         gate_up = torch.cat([take(f"{prefix}.gate_proj.weight"), take(f"{prefix}.up_proj.weight")])
         self.gate_up_proj = Linear(gate_up, None, store)
@@ -187,8 +218,7 @@ class MLP:
 
 
 class Block:
-    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: torch.dtype,
-                 cache: KVCache) -> None:
+    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: Store, cache: KVCache) -> None:
         prefix = f"model.layers.{layer}"
         self.input_layernorm = RMSNorm(take(f"{prefix}.input_layernorm.weight"), config.norm_eps)
         self.self_attn = Attention(config, layer, take, store, cache)
@@ -224,23 +254,25 @@ class Llama:
     >>> logits = model(torch.tensor([[1, 2, 3]]), [Row(slot=0, start=0)])  # doctest: +SKIP
     """
 
-    def __init__(self, config: LlamaConfig, take: TensorSource, store: torch.dtype, cache: KVCache) -> None:
+    def __init__(self, config: LlamaConfig, take: TensorSource, store: Store, cache: KVCache) -> None:
         self.config, self.cache = config, cache
         self.embed_tokens = take("model.embed_tokens.weight")
         self.layers = [Block(config, i, take, store, cache) for i in range(config.n_layers)]
         self.norm = RMSNorm(take("model.norm.weight"), config.norm_eps)
-        self.lm_head = Linear(self.embed_tokens if config.tie_embeddings else take("lm_head.weight"), None, store)
+        # 4-bit projections leave the output layer at 16 bits: GGUF Q4 files keep it at 8, and 4 bits cost accuracy
+        self.lm_head = Linear(self.embed_tokens if config.tie_embeddings else take("lm_head.weight"), None,
+                              torch.float16 if store == "int4" else store)
         self.inv_freq = rope_frequencies(config, take.tensors.pop("rope_freqs.weight", None)).to(take.device)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, *, slots: int = 1, max_len: int = 2048,
-                        device: str | torch.device = "cpu", weight_dtype: torch.dtype | None = None,
+                        device: str | torch.device = "cpu", weight_dtype: Store | None = None,
                         spare_slots: int = 0) -> "Llama":
         """A model with the checkpoint's weights and a KV cache of `slots` x `max_len` tokens (and `spare_slots`
         more for the padding rows of `forward_fixed`).
 
         Activations and the cache use the checkpoint's dtype; `weight_dtype` stores the projections' weights
-        narrower (float16 or bfloat16).
+        narrower (float16, bfloat16, or "int4" on a CPU).
         """
         dtype, device = checkpoint.tensors["model.embed_tokens.weight"].dtype, torch.device(device)
         take = TensorSource(checkpoint.tensors, checkpoint.source or "checkpoint", device)
@@ -257,7 +289,7 @@ class Llama:
         for block in self.layers:
             linears += [block.self_attn.qkv_proj, block.self_attn.o_proj, block.mlp.gate_up_proj, block.mlp.down_proj]
             tensors += [block.input_layernorm.weight, block.post_attention_layernorm.weight]
-        tensors += [t for linear in linears for t in (linear.weight, linear.bias) if t is not None]
+        tensors += [t for linear in linears for t in (linear.weight, linear.bias, linear.scales) if t is not None]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     @torch.inference_mode()

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from baobab.aio import run_sync
 from baobab.engine import weights
 from baobab.engine.local import LocalLLM
-from baobab.engine.model import Llama, Row
+from baobab.engine.model import INT4_GROUP, Linear, Llama, Row, Store
 from baobab.engine.tokenizer import ChatTokenizer
 from baobab.engine.weights import WeightsError
 
@@ -60,13 +60,15 @@ def test_bfloat16_weights_with_float32_activations_are_the_cpu_default() -> None
     run_sync(default.aclose())
 
 
-@pytest.mark.parametrize(("store", "bound"), [(torch.float16, 1e-2), (torch.bfloat16, 3e-2)])  # bf16: 3 bits less
-def test_narrow_weights_stay_close_in_decode_and_prefill(local_llm: Any, store: torch.dtype, bound: float) -> None:
+@pytest.mark.parametrize(("store", "bound"), [(torch.float16, 1e-2), (torch.bfloat16, 3e-2), ("int4", 5e-2)])
+def test_narrow_weights_stay_close_in_decode_and_prefill(local_llm: Any, store: Store, bound: float) -> None:
     """Logits move far less than the GGUF's own Q4 quantisation did, whether the narrow weight is used as
-    stored (one token: decode) or widened (many tokens: prefill)."""
+    stored (one token: decode) or widened (many tokens: prefill). bfloat16 has 3 bits less than float16; 4-bit
+    groups rebuild the file's Q4_1 levels but multiply bfloat16 activations, and keep a 16-bit output layer."""
     checkpoint = weights.load(weights.resolve(weights.DEFAULT_MODEL))
     narrow = Llama.from_checkpoint(checkpoint, slots=1, max_len=128, weight_dtype=store)
-    assert narrow.lm_head.weight.dtype == store and narrow.embed_tokens.dtype == torch.float32
+    assert narrow.lm_head.weight.dtype == (torch.float16 if store == "int4" else store)
+    assert narrow.embed_tokens.dtype == torch.float32
     text = "The quick brown fox jumps over the lazy dog. Then it ran into the forest, where the old owls sleep."
     ids = torch.tensor([local_llm.tokenizer.encode(text)])
     prefill, ref = narrow(ids, [Row(0, 0)], all_logits=True), local_llm.model(ids, [Row(7, 0)], all_logits=True)
@@ -75,3 +77,30 @@ def test_narrow_weights_stay_close_in_decode_and_prefill(local_llm: Any, store: 
         assert ours.dtype == torch.float32
         assert ((ours - ref).abs().max() / ref.abs().max()).item() < bound
         assert (ours.argmax(-1) == ref.argmax(-1)).float().mean().item() > 0.9
+
+
+def test_int4_groups_rebuild_q4_levels_and_refuse_odd_shapes() -> None:
+    """A group on a Q4_1 grid (16 levels from its smallest weight up) comes back level for level: the product is
+    what the grid's weights give, to bfloat16's rounding of the output; a width not made of groups is refused."""
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 16, (64, 4 * INT4_GROUP), generator=generator)
+    codes[:, ::INT4_GROUP], codes[:, 1::INT4_GROUP] = 0, 15  # every group spans all 16 levels
+    step = torch.tensor([2.0 ** -e for e in range(4, 8)]).repeat_interleave(INT4_GROUP)  # exact in bfloat16
+    weight = codes * step - 0.5
+    x = torch.randn(3, 4 * INT4_GROUP, generator=generator).to(torch.bfloat16).float()
+    got = Linear(weight, None, "int4")(x)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), x @ weight.T, rtol=8e-3, atol=1e-2)
+    with pytest.raises(ValueError, match=r"groups of 32, got \(8, 40\)"):
+        Linear(torch.randn(8, 40), None, "int4")
+
+
+def test_int4_weights_answer_and_read_a_quarter_of_the_bytes() -> None:
+    llm = LocalLLM(slots=1, context=128, prefix_cache_mb=0, weight_dtype="int4", speculative=False)
+    try:
+        assert "Paris" in llm.complete_sync(messages=[{"role": "user", "content": "What is the capital of France?"}],
+                                            max_tokens=16, temperature=0).text
+        down = llm.model.layers[0].mlp.down_proj
+        assert down.scales is not None and down.weight.numel() * 2 == 576 * 1536  # two 4-bit codes a byte
+    finally:
+        run_sync(llm.aclose())

@@ -24,7 +24,6 @@ from sqlalchemy import (
     TextClause,
     bindparam,
     delete,
-    func,
     insert,
     or_,
     select,
@@ -59,6 +58,11 @@ _NOTES_BY_ID = select(memory_notes).where(memory_notes.c.id.in_(_IDS))
 _LINKS_FROM = select(memory_links).where(memory_links.c.source.in_(_IDS))
 _FTS_BY_BM25 = text("SELECT rowid FROM memory_fts WHERE memory_fts MATCH :q ORDER BY bm25(memory_fts) LIMIT :n")
 _FTS_NEWEST = text("SELECT rowid FROM memory_fts WHERE memory_fts MATCH :q ORDER BY rowid DESC LIMIT :n")
+# PostgreSQL's full-text document of a note, written as its GIN index is, so that the planner uses the index
+_PG_DOCUMENT = "to_tsvector('english'::regconfig, content || ' ' || keywords || ' ' || tags || ' ' || context)"
+_PG_TEXT_INDEX = text(f"CREATE INDEX IF NOT EXISTS ix_memory_notes_text ON memory_notes USING gin ({_PG_DOCUMENT})")
+_PG_BY_RANK = text(f"SELECT id FROM memory_notes WHERE {_PG_DOCUMENT} @@ to_tsquery('english'::regconfig, :q) "
+                   f"ORDER BY ts_rank({_PG_DOCUMENT}, to_tsquery('english'::regconfig, :q)) DESC LIMIT :n")
 _UNION_PARTS = 64  # notes whose links, or query terms whose notes, one UNION statement reads (SQLite allows 500)
 
 
@@ -105,9 +109,9 @@ class Memory:
         self._everything = select(*columns)
         self._changed = self._everything.where(memory_notes.c.updated > bindparam("since"),
                                                memory_notes.c.writer != bindparam("writer"))
-        if self.store.dialect == "sqlite":
-            with self.store.transaction() as conn:
-                conn.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(body)"))
+        with self.store.transaction() as conn:  # the keyword search's index
+            conn.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(body)")
+                         if self.store.dialect == "sqlite" else _PG_TEXT_INDEX)
         self._refresh()
 
     # -- writing ---------------------------------------------------------------------------------------------
@@ -412,11 +416,8 @@ class Memory:
                 match, by_bm25 = _fts_query(conn, terms)
                 rows = conn.execute(_FTS_BY_BM25 if by_bm25 else _FTS_NEWEST, {"q": match, "n": limit * 4}).all()
             else:
-                document = func.to_tsvector("english", memory_notes.c.content + " " + memory_notes.c.keywords + " "
-                                            + memory_notes.c.tags + " " + memory_notes.c.context)
-                wanted = func.to_tsquery("english", " | ".join(t.replace("'", "") for t in terms))
-                rows = conn.execute(select(memory_notes.c.id).where(document.op("@@")(wanted))
-                                    .order_by(func.ts_rank(document, wanted).desc()).limit(limit * 4)).all()
+                wanted = " | ".join(t.replace("'", "") for t in terms)
+                rows = conn.execute(_PG_BY_RANK, {"q": wanted, "n": limit * 4}).all()
         return [r[0] for r in rows if allowed is None or r[0] in allowed][:limit]
 
     def _links(self, ids: Sequence[int]) -> list[Link]:

@@ -10,6 +10,7 @@ from bag_of_words import BagOfWords
 from sqlalchemy import text
 
 from baobab.memory import Memory, MemoryError
+from baobab.memory.memory import _PG_BY_RANK
 from baobab.store import Store
 
 TOPICS = ["deploy disk full build server", "cache restarts nightly backup", "paris capital france travel",
@@ -82,3 +83,17 @@ def test_pgvector_is_refused_with_the_reason(pg: str, tmp_path: Path) -> None:
         Memory(sqlite, embedder=BagOfWords(), vectors="pgvector")
     with pytest.raises(MemoryError, match="vectors must be auto, pgvector or process, got 'faiss'"):
         Memory(sqlite, embedder=BagOfWords(), vectors="faiss")  # type: ignore[arg-type]
+
+
+def test_keyword_search_on_postgresql_is_served_by_a_text_index(postgres_db: str) -> None:
+    """The keyword query's document is the GIN index's expression, so PostgreSQL can answer it from the index
+    rather than parse every note's text; the best match still comes first."""
+    with Memory(postgres_db, embedder=BagOfWords(), vectors="process") as memory:
+        memory.add_many(notes(200))
+        wanted = memory.add("the zeppelin landed in the harbour at dawn")
+        assert memory.search("zeppelin harbour", k=3, mode="keyword")[0].note.id == wanted.id
+        with memory.store.transaction() as conn:
+            conn.execute(text("SET LOCAL enable_seqscan = off"))  # a 201-row table is cheaper to scan: ask if it can
+            plan = "\n".join(row[0] for row in conn.execute(text("EXPLAIN " + str(_PG_BY_RANK)),
+                                                            {"q": "zeppelin | harbour", "n": 12}))
+        assert "ix_memory_notes_text" in plan, plan

@@ -18,7 +18,7 @@ from baobab.engine import weights
 from baobab.engine.drafters import SuffixDrafter
 from baobab.engine.grammar import Grammars, callable_tools, tools_prompt
 from baobab.engine.llm import LLM, RequestError
-from baobab.engine.model import Llama
+from baobab.engine.model import Llama, Store
 from baobab.engine.prefix_cache import PrefixCache, token_bytes
 from baobab.engine.sampling import SamplingParams
 from baobab.engine.scheduler import Scheduler, Sequence
@@ -26,6 +26,7 @@ from baobab.engine.tokenizer import ChatTokenizer
 from baobab.engine.types import Choice, Chunk, Completion, Request, ToolCall, Usage
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_WEIGHT_STORES: dict[str, Store] = {**_DTYPES, "int4": "int4"}  # how projection weights may be kept
 
 
 class EngineError(RuntimeError):
@@ -55,7 +56,7 @@ class LocalLLM(LLM):
                  fixed_steps: bool | None = None) -> None:
         if weight_dtype is None:  # bfloat16 weights halve a CPU decode step's reads; verifying k drafts costs ~1
             weight_dtype = "bfloat16" if device == "cpu" and dtype == "float32" else dtype
-        for name, value, allowed in (("dtype", dtype, [*_DTYPES]), ("weight_dtype", weight_dtype, [*_DTYPES, "int4"])):
+        for name, value, allowed in (("dtype", dtype, _DTYPES), ("weight_dtype", weight_dtype, _WEIGHT_STORES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
         if threads is not None:
@@ -69,7 +70,7 @@ class LocalLLM(LLM):
             checkpoint = weights.load(path, _DTYPES[dtype])
             self.tokenizer = ChatTokenizer(checkpoint)
             llama = Llama.from_checkpoint(checkpoint, slots=slots, max_len=context, device=device,
-                                          weight_dtype=_DTYPES.get(weight_dtype, "int4"),
+                                          weight_dtype=_WEIGHT_STORES[weight_dtype],
                                           spare_slots=int(device.startswith("cuda") if fixed_steps is None
                                                           else fixed_steps))
             capacity = prefix_cache_mb * 2**20 // token_bytes(llama.cache)

@@ -32,17 +32,43 @@ class Draft:
     scores: list[float] = field(default_factory=list)
     match: int = 0  # length of the match it was retrieved with
     sampled: bool = False  # drafted for a sampled sequence (its acceptance is learnt apart)
+    forced: int = 0  # depth of the chain from the root that a grammar forces (not retrieved: not learnt from)
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def best(self, count: int) -> "Draft":
         """The `count` best-scored nodes, still a tree: a child never outscores its parent, and comes later."""
-        chosen = sorted(sorted(range(len(self)), key=lambda i: (-self.scores[i], i))[:count])
-        place = {node: i for i, node in enumerate(chosen)}
-        parents = [-1 if self.parents[i] < 0 else place[self.parents[i]] for i in chosen]
-        return Draft([self.tokens[i] for i in chosen], parents, [self.scores[i] for i in chosen], self.match,
-                     self.sampled)
+        return self.keep(sorted(sorted(range(len(self)), key=lambda i: (-self.scores[i], i))[:count]))
+
+    def keep(self, nodes: list[int]) -> "Draft":
+        """The tree of `nodes` (ascending, each one's parent among them), numbered anew."""
+        place = {node: i for i, node in enumerate(nodes)}
+        parents = [-1 if self.parents[i] < 0 else place[self.parents[i]] for i in nodes]
+        forced = next((i for i in range(self.forced) if i not in place), self.forced)  # what is left of the chain
+        return Draft([self.tokens[i] for i in nodes], parents, [self.scores[i] for i in nodes], self.match,
+                     self.sampled, forced)
+
+    def with_forced(self, chain: list[int]) -> "Draft":
+        """This tree with `chain` (tokens a grammar forces next) merged in from the root as its first nodes,
+        scored 1: certain, unless the model spells the forced text with other tokens.
+
+        >>> merged = Draft([7, 8, 5], [-1, 0, -1], [0.5, 0.25, 0.4]).with_forced([7, 9])
+        >>> merged.tokens, merged.parents, merged.scores
+        ([7, 9, 8, 5], [-1, 0, 0, -1], [1.0, 1.0, 0.25, 0.4])
+        """
+        place: dict[int, int] = {}  # old index -> new, for nodes on the chain
+        node = -1
+        for depth, token in enumerate(chain):
+            node = next((i for i in range(len(self)) if self.parents[i] == node and self.tokens[i] == token), -2)
+            if node < 0:
+                break
+            place[node] = depth
+        rest = [i for i in range(len(self)) if i not in place]
+        place |= {old: len(chain) + i for i, old in enumerate(rest)}
+        parents = [-1 if self.parents[i] < 0 else place[self.parents[i]] for i in rest]
+        return Draft(chain + [self.tokens[i] for i in rest], list(range(-1, len(chain) - 1)) + parents,
+                     [1.0] * len(chain) + [self.scores[i] for i in rest], self.match, self.sampled, len(chain))
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Any
 import xgrammar as xgr
 from torch import Tensor
 
+from baobab.engine.drafters import Draft
 from baobab.engine.types import Request, Tool
 
 
@@ -35,6 +36,27 @@ class JsonConstraint:
     def done(self) -> bool:
         """Whether the grammar has ended (its stop token was accepted)."""
         return bool(self.matcher.is_terminated())
+
+    def restrict(self, draft: Draft, budget: int) -> Draft:
+        """`draft` without the nodes the grammar forbids (nor their subtrees), with the tokens it forces next
+        drafted first: a verify then spends no rows on impossible tokens, and a schema's fixed keys and
+        punctuation cost a fraction of a step each. At most `budget` nodes."""
+        children: list[list[int]] = [[] for _ in range(len(draft) + 1)]  # by parent + 1
+        for node, parent in enumerate(draft.parents):
+            children[parent + 1].append(node)
+        kept: list[int] = []
+        stack = [(node, False) for node in reversed(children[0])]
+        while stack:  # depth first, the matcher following the path: accept on the way down, roll back on the way up
+            node, leaving = stack.pop()
+            if leaving:
+                self.matcher.rollback(1)
+            elif self.matcher.accept_token(draft.tokens[node]):
+                kept.append(node)
+                stack.append((node, True))
+                if not self.matcher.is_terminated():
+                    stack.extend((child, False) for child in reversed(children[node + 1]))
+        forced = self.matcher.find_jump_forward_tokens()[:budget]
+        return draft.keep(sorted(kept)).with_forced(forced).best(budget)
 
 
 class Grammars:

@@ -57,6 +57,10 @@ class Constraint(Protocol):
         """Whether the grammar is complete and nothing more may follow."""
         ...
 
+    def restrict(self, draft: Draft, budget: int) -> Draft:
+        """`draft` without what the grammar forbids, with what it forces next first; at most `budget` nodes."""
+        ...
+
 
 @dataclass
 class Sequence:
@@ -272,7 +276,10 @@ class Scheduler:
         if self.drafter is None:
             return [Draft() for _ in running]
         drafter = self.drafter
-        full = [drafter.draft(id(s), min(room, s.max_tokens - len(s.tokens) - 1)) for s in running]
+        budgets = [min(room, s.max_tokens - len(s.tokens) - 1) for s in running]
+        full = [drafter.draft(id(s), budget) if s.constraint is None else
+                s.constraint.restrict(drafter.draft(id(s), budget), budget)
+                for s, budget in zip(running, budgets, strict=True)]
         ranked = [sorted(draft.scores, reverse=True) for draft in full]
         contexts = [len(s.prompt) + len(s.tokens) for s in running]
         best, gain = 0, float(len(running))
@@ -297,7 +304,7 @@ class Scheduler:
             self._commit(seq, chosen)
             if chosen is None:
                 break
-            tries += bool(children[node])
+            tries += bool(children[node]) and len(path) > draft.forced  # forced tokens teach nothing on retrieval
             if chosen not in children[node]:
                 break
             path.append(children[node][chosen])
@@ -305,7 +312,7 @@ class Scheduler:
         self.model.keep(seq.slot, row.start, path)
         seq.drafted, seq.accepted = seq.drafted + len(draft), seq.accepted + accepted
         if self.drafter is not None:
-            self.drafter.observe(draft, tries, accepted)
+            self.drafter.observe(draft, tries, max(0, accepted - draft.forced))
 
     def _commit(self, seq: Sequence, token: int | None) -> None:
         if token is not None and self.drafter is not None:

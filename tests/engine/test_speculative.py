@@ -44,6 +44,30 @@ def all_prompts() -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": row["turns"][0]}] for row in bench] + agentic_prompts()
 
 
+MOVES = ["4 + 9 = 13", "13 - 9 = 4", "10 * 4 = 40", "10 - 4 = 6", "9 * 10 = 90", "13 + 10 = 23"]
+
+
+def _schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
+def structured_requests() -> list[dict[str, Any]]:
+    """A search's requests: sampled picks among legal moves (a JSON enum) and greedy judgements (JSON)."""
+    judge = {"type": "object", "required": ["critique", "score"], "properties": {
+        "critique": {"type": "string", "maxLength": 60}, "score": {"type": "number", "minimum": 0, "maximum": 10}}}
+    requests = []
+    for i in range(3):
+        moves = MOVES[i:] + MOVES[:i]
+        pick = {"type": "object", "properties": {"action": {"type": "string", "enum": moves}}, "required": ["action"]}
+        legal = f"Make 24 from 4 9 10 13. Legal moves: {', '.join(moves)}"
+        requests.append({"messages": [{"role": "user", "content": legal}],
+                         "n": 4, "temperature": 1.0, "seed": i, "max_tokens": 40,
+                         "response_format": _schema("pick", pick)})
+        requests.append({"messages": [{"role": "user", "content": f"Judge the state: numbers left {i + 2} 9 10 13."}],
+                         "temperature": 0.0, "max_tokens": 100, "response_format": _schema("judge", judge)})
+    return requests
+
+
 async def _answers(llm: LocalLLM, prompts: list[list[dict[str, str]]], **options: Any) -> list[Any]:
     return list(await asyncio.gather(*(llm.complete(messages=m, **options) for m in prompts)))
 
@@ -60,7 +84,8 @@ def pair() -> Any:
 @pytest.mark.timeout(900)
 def test_speculation_gives_the_plain_tokens_in_float32() -> None:
     """With float32 weights, agentic prompts and Spec-Bench ones, twice (the second time the global history
-    drafts too): token for token the plain output, greedy and sampled with the same seed."""
+    drafts too): token for token the plain output, greedy and sampled with the same seed; and so for structured
+    output, whose drafts the grammar prunes and extends with the tokens it forces."""
     prompts = all_prompts()[::4]
     plain = LocalLLM(slots=8, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32", speculative=False)
     spec = LocalLLM(slots=8, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32")
@@ -78,6 +103,12 @@ def test_speculation_gives_the_plain_tokens_in_float32() -> None:
             for _ in range(2):
                 got_sample = spec.complete_sync(messages=messages, seed=seed, **sampled)
                 assert [c.token_ids for c in got_sample.choices] == [c.token_ids for c in want.choices]
+        structured = structured_requests()
+        expected = [plain.complete_sync(**r) for r in structured]
+        got = [spec.complete_sync(**r) for r in structured]
+        assert [[c.token_ids for c in a.choices] for a in got] == [[c.token_ids for c in a.choices] for a in expected]
+        assert all(json.loads(c.text) for a in got for c in a.choices)
+        assert sum(c.usage.accepted_tokens for c in got) > 0.4 * sum(c.usage.completion_tokens for c in got)
     finally:
         run_sync(plain.aclose())
         run_sync(spec.aclose())
@@ -213,6 +244,27 @@ def test_drafts_stay_trees_when_cut() -> None:
     best = draft.best(3)
     assert best.tokens == [1, 2, 3] and best.parents == [-1, 0, -1]
     assert draft.best(1).tokens == [1]
+
+
+def test_the_grammar_prunes_drafts_and_drafts_what_it_forces(pair: Any) -> None:
+    _, spec = pair
+    pick = {"type": "object", "properties": {"action": {"type": "string", "enum": MOVES}}, "required": ["action"]}
+    constraint = spec.grammars.for_request(Request(prompt="x", response_format=_schema("pick", pick)))
+    encode = spec.tokenizer.encode
+    opening, fine, wrong = encode('{"action": "'), encode('{"action": "13 - 9'), encode('{"action": "7 + 1')
+    assert fine[:len(opening)] == opening and wrong[:len(opening)] == opening
+    retrieved = Draft(fine, list(range(-1, len(fine) - 1)), [0.5] * len(fine))
+    branch = wrong[len(opening):]  # branches off after the opening
+    tokens = fine + branch
+    parents = retrieved.parents + [len(opening) - 1] + [len(fine) + i for i in range(len(branch) - 1)]
+    draft = constraint.restrict(Draft(tokens, parents, [0.5] * len(tokens)), budget=16)
+    assert draft.tokens == fine  # the enum has no move starting with 7
+    assert 0 < draft.forced < len(opening) and draft.scores[:draft.forced] == [1.0] * draft.forced
+    assert draft.tokens[:draft.forced] == opening[:draft.forced]  # '{"action":' is forced, then a choice
+    assert constraint.restrict(Draft(), budget=2).tokens == opening[:2]  # no retrieval: the forced tokens, cut
+    assert constraint.restrict(Draft(), budget=0).tokens == []
+    constraint.accept(opening[0])  # the grammar itself is where it was: restrict rolled every token back
+    assert constraint.restrict(Draft(), budget=1).tokens == opening[1:2]
 
 
 def test_history_stays_within_its_bound() -> None:

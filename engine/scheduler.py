@@ -109,6 +109,9 @@ class Scheduler:
         self.row_ms: tuple[float, float] = (0.0, 0.0)
         # or, where steps replay CUDA graphs, the time of each padded shape (rows, tokens, window), measured
         self.fixed_ms: dict[tuple[int, int, int], float] = {}
+        # what a step costs beyond its forward, learnt as steps run, without and with drafts: host work (drafting,
+        # a tree's masks, the verify walk) that the forward timings leave out; None: not learnt (a fixed model)
+        self.step_overhead_ms: list[float] | None = [0.0, 0.0]
         self._groups = itertools.count(1)
         self._calls: deque[tuple[Callable[[], Any], threading.Event, dict[str, Any]]] = deque()
         self._waiting: deque[list[Sequence]] = deque()
@@ -233,6 +236,8 @@ class Scheduler:
             logits = self.model(torch.tensor([new], device=self.kv.k.device), [Row(first.slot, cached)])[0]
         if self.prefix_cache is not None:
             self.prefix_cache.insert(first.prompt, self.kv, first.slot)
+        if self.step_overhead_ms is not None:  # drafted steps' cost drifts back to plain ones': tried again in a while
+            self.step_overhead_ms[1] += 0.05 * (self.step_overhead_ms[0] - self.step_overhead_ms[1])
         for seq in group:
             seq.cached = cached
             if seq is not first:
@@ -245,6 +250,7 @@ class Scheduler:
         running = [s for s in self._active if s.tokens and s.finish_reason is None and not s.cancelled]
         if not running:
             return
+        started = time.perf_counter()
         starts = [len(s.prompt) + len(s.tokens) - 1 for s in running]
         room = self.max_len - max(starts) - 1  # every row is padded to the longest draft
         drafts = self._drafts(running, room)
@@ -262,6 +268,9 @@ class Scheduler:
                 self._commit(seq, self._advance(seq, out[0]))
             else:
                 self._verify(seq, row, draft, out)
+        if self.drafter is not None and self.step_overhead_ms is not None:  # (choosing the logits waited for them)
+            beyond = (time.perf_counter() - started) * 1e3 - self._cost(length, [start + 1 for start in starts])
+            self.step_overhead_ms[length > 1] += 0.1 * (beyond - self.step_overhead_ms[length > 1])
 
     def _forward(self, tokens: list[list[int]], rows: list[Row]) -> Tensor:
         """Logits (rows x tokens x vocab) of a decode or verify step: every row has as many tokens."""
@@ -282,11 +291,12 @@ class Scheduler:
                 for s, budget in zip(running, budgets, strict=True)]
         ranked = [sorted(draft.scores, reverse=True) for draft in full]
         contexts = [len(s.prompt) + len(s.tokens) for s in running]
+        plain, drafted = self.step_overhead_ms or (0.0, 0.0)
         best, gain = 0, float(len(running))
-        best_rate = gain / self._cost(1, contexts)
+        best_rate = gain / (self._cost(1, contexts) + plain)
         for k in range(1, min(max(map(len, full)), LONGEST_STEP - 1) + 1):  # k drafted tokens per row
             gain += sum(scores[k - 1] for scores in ranked if len(scores) >= k)
-            rate = gain / self._cost(k + 1, contexts)
+            rate = gain / (self._cost(k + 1, contexts) + drafted)
             if rate > best_rate:
                 best, best_rate = k, rate
         return [draft.best(best) for draft in full]

@@ -109,9 +109,6 @@ class Scheduler:
         self.row_ms: tuple[float, float] = (0.0, 0.0)
         # or, where steps replay CUDA graphs, the time of each padded shape (rows, tokens, window), measured
         self.fixed_ms: dict[tuple[int, int, int], float] = {}
-        # what a step costs beyond its forward, learnt as steps run: a plain step's, and what each drafted node adds
-        # (host work the forward timings leave out: drafting, the verify walk); None: not learnt (a fixed model)
-        self.step_overhead_ms: list[float] | None = [0.0, 0.0]
         self._groups = itertools.count(1)
         self._calls: deque[tuple[Callable[[], Any], threading.Event, dict[str, Any]]] = deque()
         self._waiting: deque[list[Sequence]] = deque()
@@ -248,7 +245,6 @@ class Scheduler:
         running = [s for s in self._active if s.tokens and s.finish_reason is None and not s.cancelled]
         if not running:
             return
-        started = time.perf_counter()
         starts = [len(s.prompt) + len(s.tokens) - 1 for s in running]
         room = self.max_len - max(starts) - 1  # every row is padded to the longest draft
         drafts = self._drafts(running, room)
@@ -266,13 +262,6 @@ class Scheduler:
                 self._commit(seq, self._advance(seq, out[0]))
             else:
                 self._verify(seq, row, draft, out)
-        if self.drafter is not None and self.step_overhead_ms is not None:  # (choosing the logits waited for them)
-            beyond = (time.perf_counter() - started) * 1e3 - self._cost(length, [start + 1 for start in starts])
-            overhead, nodes = self.step_overhead_ms, sum(map(len, drafts))
-            if nodes:
-                overhead[1] += 0.1 * ((beyond - overhead[0]) / nodes - overhead[1])
-            else:
-                overhead[0] += 0.1 * (beyond - overhead[0])
 
     def _forward(self, tokens: list[list[int]], rows: list[Row]) -> Tensor:
         """Logits (rows x tokens x vocab) of a decode or verify step: every row has as many tokens."""
@@ -293,14 +282,11 @@ class Scheduler:
                 for s, budget in zip(running, budgets, strict=True)]
         ranked = [sorted(draft.scores, reverse=True) for draft in full]
         contexts = [len(s.prompt) + len(s.tokens) for s in running]
-        step, per_node = self.step_overhead_ms or (0.0, 0.0)
-        per_node = max(0.0, per_node)
-        best, gain, nodes = 0, float(len(running)), 0
-        best_rate = gain / (self._cost(1, contexts) + step)
+        best, gain = 0, float(len(running))
+        best_rate = gain / self._cost(1, contexts)
         for k in range(1, min(max(map(len, full)), LONGEST_STEP - 1) + 1):  # k drafted tokens per row
             gain += sum(scores[k - 1] for scores in ranked if len(scores) >= k)
-            nodes += sum(len(scores) >= k for scores in ranked)
-            rate = gain / (self._cost(k + 1, contexts) + step + per_node * nodes)
+            rate = gain / self._cost(k + 1, contexts)
             if rate > best_rate:
                 best, best_rate = k, rate
         return [draft.best(best) for draft in full]

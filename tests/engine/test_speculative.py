@@ -90,7 +90,7 @@ def test_speculation_gives_the_plain_tokens_in_float32() -> None:
     plain = LocalLLM(slots=8, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32", speculative=False)
     spec = LocalLLM(slots=8, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32")
     spec.scheduler.verify_ms = {1: 1.0, 32: 1.0}  # unpacked float32 makes k tokens cost ~k: force the tree path
-    spec.scheduler.context_ms, spec.scheduler.row_ms, spec.scheduler.step_overhead_ms = {}, (0.0, 0.0), None
+    spec.scheduler.context_ms, spec.scheduler.row_ms = {}, (0.0, 0.0)
     try:
         expected = run_sync(_answers(plain, prompts, max_tokens=32, temperature=0))
         for _ in range(2):

@@ -1,6 +1,6 @@
 """Game of 24: search strategies with the embedded model as prior and value, against a no-model control.
 
-    python benchmarks/search_game24.py [--quick] [--puzzles N] [--speed-only]
+    python benchmarks/search_game24.py [--quick] [--puzzles N] [--only speed|signal]
 
 The puzzles are ranks 901-1000 of the Tree of Thoughts set (../shared/data/game24/24.csv; ranks 1-900
 were the only ones looked at while building), as many from 901 on as fit the time: a 135M model on a
@@ -13,7 +13,9 @@ the legal ones (`legal_actions_proposer`: a JSON enum, so every proposal is lega
 as one "call". Rows that never look at their budget (greedy, MCTS, lookahead, backtracking) run once to
 100 calls and are read off at the smaller budgets (see `anytime`); best-of-n and ToT-BFS are sized to each
 budget and run once per budget. Identical requests are answered once (`Memo`), and still counted.
-Writes benchmarks/results/search_game24.json; --speed-only measures tokens/s again into it.
+It also measures the model's signal on development puzzles (ranks 851-862): how often its picks keep 24
+reachable against a uniform pick, and what the judge gives children that do and that do not (`model_signal`).
+Writes benchmarks/results/search_game24.json; --only speed|signal measures that part again into it.
 """
 
 import argparse
@@ -273,6 +275,57 @@ def engine_speed(games: list[tuple[int, str]], threads: int) -> dict[str, Any]:
             "same_search_trees": identical}
 
 
+def solvable(numbers: tuple[str, ...]) -> bool:
+    """Whether 24 can still be made from `numbers` (exhaustively, remembered across calls)."""
+    if numbers not in _SOLVABLE:
+        env = Game24("1 1 1 1")
+        state = list(numbers)
+        _SOLVABLE[numbers] = (Fraction(numbers[0]) == 24 if len(numbers) == 1 else
+                              any(solvable(tuple(sorted(env.step(state, a).state))) for a in env.actions(state)))
+    return _SOLVABLE[numbers]
+
+
+_SOLVABLE: dict[tuple[str, ...], bool] = {}
+
+
+async def model_signal(llm: LLM, games: list[tuple[int, str]], samples: int = 16) -> dict[str, Any]:
+    """How much the model knows, on development puzzles: the share of its picks (`samples` at the rows'
+    temperature, one request) that keep 24 reachable, against the share of such moves among the legal ones;
+    and the judge's mean value for children that keep 24 reachable and for those that do not. States: each
+    puzzle's start, and the state after its first reachable-keeping move."""
+    picked, uniform, judged = [], [], {True: list[float](), False: list[float]()}
+    for _, puzzle in games:
+        env = Game24(puzzle)
+        start = env.reset()
+        keeps = [a for a in env.actions(start) if solvable(tuple(sorted(env.step(start, a).state)))]
+        for state in [start, *([env.step(start, keeps[0]).state] if keeps else [])]:
+            legal = env.actions(state)
+            good = {a for a in legal if solvable(tuple(sorted(env.step(state, a).state)))}
+            if not good or len(good) == len(legal):
+                continue
+            uniform.append(len(good) / len(legal))
+            picks = await legal_actions_proposer(llm, env, describe, temperature=TEMPERATURE,
+                                                 samples=samples)(state, [], samples, Spend())
+            picked.append(sum(p for a, p in picks if a in good))
+            for action in sorted(legal)[::max(1, len(legal) // 4)][:4]:  # a few children, spread over the list
+                value = await llm_judge(llm, describe, critique_chars=CRITIQUE)(env.step(state, action).state, [],
+                                                                                 Spend())
+                judged[action in good].append(float(value))
+
+    def mean(values: list[float]) -> float:
+        return round(sum(values) / len(values), 3) if values else float("nan")
+
+    signal = {"ranks": [r for r, _ in games], "states": len(picked), "samples": samples,
+              "uniform_keeps_24_reachable": mean(uniform), "model_picks_keep_24_reachable": mean(picked),
+              "judge_on_reachable": mean(judged[True]), "judge_on_unreachable": mean(judged[False]),
+              "judged": {"reachable": len(judged[True]), "unreachable": len(judged[False])}}
+    print(f"model signal on {len(games)} development puzzles ({len(picked)} states): its picks keep 24 reachable "
+          f"{signal['model_picks_keep_24_reachable']:.0%} of the time, a uniform pick "
+          f"{signal['uniform_keeps_24_reachable']:.0%}; the judge gives {signal['judge_on_reachable']} to children "
+          f"that keep it reachable, {signal['judge_on_unreachable']} to the others", flush=True)
+    return signal
+
+
 def summarise(result: dict[str, Any]) -> str:
     """The one-line summary of a result: key solved rates and the engine's speeds."""
     rates = {row["strategy"]: row for row in result["table"]}
@@ -284,13 +337,17 @@ def summarise(result: dict[str, Any]) -> str:
             f"{rates['uniform_mcts_control']['100']:.0%}; rows beating the control at every budget: "
             f"{[n for n, ok in result['beats_control_at_every_budget'].items() if ok] or 'none'}; engine "
             f"{e['speculative']['tokens_per_s']} tok/s speculative vs {e['plain']['tokens_per_s']} plain "
-            f"({e['ratio']:.2f}x)")
+            f"({e['ratio']:.2f}x)" + (f"; signal: picks keep 24 reachable {m['model_picks_keep_24_reachable']:.0%} "
+                                      f"(uniform {m['uniform_keeps_24_reachable']:.0%}), judge "
+                                      f"{m['judge_on_reachable']} vs {m['judge_on_unreachable']}"
+                                      if (m := result.get("model_signal")) else ""))
 
 
 def rate(rows: list[dict[str, Any]], budget: int) -> float:
     return sum(bool(r[str(budget)]) for r in rows) / len(rows)
 
 
+SIGNAL_FIRST = 851  # development ranks near the held-out ones in difficulty (the set is ordered by it)
 SLOTS, CONTEXT = 32, 2048  # sequences decoded together; prompts are ~600 tokens, lessons add a few lines
 
 
@@ -301,13 +358,21 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=901, help="first rank (ranks 1-900 are for development)")
     parser.add_argument("--concurrency", type=int, default=64, help="searches running at once")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the engine")
-    parser.add_argument("--speed-only", action="store_true",
-                        help="measure the engine's speed again on the stored result's slice and update its JSON")
+    parser.add_argument("--only", choices=["speed", "signal"],
+                        help="measure again only the engine's speed (on the stored result's slice) or the model's "
+                             "signal (development puzzles), and update the stored JSON")
     args = parser.parse_args()
-    if args.speed_only:
+    if args.only:
         result = json.loads(OUT.read_text())
-        result["engine_speed"] = engine_speed([(r, p) for r, p in puzzles(1, 10**6) if r in
-                                               result["engine_speed"]["ranks"]], args.threads)
+        if args.only == "speed":
+            result["engine_speed"] = engine_speed([(r, p) for r, p in puzzles(1, 10**6) if r in
+                                                   result["engine_speed"]["ranks"]], args.threads)
+        else:
+            llm = load_llm("local:smollm2-135m", threads=args.threads, slots=SLOTS, context=CONTEXT)
+            try:
+                result["model_signal"] = asyncio.run(model_signal(llm, puzzles(SIGNAL_FIRST, SIGNAL_FIRST + 11)))
+            finally:
+                asyncio.run(llm.aclose())
         result["summary"] = summarise(result)
         print(result["summary"])
         OUT.write_text(json.dumps(result, indent=2) + "\n")
@@ -325,6 +390,7 @@ def main() -> None:
     try:
         print(f"model rows on {count} puzzles, {args.concurrency} searches at a time", flush=True)
         rows = asyncio.run(run_rows(memo, games, args.concurrency))
+        signal = asyncio.run(model_signal(llm, puzzles(SIGNAL_FIRST, SIGNAL_FIRST + (3 if args.quick else 11))))
     finally:
         asyncio.run(llm.aclose())
     search_s = time.perf_counter() - started
@@ -347,7 +413,7 @@ def main() -> None:
         "puzzles": {"ranks": [games[0][0], games[-1][0]], "count": count,
                     "why": "the full run must finish in 15 minutes on a 2-core CPU shared with other work"},
         "budgets": list(BUDGETS), "table": table, "beats_control_at_every_budget": beats,
-        "engine_speed": speeds,
+        "engine_speed": speeds, "model_signal": signal,
         "method": {
             "model": "local:smollm2-135m (bfloat16 weights, CPU)", "proposer": "legal_actions_proposer (JSON enum "
             f"of legal moves, k samples per request at temperature {TEMPERATURE}, priors by frequency; "

@@ -12,7 +12,8 @@ Workloads, replayed request by request through every engine (each in its own pro
 - swe-agent: real SWE-agent turns (../shared/data/agent_traces, development split: demo__ trajectories),
   each prompt's last 1,500 tokens;
 - spec-bench: Spec-Bench first turns, the same number from each group.
-Greedy, except best-of-n (seeded sampling). Decode tokens/s = tokens after the first / time after the first.
+Greedy, except best-of-n and the tree search's picks (seeded sampling). Decode tokens/s = tokens after the
+first / time after the first.
 Writes benchmarks/results/engine_speculative.json (engine_speculative_cuda.json with --device cuda, where
 llama.cpp has no row: the GPU machine has no CUDA build of llama-cpp-python).
 """

@@ -294,6 +294,7 @@ async def model_signal(llm: LLM, games: list[tuple[int, str]], samples: int = 16
     and the judge's mean value for children that keep 24 reachable and for those that do not. States: each
     puzzle's start, and the state after its first reachable-keeping move."""
     picked, uniform, judged = [], [], {True: list[float](), False: list[float]()}
+    judge = llm_judge(llm, describe, critique_chars=CRITIQUE)
     for _, puzzle in games:
         env = Game24(puzzle)
         start = env.reset()
@@ -308,8 +309,7 @@ async def model_signal(llm: LLM, games: list[tuple[int, str]], samples: int = 16
                                                  samples=samples)(state, [], samples, Spend())
             picked.append(sum(p for a, p in picks if a in good))
             for action in sorted(legal)[::max(1, len(legal) // 4)][:4]:  # a few children, spread over the list
-                value = await llm_judge(llm, describe, critique_chars=CRITIQUE)(env.step(state, action).state, [],
-                                                                                 Spend())
+                value = await judge(env.step(state, action).state, [], Spend())
                 judged[action in good].append(float(value))
 
     def mean(values: list[float]) -> float:

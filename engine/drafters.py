@@ -11,7 +11,7 @@ Prompt lookup is the same drafter limited to the request, one chain of fixed len
 """
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 from baobab.engine.token_index import Match, TokenIndex
 
@@ -71,6 +71,38 @@ class Draft:
                      [1.0] * len(chain) + [self.scores[i] for i in rest], self.match, self.sampled, len(chain))
 
 
+@runtime_checkable
+class Drafter(Protocol):
+    """What the scheduler asks of a drafter, always on its engine thread, for sequences keyed by an int.
+
+    >>> isinstance(SuffixDrafter(), Drafter)
+    True
+    """
+
+    def prepare(self) -> None:
+        """Once, before the first sequence: load what drafting needs (a draft model's weights)."""
+
+    def begin(self, key: int, group: int, prompt: list[int], *, sampled: bool = False) -> None:
+        """A sequence starts (siblings share `group`; `sampled`: not greedy)."""
+
+    def extend(self, key: int, tokens: list[int]) -> None:
+        """Tokens the sequence has committed."""
+
+    def end(self, key: int, output: list[int]) -> None:
+        """The sequence finished with `output`."""
+
+    def observe(self, draft: Draft, tries: int, accepted: int) -> None:
+        """After verifying `draft`: `tries` drafted tokens were compared with the model's choice, `accepted` matched."""
+
+    def draft(self, key: int, budget: int) -> Draft:
+        """Up to `budget` nodes to verify after the sequence's last token, best first."""
+        ...
+
+    def __contains__(self, key: int) -> bool:
+        """Whether sequence `key` has begun and not ended."""
+        ...
+
+
 @dataclass
 class _Sequence:
     group: int
@@ -101,6 +133,12 @@ class SuffixDrafter:
         # for greedy and for sampled sequences, per match-length class: the running chance that a drafted token
         # whose parent was accepted is accepted too
         self.acceptance = {sampled: [PRIOR] * LENGTH_CLASSES for sampled in (False, True)}
+
+    def prepare(self) -> None:
+        """Nothing to load: retrieval needs no weights."""
+
+    def __contains__(self, key: int) -> bool:
+        return key in self.sequences
 
     def begin(self, key: int, group: int, prompt: list[int], *, sampled: bool = False) -> None:
         """A sequence starts: index its prompt (siblings share `group`; `sampled`: not greedy)."""

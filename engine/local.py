@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from baobab.engine import weights
-from baobab.engine.drafters import SuffixDrafter
+from baobab.engine.drafters import Drafter, SuffixDrafter
 from baobab.engine.grammar import Grammars, callable_tools, tools_prompt
 from baobab.engine.llm import LLM, RequestError
 from baobab.engine.model import Llama, Store
@@ -45,14 +45,15 @@ class LocalLLM(LLM):
     `slots` is how many sequences decode together; `context` the longest prompt plus answer;
     `prefix_cache_mb` bounds the KV kept for reuse across requests (0 turns the prefix cache off);
     `speculative` drafts from the request, its sibling samples and earlier outputs and verifies the drafts in
-    the decode forward (outputs unchanged); False decodes one token per forward, or pass your own drafter;
+    the decode forward (outputs unchanged); False decodes one token per forward, or pass a drafter (a
+    `SuffixDrafter` of your own, a `ModelDrafter`: a smaller model with the same tokenizer);
     `fixed_steps` pads decode and verify steps to a few fixed shapes and, on a GPU, replays them as CUDA graphs
     (a step of a small model is launch-bound there); None: on a GPU only.
     """
 
     def __init__(self, model: str = weights.DEFAULT_MODEL, *, dtype: str = "float32", weight_dtype: str | None = None,
                  device: str = "cpu", slots: int = 8, context: int = 4096, threads: int | None = None,
-                 prefix_cache_mb: int = 512, speculative: bool | SuffixDrafter = True,
+                 prefix_cache_mb: int = 512, speculative: bool | Drafter = True,
                  fixed_steps: bool | None = None) -> None:
         if weight_dtype is None:  # bfloat16 weights halve a CPU decode step's reads; verifying k drafts costs ~1
             weight_dtype = "bfloat16" if device == "cpu" and dtype == "float32" else dtype
@@ -76,7 +77,7 @@ class LocalLLM(LLM):
             capacity = prefix_cache_mb * 2**20 // token_bytes(llama.cache)
             return llama, PrefixCache(capacity) if capacity else None
 
-        drafter = speculative if isinstance(speculative, SuffixDrafter) else SuffixDrafter() if speculative else None
+        drafter = SuffixDrafter() if speculative is True else None if speculative is False else speculative
         self.scheduler = Scheduler(load, self.decode, drafter)
         self.model = self.scheduler.model
 

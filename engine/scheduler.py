@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 from torch import Tensor
 
-from baobab.engine.drafters import Draft, SuffixDrafter
+from baobab.engine.drafters import Draft, Drafter
 from baobab.engine.fixed_forward import FixedForward
 from baobab.engine.model import Llama, Row
 from baobab.engine.prefix_cache import PrefixCache
@@ -95,7 +95,7 @@ class Scheduler:
     """Owns the model and its KV slots; runs on its own thread so the event loop never waits on torch."""
 
     def __init__(self, load: Callable[[], tuple[Llama, PrefixCache | None]],
-                 decode: Callable[[list[int]], str], drafter: SuffixDrafter | None = None) -> None:
+                 decode: Callable[[list[int]], str], drafter: Drafter | None = None) -> None:
         """Start the engine thread and build the model there with `load`; return once it is ready.
 
         Every torch operation runs on that one thread: when a second thread also drives OpenMP, libgomp
@@ -130,6 +130,8 @@ class Scheduler:
             self.kv = self.model.cache
             self.slots, self.max_len = self.kv.slots, self.kv.max_len
             self._free = list(range(self.slots))
+            if self.drafter is not None:
+                self.drafter.prepare()
             # a cache with a spare slot asks for fixed-shape steps: CUDA graphs on a GPU, eager elsewhere
             self._fixed = (FixedForward(self.model, graphs=self.kv.k.is_cuda)
                            if self.kv.k.shape[1] > self.slots else None)
@@ -428,7 +430,7 @@ class Scheduler:
                         self.prefix_cache.insert(seq.prompt + seq.tokens[:-1], self.kv, seq.slot)
             if self.drafter is not None:
                 for seq in done:
-                    if id(seq) in self.drafter.sequences:
+                    if id(seq) in self.drafter:
                         self.drafter.end(id(seq), seq.tokens)
             self._free.extend(s.slot for s in done)
             self._free.sort()

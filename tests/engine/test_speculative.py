@@ -14,6 +14,7 @@ from baobab.aio import run_sync
 from baobab.engine.drafters import Draft, SuffixDrafter
 from baobab.engine.local import LocalLLM
 from baobab.engine.model import Row
+from baobab.engine.model_drafter import ModelDrafter
 from baobab.engine.token_index import TokenIndex
 from baobab.engine.types import Request
 
@@ -112,6 +113,43 @@ def test_speculation_gives_the_plain_tokens_in_float32() -> None:
     finally:
         run_sync(plain.aclose())
         run_sync(spec.aclose())
+
+
+@pytest.mark.timeout(900)
+def test_a_draft_model_drafts_and_the_outputs_stay_the_targets() -> None:
+    """A ModelDrafter whose draft model is the target itself (float32): nearly every greedy guess is accepted,
+    so its cache follows each sequence through partial acceptances; outputs are the plain ones token for
+    token, greedy and sampled with a seed, also with more samples than the drafter has slots."""
+    prompts = agentic_prompts()[:3]
+    plain = LocalLLM(slots=4, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32", speculative=False)
+    drafter = ModelDrafter(weight_dtype="float32", depth=4, slots=2, context=1024)
+    spec = LocalLLM(slots=4, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32", speculative=drafter)
+    spec.scheduler.verify_ms = {1: 1.0, 32: 1.0}  # unpacked float32 makes k tokens cost ~k: force the draft path
+    spec.scheduler.context_ms, spec.scheduler.row_ms = {}, (0.0, 0.0)
+    try:
+        for messages in prompts:
+            want = plain.complete_sync(messages=messages, max_tokens=32, temperature=0)
+            got = spec.complete_sync(messages=messages, max_tokens=32, temperature=0)
+            assert got.choices[0].token_ids == want.choices[0].token_ids
+            u = got.usage
+            # every guess but the last step's (it may run past the end) and a rare float32 near-tie is accepted
+            assert u.drafted_tokens > 0.3 * u.completion_tokens and u.accepted_tokens >= u.drafted_tokens - 5
+            assert u.accepted_per_step > 0.5
+        sampled = {"max_tokens": 24, "temperature": 0.8, "top_p": 0.95, "n": 4, "seed": 3}  # 4 samples, 2 slots
+        want = plain.complete_sync(messages=prompts[0], **sampled)
+        got = spec.complete_sync(messages=prompts[0], **sampled)
+        assert [c.token_ids for c in got.choices] == [c.token_ids for c in want.choices]
+        assert got.usage.drafted_tokens > 0 and not drafter.sequences and sorted(drafter._free) == [0, 1]
+    finally:
+        run_sync(plain.aclose())
+        run_sync(spec.aclose())
+
+
+def test_a_draft_model_refuses_bad_settings() -> None:
+    with pytest.raises(ValueError, match="depth >= 1"):
+        ModelDrafter(depth=0)
+    with pytest.raises(ValueError, match="weight_dtype one of"):
+        ModelDrafter(weight_dtype="int8")
 
 
 @pytest.mark.timeout(900)

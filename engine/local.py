@@ -18,15 +18,12 @@ from baobab.engine import weights
 from baobab.engine.drafters import Drafter, SuffixDrafter
 from baobab.engine.grammar import Grammars, callable_tools, tools_prompt
 from baobab.engine.llm import LLM, RequestError
-from baobab.engine.model import Llama, Store
+from baobab.engine.model import Llama, dtypes
 from baobab.engine.prefix_cache import PrefixCache, token_bytes
 from baobab.engine.sampling import SamplingParams
 from baobab.engine.scheduler import Scheduler, Sequence
 from baobab.engine.tokenizer import ChatTokenizer
 from baobab.engine.types import Choice, Chunk, Completion, Request, ToolCall, Usage
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_WEIGHT_STORES: dict[str, Store] = {**_DTYPES, "int4": "int4"}  # how projection weights may be kept
 
 
 class EngineError(RuntimeError):
@@ -55,11 +52,7 @@ class LocalLLM(LLM):
                  device: str = "cpu", slots: int = 8, context: int = 4096, threads: int | None = None,
                  prefix_cache_mb: int = 512, speculative: bool | Drafter = True,
                  fixed_steps: bool | None = None) -> None:
-        if weight_dtype is None:  # bfloat16 weights halve a CPU decode step's reads; verifying k drafts costs ~1
-            weight_dtype = "bfloat16" if device == "cpu" and dtype == "float32" else dtype
-        for name, value, allowed in (("dtype", dtype, _DTYPES), ("weight_dtype", weight_dtype, _WEIGHT_STORES)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+        activations, store = dtypes(dtype, weight_dtype, device)
         if threads is not None:
             torch.set_num_threads(threads)
         self.name = f"local:{model}"
@@ -68,10 +61,10 @@ class LocalLLM(LLM):
         def load() -> tuple[Llama, PrefixCache | None]:  # runs on the engine thread, like all torch work
             if threads is not None:
                 torch.set_num_threads(threads)
-            checkpoint = weights.load(path, _DTYPES[dtype])
+            checkpoint = weights.load(path, activations)
             self.tokenizer = ChatTokenizer(checkpoint)
             llama = Llama.from_checkpoint(checkpoint, slots=slots, max_len=context, device=device,
-                                          weight_dtype=_WEIGHT_STORES[weight_dtype],
+                                          weight_dtype=store,
                                           spare_slots=int(device.startswith("cuda") if fixed_steps is None
                                                           else fixed_steps))
             capacity = prefix_cache_mb * 2**20 // token_bytes(llama.cache)

@@ -22,6 +22,23 @@ from baobab.engine.weights import Checkpoint, LlamaConfig, WeightsError
 WIDEN_ABOVE_ROWS = 8  # a narrow unpacked weight is widened once for longer inputs (prefill)
 INT4_GROUP = 32  # weights per 4-bit group (one scale and one offset each): GGUF Q4_0 and Q4_1 blocks
 Store = torch.dtype | Literal["int4"]  # how projection weights are kept: a float type, or 4-bit groups
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+WEIGHT_STORES: dict[str, Store] = {**DTYPES, "int4": "int4"}  # how projection weights may be kept, by name
+
+
+def dtypes(dtype: str, weight_dtype: str | None, device: str) -> tuple[torch.dtype, Store]:
+    """The activations' type and the weights' store named by `dtype` and `weight_dtype` (None: bfloat16 weights
+    for float32 on a CPU, which halve a decode step's reads and verify k drafted tokens for about one; else `dtype`).
+
+    >>> dtypes("float32", None, "cpu")
+    (torch.float32, torch.bfloat16)
+    """
+    if weight_dtype is None:
+        weight_dtype = "bfloat16" if device == "cpu" and dtype == "float32" else dtype
+    for name, value, allowed in (("dtype", dtype, DTYPES), ("weight_dtype", weight_dtype, WEIGHT_STORES)):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+    return DTYPES[dtype], WEIGHT_STORES[weight_dtype]
 
 
 @dataclass(frozen=True)

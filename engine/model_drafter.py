@@ -12,10 +12,7 @@ import torch
 
 from baobab.engine import weights
 from baobab.engine.drafters import Draft
-from baobab.engine.model import Llama, Row, Store
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_STORES: dict[str, Store] = {**_DTYPES, "int4": "int4"}
+from baobab.engine.model import Llama, Row, dtypes
 
 
 @dataclass
@@ -23,7 +20,8 @@ class _Chain:
     slot: int
     tokens: list[int]  # committed: the prompt and the output so far
     sampled: bool
-    cached: list[int] = field(default_factory=list)  # the tokens whose keys and values the slot holds
+    cached: int = 0  # committed tokens whose keys and values the slot holds,
+    guesses: list[int] = field(default_factory=list)  # and the drafted ones it holds after them
 
 
 class ModelDrafter:
@@ -40,15 +38,11 @@ class ModelDrafter:
     def __init__(self, model: str = weights.DEFAULT_MODEL, *, dtype: str = "float32", weight_dtype: str | None = None,
                  depth: int = 4, min_probability: float = 0.25, slots: int = 8, context: int = 4096,
                  device: str = "cpu") -> None:
-        if weight_dtype is None:  # as LocalLLM: bfloat16 weights halve a CPU decode step's reads
-            weight_dtype = "bfloat16" if device == "cpu" and dtype == "float32" else dtype
-        if dtype not in _DTYPES or weight_dtype not in _STORES:
-            raise ValueError(f"ModelDrafter: dtype must be one of {sorted(_DTYPES)} and weight_dtype one of "
-                             f"{sorted(_STORES)} or None, got {dtype!r} and {weight_dtype!r}")
         if depth < 1 or not 0 <= min_probability < 1:
             raise ValueError(f"ModelDrafter needs depth >= 1 and 0 <= min_probability < 1, got {depth} and "
                              f"{min_probability}")
-        self.path, self.dtype, self.store = weights.resolve(model), _DTYPES[dtype], _STORES[weight_dtype]
+        self.dtype, self.store = dtypes(dtype, weight_dtype, device)
+        self.path = weights.resolve(model)
         self.depth, self.min_probability, self.slots, self.context, self.device = (depth, min_probability, slots,
                                                                                   context, device)
         self.model: Llama | None = None
@@ -89,9 +83,9 @@ class ModelDrafter:
         assert self.model is not None, "ModelDrafter.prepare() loads the model first"
         if chain.slot < 0 or budget <= 0 or len(chain.tokens) + self.depth >= self.model.cache.max_len:
             return Draft()
-        agree = next((i for i, (a, b) in enumerate(zip(chain.cached, chain.tokens, strict=False)) if a != b),
-                     min(len(chain.cached), len(chain.tokens)))
-        start = min(agree, len(chain.tokens) - 1)  # at least the last token is fed: its logits guess the next
+        kept = next((i for i, (a, b) in enumerate(zip(chain.guesses, chain.tokens[chain.cached:], strict=False))
+                     if a != b), min(len(chain.guesses), len(chain.tokens) - chain.cached))  # guesses that came true
+        start = min(chain.cached + kept, len(chain.tokens) - 1)  # at least the last token: its logits guess the next
         feed, tokens, scores, probability = chain.tokens[start:], list[int](), list[float](), 1.0
         while len(tokens) < min(budget, self.depth):
             logits = self.model(torch.tensor([feed], device=self.model.cache.k.device), [Row(chain.slot, start)])
@@ -103,5 +97,5 @@ class ModelDrafter:
             tokens.append(int(token))
             scores.append(probability)
             feed = tokens[-1:]
-        chain.cached = chain.tokens + tokens[:-1]
+        chain.cached, chain.guesses = len(chain.tokens), tokens[:-1]
         return Draft(tokens, list(range(-1, len(tokens) - 1)), scores, 0, chain.sampled)

@@ -148,7 +148,7 @@ def test_a_draft_model_drafts_and_the_outputs_stay_the_targets() -> None:
 def test_a_draft_model_refuses_bad_settings() -> None:
     with pytest.raises(ValueError, match="depth >= 1"):
         ModelDrafter(depth=0)
-    with pytest.raises(ValueError, match="weight_dtype one of"):
+    with pytest.raises(ValueError, match="weight_dtype must be one of"):
         ModelDrafter(weight_dtype="int8")
 
 

@@ -10,6 +10,7 @@ from baobab.memory.embedders import Vectors
 
 ANN_ABOVE = 50_000  # an exact search reads every vector: ~40 ms at 200k notes on a 2-core VM, HNSW ~1 ms
 OVERSAMPLE = 4  # candidates asked of the graph per wanted hit, so filters still leave k
+ADD_THREADS = 1  # usearch#735: a concurrent add strands nodes that no search reaches (2x slower build, none lost)
 
 
 class VectorIndex:
@@ -57,7 +58,7 @@ class VectorIndex:
             if len(changed):
                 self.ann.remove(changed)
             self.ann.add(np.array(unique, dtype=np.int64),
-                         self._matrix[np.array([self.rows[i] for i in unique], dtype=np.int64)], threads=0)
+                         self._matrix[np.array([self.rows[i] for i in unique], dtype=np.int64)], threads=ADD_THREADS)
         elif len(self.rows) >= self.ann_above:
             self._build()
 
@@ -130,4 +131,4 @@ class VectorIndex:
 
         self.ann = Index(ndim=self.dim, metric="ip", dtype="i8", connectivity=16, expansion_add=64,
                          expansion_search=64)
-        self.ann.add(self.ids, self.matrix, threads=0)
+        self.ann.add(self.ids, self.matrix, threads=ADD_THREADS)

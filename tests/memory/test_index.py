@@ -34,3 +34,12 @@ def test_the_graph_index_finds_what_the_exact_one_finds() -> None:
     graph.remove([0, 1])
     assert graph.search(data[0], 1)[0][0] != 0 and len(graph) == 398
     assert ids(graph.search(queries[10], 1, {10, 11})) == ids(exact.search(queries[10], 1, {10, 11}))  # exact
+
+
+def test_every_note_in_the_graph_can_be_found() -> None:
+    data = vectors(400, 2)
+    for _ in range(5):  # a build that strands a node (usearch's concurrent add did in 1 of 6 builds) fails here
+        graph = VectorIndex(32, ann_above=100)
+        graph.put(list(range(200)), data[:200])
+        graph.put(list(range(200, 400)), data[200:])
+        assert [found[0][0] for found in graph.search_many(data, 1)] == list(range(400))

@@ -11,8 +11,9 @@ call and a parameter lookup cost microseconds of Python each, 2 ms of a 16 ms de
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -56,20 +57,29 @@ class Row:
 
     def positions_and_mask(self, length: int, device: torch.device) -> tuple[list[int], Tensor | None]:
         """Each new token's position, and which cached and new tokens it sees (None: all, one new token)."""
+        if self.parents is None and length == 1:  # decode: no mask to build
+            return [self.start], None
+        depths, sees = self.ancestry(length)
+        mask = torch.ones(length, self.start + length, dtype=torch.bool)
+        mask[:, self.start:] = torch.from_numpy(sees)
+        return (depths + self.start).tolist(), mask.to(device)
+
+    def ancestry(self, length: int) -> tuple[np.ndarray[Any, np.dtype[np.int64]], np.ndarray[Any, np.dtype[np.bool_]]]:
+        """Each new token's depth, and which new tokens it sees (itself and its ancestors), as arrays: the tree
+        as bit sets in Python ints, unpacked at once (a tensor op per token cost 5 us, 0.17 ms for 32 tokens).
+
+        >>> Row(0, 9, (-1, 0, 0)).ancestry(3)[1].astype(int).tolist()
+        [[1, 0, 0], [1, 1, 0], [1, 0, 1]]
+        """
         if self.parents is None:
-            positions = list(range(self.start, self.start + length))
-            if length == 1:  # decode: no mask to build
-                return positions, None
-            return positions, torch.ones(length, self.start + length, dtype=torch.bool, device=device).tril(self.start)
-        depth: list[int] = []
-        sees = torch.zeros(length, self.start + length, dtype=torch.bool)
-        sees[:, :self.start] = True
+            return np.arange(length), np.tri(length, dtype=bool)
+        bits: list[int] = []
         for i, parent in enumerate(self.parents):
-            depth.append(0 if parent < 0 else depth[parent] + 1)
-            if parent >= 0:
-                sees[i] = sees[parent]
-            sees[i, self.start + i] = True
-        return [self.start + d for d in depth], sees.to(device)
+            bits.append((bits[parent] if parent >= 0 else 0) | 1 << i)
+        width = (length + 7) // 8
+        packed = np.frombuffer(b"".join(b.to_bytes(width, "little") for b in bits), dtype=np.uint8)
+        sees = np.unpackbits(packed.reshape(length, width), axis=1, count=length, bitorder="little").astype(bool)
+        return sees.sum(1) - 1, sees
 
 
 class Linear:

@@ -6,7 +6,9 @@ the request's own prompt and output, its siblings (the other samples of one prom
 best-of-n), and a bounded global history of earlier outputs. Continuations of several matches merge into a
 tree whose nodes are scored by how often they followed and by the running acceptance rate of drafts
 retrieved with a match of that length (short matches guess worse: the scheduler then drafts less or not),
-kept apart for greedy and for sampled sequences (a sample follows a repeated text far less often).
+kept apart for greedy and for sampled sequences (a sample follows a repeated text far less often), and scaled
+for each sequence by how its own drafts fared against that (an agent's tool loop repeats twice as often as its
+class predicts, an open chat question a third less often).
 Prompt lookup is the same drafter limited to the request, one chain of fixed length.
 """
 
@@ -20,6 +22,8 @@ SOURCES: tuple[Source, ...] = ("request", "siblings", "global")
 CONTEXT = 64  # tokens of a sequence's end that are matched
 LENGTH_CLASSES = 7  # acceptance is tracked for match lengths 1, 2-3, 4-7, ..., 64 and more
 PRIOR = 0.5  # acceptance assumed before any draft of a class was verified
+OWN_PRIOR = 8.0  # tries' worth of belief that a sequence accepts as its class does, before its own tries count
+MOST_LIKELY = 0.95  # no drafted token is scored surer than this
 
 
 @dataclass
@@ -91,8 +95,9 @@ class Drafter(Protocol):
     def end(self, key: int, output: list[int]) -> None:
         """The sequence finished with `output`."""
 
-    def observe(self, draft: Draft, tries: int, accepted: int) -> None:
-        """After verifying `draft`: `tries` drafted tokens were compared with the model's choice, `accepted` matched."""
+    def observe(self, key: int, draft: Draft, tries: int, accepted: int) -> None:
+        """After verifying sequence `key`'s `draft`: `tries` drafted tokens were compared with the model's choice,
+        `accepted` matched."""
 
     def draft(self, key: int, budget: int) -> Draft:
         """Up to `budget` nodes to verify after the sequence's last token, best first."""
@@ -108,6 +113,13 @@ class _Sequence:
     group: int
     tokens: list[int]
     sampled: bool
+    expected: float = 0.0  # tokens its class's acceptance predicted over its tries so far,
+    accepted: int = 0  # and how many were accepted
+
+    @property
+    def calibration(self) -> float:
+        """How much likelier than its class this sequence's drafts are accepted (1 until it has tried some)."""
+        return (self.accepted + OWN_PRIOR) / (self.expected + OWN_PRIOR)
 
 
 class SuffixDrafter:
@@ -169,10 +181,14 @@ class SuffixDrafter:
         if not any(s.group == seq.group for s in self.sequences.values()):
             self.groups.pop(seq.group, None)
 
-    def observe(self, draft: Draft, tries: int, accepted: int) -> None:
-        """After verifying `draft`: `tries` drafted tokens were compared with the model's choice, `accepted` matched."""
+    def observe(self, key: int, draft: Draft, tries: int, accepted: int) -> None:
+        """After verifying sequence `key`'s `draft`: `tries` drafted tokens were compared with the model's choice,
+        `accepted` matched."""
         if tries:
             weight, rates, at = min(1.0, tries / 16), self.acceptance[draft.sampled], _class(draft.match)
+            if key in self.sequences:
+                self.sequences[key].expected += tries * rates[at]
+                self.sequences[key].accepted += accepted
             rates[at] += weight * 0.25 * (accepted / tries - rates[at])
 
     def draft(self, key: int, budget: int) -> Draft:
@@ -190,7 +206,7 @@ class SuffixDrafter:
             return Draft()
         index, matches = best
         length = matches[0].length
-        acceptance = self.acceptance[seq.sampled][_class(length)]
+        acceptance = min(MOST_LIKELY, self.acceptance[seq.sampled][_class(length)] * seq.calibration)
         if not self.tree:
             chain = index.continuation(matches[0], min(budget, self.chain_length))
             scores = [acceptance ** (depth + 1) for depth in range(len(chain))]

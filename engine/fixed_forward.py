@@ -28,7 +28,8 @@ class _Captured:
 
 class _Inputs:
     """Every input of one padded shape packed in one byte buffer, filled on the host through numpy views and
-    moved to the device in one copy (six copies of small tensors cost 0.3 ms of a 3.5 ms GPU step)."""
+    moved to the device in one copy (six tensors, built and copied one by one, took 0.43 ms of a 3.5 ms step on
+    an H100)."""
 
     NAMES = ("tokens", "positions", "write_slots", "write_at")  # batch x length each, int64; then slots, sees
 

@@ -73,7 +73,7 @@ class ModelDrafter:
         if chain.slot >= 0:
             self._free.append(chain.slot)
 
-    def observe(self, draft: Draft, tries: int, accepted: int) -> None:
+    def observe(self, key: int, draft: Draft, tries: int, accepted: int) -> None:
         """Nothing to learn: a draft model's scores are its own probabilities."""
 
     @torch.inference_mode()

@@ -314,7 +314,7 @@ class Scheduler:
         self.model.keep(seq.slot, row.start, path)
         seq.drafted, seq.accepted = seq.drafted + len(draft), seq.accepted + accepted
         if self.drafter is not None:
-            self.drafter.observe(draft, tries, max(0, accepted - draft.forced))
+            self.drafter.observe(id(seq), draft, tries, max(0, accepted - draft.forced))
 
     def _commit(self, seq: Sequence, token: int | None) -> None:
         if token is not None and self.drafter is not None:
@@ -334,20 +334,27 @@ class Scheduler:
         return cost + _interpolated(self.verify_ms, tokens * len(contexts))
 
     def _measure_verify_cost(self) -> tuple[dict[int, float], dict[int, float], tuple[float, float]]:
-        """Time forwards of 1..32 tokens in one slot (best of three) on an empty and on a long context, and of
+        """Time forwards of 1..32 tokens in one slot (best of five) on an empty and on a long context, and of
         two rows of one and of two tokens, before any request uses it. (A line through one and 32 tokens
-        priced 2-8 tokens at 500 cached ones 30-40% low on a CPU, and speculation then lost on hard prompts.)"""
+        priced 2-8 tokens at 500 cached ones 30-40% low on a CPU, and speculation then lost on hard prompts.)
+        The empty and long forwards alternate: a cached token's cost is their small difference, and a slow
+        spell of the machine over one of them alone tripled it (and 8 rows then never drafted)."""
         sizes = [1 << i for i in range(LONGEST_STEP.bit_length()) if 1 << i <= self.max_len]
-        measured = {tokens: self._time_forward(tokens, 0) for tokens in sizes}
+        long = min(1024, self.max_len - 32)
+        if long >= 256:  # too short a cache for context to matter otherwise
+            self.model(torch.zeros(1, long, dtype=torch.long, device=self.kv.k.device), [Row(0, 0)])
+        measured, far = dict.fromkeys(sizes, float("inf")), dict.fromkeys(sizes, float("inf"))
+        for _ in range(5):
+            for tokens in sizes:
+                measured[tokens] = min(measured[tokens], self._time_forward(tokens, 0, repeats=1))
+                if long >= 256:  # the empty forward wrote at the start of the slot: the long context stays
+                    far[tokens] = min(far[tokens], self._time_forward(tokens, long, repeats=1))
         row = (0.0, 0.0)
         if self.slots > 1 and 4 in measured:
             row = (max(0.0, self._time_forward(1, 0, rows=2) - measured[2]),
                    max(0.0, self._time_forward(2, 0, rows=2) - measured[4]))
-        long = min(1024, self.max_len - 32)
-        if long < 256:  # too short a cache for context to matter
-            return measured, {}, row
-        self.model(torch.zeros(1, long, dtype=torch.long, device=self.kv.k.device), [Row(0, 0)])
-        return measured, {n: max(0.0, self._time_forward(n, long) - ms) / long for n, ms in measured.items()}, row
+        context = {n: max(0.0, far[n] - ms) / long for n, ms in measured.items()} if long >= 256 else {}
+        return measured, context, row
 
     def _measure_fixed_costs(self, longest: int) -> dict[tuple[int, int, int], float]:
         """Capture and time the graph of every shape a step of up to `longest` tokens per row can take (a
@@ -356,11 +363,11 @@ class Scheduler:
         return {(rows, length, window): self._time_forward(length, window - length, rows)
                 for rows, length, window in self._fixed.shapes(longest)}
 
-    def _time_forward(self, tokens: int, start: int, rows: int = 1) -> float:
-        """Best of three forwards of `tokens` new tokens in each of slots 0.. `rows` - 1 after `start` cached
+    def _time_forward(self, tokens: int, start: int, rows: int = 1, repeats: int = 3) -> float:
+        """Best of `repeats` forwards of `tokens` new tokens in each of slots 0.. `rows` - 1 after `start` cached
         ones, in ms."""
         best = float("inf")
-        for _ in range(3):
+        for _ in range(repeats):
             started = time.perf_counter()
             self._forward([[0] * tokens] * rows, [Row(slot, start) for slot in range(rows)])
             if self.kv.k.is_cuda:

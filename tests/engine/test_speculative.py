@@ -139,7 +139,9 @@ def test_a_draft_model_drafts_and_the_outputs_stay_the_targets() -> None:
         want = plain.complete_sync(messages=prompts[0], **sampled)
         got = spec.complete_sync(messages=prompts[0], **sampled)
         assert [c.token_ids for c in got.choices] == [c.token_ids for c in want.choices]
-        assert got.usage.drafted_tokens > 0 and not drafter.sequences and sorted(drafter._free) == [0, 1]
+        # read on the engine thread, after the step that finished the samples has released them
+        left, free = spec.scheduler.run_on_engine(lambda: (dict(drafter.sequences), sorted(drafter._free)))
+        assert got.usage.drafted_tokens > 0 and not left and free == [0, 1]
     finally:
         run_sync(plain.aclose())
         run_sync(spec.aclose())
@@ -259,7 +261,7 @@ def test_acceptance_is_learnt_per_match_length() -> None:
     assert short_draft.match == 1 and long_draft.match > 1 and long_draft.tokens[:2] == [2, 3]
     before = short_draft.scores[0]
     for _ in range(10):  # the short matches' guesses keep failing
-        drafter.observe(short_draft, tries=16, accepted=0)
+        drafter.observe(2, short_draft, tries=16, accepted=0)
     assert drafter.draft(2, budget=4).scores[0] < before / 4  # so they are scored low: the scheduler drafts less
     assert drafter.draft(1, budget=4).scores[0] == pytest.approx(long_draft.scores[0], rel=0.2)  # not the long ones
 
@@ -272,9 +274,24 @@ def test_sampled_sequences_learn_their_own_acceptance() -> None:
     sampled, greedy = drafter.draft(1, budget=4), drafter.draft(2, budget=4)
     assert sampled.sampled and not greedy.sampled and sampled.scores == greedy.scores
     for _ in range(10):  # samples keep leaving the repeated text
-        drafter.observe(sampled, tries=16, accepted=0)
+        drafter.observe(1, sampled, tries=16, accepted=0)
     assert drafter.draft(1, budget=4).scores[0] < sampled.scores[0] / 4
     assert drafter.draft(2, budget=4).scores[0] == pytest.approx(greedy.scores[0])  # greedy guesses still trusted
+
+
+def test_each_sequence_scales_its_class_acceptance_by_how_its_own_drafts_fared() -> None:
+    drafter = SuffixDrafter(("request",))
+    prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1]
+    for key in (1, 2, 3):
+        drafter.begin(key=key, group=key, prompt=prompt)
+    first = drafter.draft(1, budget=4)
+    assert drafter.draft(2, budget=4).scores == drafter.draft(3, budget=4).scores == first.scores
+    for _ in range(4):  # sequence 1's guesses are all accepted, sequence 3's all fail (the class moves both ways)
+        drafter.observe(1, first, tries=4, accepted=4)
+        drafter.observe(3, first, tries=4, accepted=0)
+    trusted, neutral, doubted = (drafter.draft(key, budget=4).scores[0] for key in (1, 2, 3))
+    assert trusted > 1.5 * neutral and doubted < neutral / 2
+    assert max(drafter.draft(1, budget=4).scores) <= 0.95  # never certain
 
 
 def test_drafts_stay_trees_when_cut() -> None:

@@ -37,10 +37,10 @@ class _Inputs:
         ints = 4 * batch * length + batch
         self.host = torch.zeros(8 * ints + batch * length * window, dtype=torch.uint8)
         self.device = self.host if device.type == "cpu" else torch.empty_like(self.host, device=device)
-        numbers, sees = self.host[:8 * ints].view(torch.int64), self.host[8 * ints:].view(torch.bool)
-        self.ints, self.sees = numbers.numpy(), sees.view(batch, length, window).numpy()
-        self.grids = self.ints[:-batch].reshape(4, batch, length)  # tokens, positions, write_slots, write_at
-        self.slots = self.ints[-batch:]
+        numbers = self.host[:8 * ints].view(torch.int64).numpy()
+        self.sees = self.host[8 * ints:].view(torch.bool).view(batch, length, window).numpy()
+        self.grids = numbers[:-batch].reshape(4, batch, length)  # tokens, positions, write_slots, write_at
+        self.slots = numbers[-batch:]
         self.slots[:], self.grids[2] = spare, spare  # padding writes to the spare slot,
         self.grids[3] = np.arange(length)  # at distinct places in it
         self.sees[:, :, 0] = True  # and must see something, or its softmax is NaN

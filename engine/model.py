@@ -57,8 +57,11 @@ class Row:
 
     def positions_and_mask(self, length: int, device: torch.device) -> tuple[list[int], Tensor | None]:
         """Each new token's position, and which cached and new tokens it sees (None: all, one new token)."""
-        if self.parents is None and length == 1:  # decode: no mask to build
-            return [self.start], None
+        if self.parents is None:  # a chain (a prefill can be thousands long): its mask built where it is used
+            positions = list(range(self.start, self.start + length))
+            if length == 1:  # decode: no mask to build
+                return positions, None
+            return positions, torch.ones(length, self.start + length, dtype=torch.bool, device=device).tril(self.start)
         depths, sees = self.ancestry(length)
         mask = torch.ones(length, self.start + length, dtype=torch.bool)
         mask[:, self.start:] = torch.from_numpy(sees)

@@ -2,7 +2,9 @@
 
 import os
 import shutil
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -178,6 +180,8 @@ class Store:
 
     def _ensure_schema(self) -> None:
         with self.transaction() as conn:
+            if self.dialect == "sqlite":  # the write lock first: processes opening a new file create it once
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             if inspect(conn).has_table(schema_info.name):
                 version = conn.execute(select(schema_info.c.version)).scalar()
                 if version is not None and version > SCHEMA_VERSION:
@@ -219,11 +223,25 @@ def _sqlite_pragmas(engine: Engine, synchronous: str, busy_timeout: float) -> No
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        _to_wal(cursor, busy_timeout)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
+
+
+def _to_wal(cursor: Any, timeout: float) -> None:
+    """PRAGMA journal_mode=WAL, tried again while another process holds the file: SQLite refuses the switch
+    at once rather than wait (its busy handler is not called for it), as when processes open a new file together."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _postgres_lock_timeout(engine: Engine, timeout: float) -> None:

@@ -28,21 +28,27 @@ from baobab.store.schema import task_results
 SEARCH = {"budget": {"max_expansions": 24}, "batch": 4}  # MCTS on a 3-way tree of depth 4: 4 leaves at a time
 
 
-async def kill_a_busy_worker(executor: RayExecutor, log: Path, ready: "asyncio.Future[object] | None" = None,
-                             *, store: Store | None = None, committed: int = 0, timeout: float = 30) -> int:
-    """SIGKILL a worker that the log shows in the middle of a call, once `committed` results are in `store`."""
+async def kill_a_busy_worker(executor: RayExecutor, log: Path, *, store: Store | None = None, committed: int = 0,
+                             timeout: float = 30) -> int:
+    """SIGKILL a worker whose call started since the last look at the log, once `committed` results are in `store`.
+
+    Only a call that has just started is a target: one seen in flight earlier may end before the signal lands
+    (the poll, a GIL switch and the kill take milliseconds on a loaded machine), and then no call is lost."""
     pids = set(await executor.pids())
     deadline = time.monotonic() + timeout
+    looked: set[str] | None = None  # the calls in flight at the last look; None before the first
     while True:
         done = 0
         if store is not None:
             with store.transaction() as conn:
                 done = conn.execute(select(func.count()).select_from(task_results)).scalar_one()
-        busy = [pid for pid in in_flight(log) if pid in pids]
-        if busy and done >= committed:
-            os.kill(busy[0], signal.SIGKILL)
-            return busy[0]
-        assert time.monotonic() < deadline, f"no worker was busy after {committed} results within {timeout} s"
+        calls = {json.dumps([pid, *what]): pid for pid, what in in_flight(log) if pid in pids}
+        started = [pid for call, pid in calls.items() if looked is not None and call not in looked]
+        if started and done >= committed:
+            os.kill(started[0], signal.SIGKILL)
+            return started[0]
+        looked = set(calls)
+        assert time.monotonic() < deadline, f"no call started after {committed} results within {timeout} s"
         await asyncio.sleep(0.005)
 
 

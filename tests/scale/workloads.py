@@ -25,17 +25,12 @@ def entries(log: str | Path) -> list[list[Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def in_flight(log: str | Path) -> dict[int, list[Any]]:
-    """Per process: the work it started and has not ended (by the log)."""
+def in_flight(log: str | Path) -> list[tuple[int, list[Any]]]:
+    """Each call a process started and has not ended (by the log), as (process, call)."""
     started: Counter[str] = Counter()
     for kind, pid, *what in entries(log):
         started[json.dumps([pid, *what])] += 1 if kind == "start" else -1
-    busy: dict[int, list[Any]] = {}
-    for key, count in started.items():
-        if count > 0:
-            pid, *what = json.loads(key)
-            busy[pid] = what
-    return busy
+    return [(pid, what) for key, count in started.items() if count > 0 for pid, *what in [json.loads(key)]]
 
 
 class SlowTree(DeceptiveTree):

@@ -1,9 +1,11 @@
 """The store: URL resolution, SQLite settings, versioned schema, clear errors."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import func, select, text, update
 
 from baobab.store import SCHEMA_VERSION, Store, StoreError, default_url
 from baobab.store.schema import schema_info
@@ -61,3 +63,18 @@ def test_in_memory_store_shares_one_database_across_connections() -> None:
         conn.execute(text("INSERT INTO t VALUES (1)"))
     with store.engine.connect() as other:
         assert other.execute(text("SELECT x FROM t")).scalar() == 1
+
+
+def test_processes_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path: Path) -> None:
+    # the first opener turns the file to WAL, which SQLite refuses at once (no busy wait) while another holds it;
+    # and each creates the tables it does not see: two saw none and the second's CREATE TABLE failed
+    opener = ("import sys\nfrom baobab.store import Store\nstore = Store(sys.argv[1])\n"
+              "print(store.engine.connect().exec_driver_sql('PRAGMA journal_mode').scalar())")
+    for attempt in range(8):
+        url = f"sqlite:///{tmp_path / f'new-{attempt}.db'}"
+        openers = [subprocess.Popen([sys.executable, "-c", opener, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True) for _ in range(4)]
+        outcomes = [(p.wait(timeout=120), *p.communicate()) for p in openers]
+        assert all(code == 0 and out.strip() == "wal" for code, out, _ in outcomes), outcomes
+        with Store(url).transaction() as conn:
+            assert conn.execute(select(func.count()).select_from(schema_info)).scalar_one() == 1

@@ -13,7 +13,8 @@ Workloads, replayed request by request through every engine (each in its own pro
   each prompt's last 1,500 tokens;
 - spec-bench: Spec-Bench first turns, the same number from each group.
 Greedy, except best-of-n and the tree search's picks (seeded sampling). Decode tokens/s = tokens after the
-first / time after the first.
+first / time after the first. The retrieval ceiling replays plain decoding's outputs through the default drafter:
+the speedup if every token it offered next were drafted and accepted, at a plain step's cost (see the goals).
 Writes benchmarks/results/engine_speculative.json (engine_speculative_cuda.json with --device cuda, where
 llama.cpp has no row: the GPU machine has no CUDA build of llama-cpp-python).
 """
@@ -151,11 +152,13 @@ def replay(engine: str, workload: list[dict[str, Any]], new: int, device: str) -
             for r in workload:
                 options = {k: r[k] for k in ("messages", "prompt", "n", "temperature", "seed", "max_tokens",
                                              "response_format") if k in r}
-                done = llm.complete_sync(**{"max_tokens": new, "temperature": 0.0, **options})
+                request = {"max_tokens": new, "temperature": 0.0, **options}
+                done = llm.complete_sync(**request)
                 u = done.usage
                 results.append({"tokens": u.completion_tokens, "steps": u.steps, "accepted": u.accepted_tokens,
                                 "decode_s": u.total_time - u.time_to_first_token,
-                                "outputs": [c.token_ids for c in done.choices]})
+                                "outputs": [c.token_ids for c in done.choices],
+                                **({"prompt": llm.prompt_ids(Request(**request))} if factory is None else {})})
         finally:
             asyncio.run(llm.aclose())
         return results
@@ -261,11 +264,15 @@ def main() -> None:
     for r in table:
         print(f"{r['engine']:<34} {r['workload']:<26} {r['tok_s']:>7} {r['speedup']:>8} "
               f"{r['accepted_per_step'] if r['accepted_per_step'] is not None else '':>9} {r['identical']:>10}")
-    summary = ", ".join(f"{w} {ours[w]['speedup']}x ({ours[w]['tok_s']} vs plain {plain[w]} tok/s)"
-                        for w in ("agentic", "swe-agent", "spec-bench"))
+    ceiling = retrieval_ceiling(workload, figures["Baobab plain"])
+    print("retrieval ceiling (each token the default drafter offered next, accepted; a verify at a plain step's "
+          "cost):", ", ".join(f"{w} {x}x" for w, x in ceiling.items()))
+    summary = ", ".join(f"{w} {ours[w]['speedup']}x ({ours[w]['tok_s']} vs plain {plain[w]} tok/s, retrieval "
+                        f"ceiling {ceiling[w]}x)" for w in ("agentic", "swe-agent", "spec-bench"))
     met = all(checks.values())
     print("Baobab suffix (default):", summary, "| checks:", checks)
-    result = {"goal": GOAL, "met": met, "checks": checks, "summary": summary, "table": table, "quick": args.quick,
+    result = {"goal": GOAL, "met": met, "checks": checks, "summary": summary, "table": table,
+              "retrieval_ceiling": ceiling, "quick": args.quick,
               "new_tokens": new, "requests": len(workload), "environment": {
                   "device": args.device, "cpu": cpu_name(), "threads": 2, "python": platform.python_version(),
                   "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
@@ -274,12 +281,48 @@ def main() -> None:
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
+def retrieval_ceiling(workload: list[dict[str, Any]], plain: list[dict[str, Any]]) -> dict[str, float]:
+    """Per workload and group, the speedup over plain decoding if the default drafter had drafted, and the model
+    accepted, every output token that its tree's first level offered (the next token after one of its matches),
+    and a verify cost what a plain step does: the most that retrieval can give here. Plain decoding's outputs
+    replayed through the drafter, siblings in step; tokens a grammar forces are not counted.
+
+    >>> retrieval_ceiling(workload, figures["Baobab plain"])["agentic"]  # doctest: +SKIP
+    2.7
+    """
+    drafter, keys, seconds = SuffixDrafter(), _keys(workload), defaultdict(lambda: [0.0, 0.0])
+    for number, (request, got, names) in enumerate(zip(workload, plain, keys, strict=True)):
+        outputs, sampled = got["outputs"], request.get("temperature", 0) > 0
+        rows = [number * 64 + i for i in range(len(outputs))]  # a request has at most 64 samples
+        for row in rows:
+            drafter.begin(row, number, got["prompt"], sampled=sampled)
+        misses = [0] * len(outputs)
+        for at in range(max(map(len, outputs), default=0)):
+            for i, (row, output) in enumerate(zip(rows, outputs, strict=True)):
+                if at < len(output):
+                    draft = drafter.draft(row, drafter.max_nodes)
+                    offered = {t for t, parent in zip(draft.tokens, draft.parents, strict=True) if parent == -1}
+                    misses[i] += at > 0 and output[at] not in offered  # the first token comes from the prefill
+                    drafter.extend(row, [output[at]])
+        for row, output in zip(rows, outputs, strict=True):
+            drafter.end(row, output)
+        steps = max(map(len, outputs), default=1) - 1  # plain decoding's steps: one per token of the longest row
+        for key in filter(None, names):
+            seconds[key][0] += got["decode_s"]
+            seconds[key][1] += got["decode_s"] * max(*misses, 1) / steps if steps > 0 else 0.0  # a step at least
+    return {key: round(plain_s / best_s, 2) for key, (plain_s, best_s) in seconds.items() if best_s > 0}
+
+
+def _keys(workload: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """Each request's workload and, for the agentic and Spec-Bench ones, its group."""
+    return [(r["workload"], f"{r['workload']}/{r['group']}" if r["workload"] in ("spec-bench", "agentic") else None)
+            for r in workload]
+
+
 def _table(workload: list[dict[str, Any]], figures: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Rows per engine and workload (and agentic or Spec-Bench group): decode tok/s, speedup over Baobab plain, mean
     accepted tokens per step, and how many requests gave plain decoding's greedy tokens."""
-    keys = [(r["workload"], f"{r['workload']}/{r['group']}" if r["workload"] in ("spec-bench", "agentic") else None)
-            for r in workload]
-    rows = []
+    keys, rows = _keys(workload), []
     for engine, results in figures.items():
         sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
         for (name, group), got, base, request in zip(keys, results, figures["Baobab plain"], workload, strict=True):

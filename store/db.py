@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import ClauseElement, Connection, Engine, create_engine, event, inspect, select
+from sqlalchemy import ClauseElement, Connection, Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
@@ -21,6 +21,7 @@ from baobab.store.schema import SCHEMA_VERSION, metadata, schema_info
 
 DATA_DIR_ENV = "BAOBAB_DATA_DIR"
 URL_ENV = "BAOBAB_DB_URL"
+SCHEMA_LOCK = 0x62616F62  # the PostgreSQL advisory lock taken while the schema is created ("baob")
 
 
 class StoreError(Exception):
@@ -179,19 +180,29 @@ class Store:
         self.engine.dispose()
 
     def _ensure_schema(self) -> None:
-        with self.transaction() as conn:
-            if self.dialect == "sqlite":  # the write lock first: processes opening a new file create it once
+        with self.transaction() as conn:  # a look first: a complete database opens without the write lock
+            if self._schema_complete(conn):  # (so a read-only one still opens, and no writer holds it up)
+                return
+        with self.transaction() as conn:  # the lock, then a second look: processes opening one new file create it once
+            if self.dialect == "sqlite":
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
-            if inspect(conn).has_table(schema_info.name):
-                version = conn.execute(select(schema_info.c.version)).scalar()
-                if version is not None and version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"{self.safe_url} has schema version {version}, newer than this Baobab's "
-                        f"{SCHEMA_VERSION}: upgrade baobab to open it"
-                    )
+            elif self.dialect == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
+            self._schema_complete(conn)
             metadata.create_all(conn)
             if conn.execute(select(schema_info.c.version)).scalar() is None:
                 conn.execute(schema_info.insert().values(id=1, version=SCHEMA_VERSION))
+
+    def _schema_complete(self, conn: Connection) -> bool:
+        """Whether the database has every table at this version; a newer version is refused."""
+        tables = set(inspect(conn).get_table_names())
+        if schema_info.name not in tables:
+            return False
+        version = conn.execute(select(schema_info.c.version)).scalar()
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreError(f"{self.safe_url} has schema version {version}, newer than this Baobab's "
+                             f"{SCHEMA_VERSION}: upgrade baobab to open it")
+        return version == SCHEMA_VERSION and set(metadata.tables) <= tables
 
 
 def _io_cause(database: str | None) -> str:

@@ -1,7 +1,9 @@
 """The store: URL resolution, SQLite settings, versioned schema, clear errors."""
 
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,18 @@ def test_processes_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path: Pat
         assert all(code == 0 and out.strip() == "wal" for code, out, _ in outcomes), outcomes
         with Store(url).transaction() as conn:
             assert conn.execute(select(func.count()).select_from(schema_info)).scalar_one() == 1
+
+
+def test_a_complete_database_opens_without_the_write_lock(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    Store(url).engine.dispose()
+    writer = sqlite3.connect(tmp_path / "runs.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
+    try:
+        started = time.perf_counter()
+        with Store(url, busy_timeout=2.0).transaction() as conn:
+            assert conn.execute(select(schema_info.c.version)).scalar_one() == SCHEMA_VERSION
+        assert time.perf_counter() - started < 1.0  # it did not wait for the lock
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

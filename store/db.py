@@ -188,7 +188,8 @@ class Store:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             elif self.dialect == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
-            self._schema_complete(conn)
+            if self._schema_complete(conn):  # another process created it while this one waited
+                return
             metadata.create_all(conn)
             if conn.execute(select(schema_info.c.version)).scalar() is None:
                 conn.execute(schema_info.insert().values(id=1, version=SCHEMA_VERSION))

@@ -42,7 +42,7 @@ async def kill_a_busy_worker(executor: RayExecutor, log: Path, *, store: Store |
         if store is not None:
             with store.transaction() as conn:
                 done = conn.execute(select(func.count()).select_from(task_results)).scalar_one()
-        calls = {json.dumps([pid, *what]): pid for pid, what in in_flight(log) if pid in pids}
+        calls = {call: pid for call, pid in in_flight(log).items() if pid in pids}
         started = [pid for call, pid in calls.items() if looked is not None and call not in looked]
         if started and done >= committed:
             os.kill(started[0], signal.SIGKILL)

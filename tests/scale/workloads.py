@@ -25,12 +25,12 @@ def entries(log: str | Path) -> list[list[Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def in_flight(log: str | Path) -> list[tuple[int, list[Any]]]:
-    """Each call a process started and has not ended (by the log), as (process, call)."""
+def in_flight(log: str | Path) -> dict[str, int]:
+    """Each call a process started and has not ended (by the log): the call (as JSON) and its process."""
     started: Counter[str] = Counter()
     for kind, pid, *what in entries(log):
         started[json.dumps([pid, *what])] += 1 if kind == "start" else -1
-    return [(pid, what) for key, count in started.items() if count > 0 for pid, *what in [json.loads(key)]]
+    return {call: json.loads(call)[0] for call, count in started.items() if count > 0}
 
 
 class SlowTree(DeceptiveTree):

@@ -35,8 +35,9 @@ def python(workspace: str | Path | None = None, time_limit: float = 10.0, memory
 
     @tool(name="python", timeout=time_limit + 10)
     async def run(code: str) -> str:
-        """Run a Python program and return what it prints (stdout and stderr). Files it writes stay in its
-        working folder between calls; it cannot start processes or read files outside that folder.
+        """Run a Python program and return what it prints (stdout and stderr), and the value of its last line
+        if that is an expression (as in a notebook). Files it writes stay in its working folder between calls;
+        it cannot start processes or read files outside that folder.
 
         Args:
             code: the whole program; print the values you want to see.

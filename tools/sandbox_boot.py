@@ -8,6 +8,7 @@ native code (cffi, a patched hook) cannot undo either. The audit hook refuses th
 message, and alone is what confines the program on a kernel without Landlock (best effort: Python can tamper with it).
 """
 
+import ast
 import ctypes
 import linecache
 import os
@@ -83,7 +84,7 @@ def main() -> None:
     namespace["__builtins__"] = __builtins__
     linecache.cache["<code>"] = (len(code), None, code.splitlines(True), "<code>")  # tracebacks show the lines
     try:
-        exec(compile(code, "<code>", "exec"), namespace)
+        _run(code, namespace)
     except SystemExit:
         raise
     except BaseException as exc:
@@ -95,6 +96,17 @@ def main() -> None:
             link = link.__cause__ or link.__context__
         sys.stderr.write("".join(report.format()))
         sys.exit(1)
+
+
+def _run(code: str, namespace: dict[str, Any]) -> None:
+    """Run the program; a last line that is an expression is shown as in a notebook (`2**10` prints 1024)."""
+    tree = compile(code, "<code>", "exec", ast.PyCF_ONLY_AST)  # not ast.parse: its frame would show in errors
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    exec(compile(tree, "<code>", "exec"), namespace)
+    if last is not None:
+        value = eval(compile(ast.Expression(last.value), "<code>", "eval"), namespace)
+        if value is not None:
+            print(repr(value))
 
 
 def _refuse_fork_exec(*args: Any) -> None:

@@ -7,6 +7,7 @@ durably through `store/` and found by hybrid retrieval (vectors + full-text keyw
 """
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -44,6 +45,7 @@ from baobab.memory.types import Hit, Link, Note, NoteVersion
 from baobab.store import Store
 from baobab.store.schema import memory_links, memory_notes, memory_versions
 
+log = logging.getLogger(__name__)
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
 HOP_DECAY = 0.5  # a note reached over a link scores this share of the note it was reached from
 LINKS_TO_SHOWN = 32  # links made to a note that reading it returns, newest first: a note can draw thousands
@@ -118,26 +120,48 @@ class Memory:
 
     async def aadd(self, content: str, *, timestamp: float | None = None, metadata: Mapping[str, Any] | None = None,
                    tags: Sequence[str] | None = None) -> Note:
-        """Store a note: describe it, embed it, link it to its neighbours and evolve them; return it."""
+        """Store a note: describe it, embed it, link it to its neighbours and evolve them; return it.
+
+        With a model, the note records how it was made: `metadata["made_by"]` is "model", or "fallback" when a step
+        of the model wrote no valid JSON and was done as in the cheap mode instead (`metadata["fallback"]` says
+        which and why; it is logged too), so a valid text is never lost. An evolution may only add or refine
+        (`writer.refine`): a neighbour never loses its tags or context, nor gets repeated text.
+
+        >>> (await mem.aadd("The deploy failed: the disk was full")).metadata["made_by"]  # doctest: +SKIP
+        'model'
+        """
         if not content.strip():
             raise MemoryError("add: content is empty")
+        found, context, tag_list = extract_keywords(content), "", list(tags or ())
+        fallbacks: list[str] = []  # the model steps that failed, each filled without the model instead
         if self.llm is not None:
-            described = await writer.describe(self.llm, content)
-            found, context = [*described.keywords], described.context
-            tag_list = [*(tags or ()), *(t for t in described.tags if t not in (tags or ()))]
-        else:
-            found, context, tag_list = extract_keywords(content), "", list(tags or ())
+            try:
+                described = await writer.describe(self.llm, content)
+                if not described.keywords:
+                    fallbacks.append("keywords: the model wrote none")
+                found, context = [*described.keywords] or found, described.context
+                tag_list += [t for t in described.tags if t not in tag_list]
+            except ValueError as exc:  # no valid JSON: the note is kept, described as in the cheap mode
+                fallbacks.append(f"attributes: {exc}")
         vector = (await aembed(self.embedder, [_embedded_text(content, context, found)]))[0]
         self._refresh()
         near = [(i, s) for i, s in self._nearest(vector, self.neighbours, self._visible_ids()) if s > 0]
-        links: list[tuple[int, str, str]] = []
-        evolutions: list[dict[str, Any]] = []
+        links = [(i, "similar", f"cosine {s:.2f}") for i, s in near if s >= self.link_threshold]
+        evolutions: list[tuple[Note, dict[str, Any]]] = []
         if self.llm is not None and near:
-            decision = await writer.decide(self.llm, content, self.notes([i for i, _ in near]))
-            links = [(x["id"], x["kind"], x["reason"]) for x in decision.links]
-            evolutions = decision.evolve
-        else:
-            links = [(i, "similar", f"cosine {s:.2f}") for i, s in near if s >= self.link_threshold]
+            shown = self.notes([i for i, _ in near])
+            try:
+                decision = await writer.decide(self.llm, content, shown)
+                links = [(x["id"], x["kind"], x["reason"]) for x in decision.links]
+                by_id = {n.id: n for n in shown}
+                evolutions = [(by_id[x["id"]], x) for x in decision.evolve]
+            except ValueError as exc:  # linked by similarity, as in the cheap mode; nothing evolves
+                fallbacks.append(f"links: {exc}")
+        if self.llm is not None:
+            for failure in fallbacks:
+                log.warning("note %r: %s; filled without the model", content[:60], failure)
+            made = {"made_by": "fallback", "fallback": fallbacks} if fallbacks else {"made_by": "model"}
+            metadata = {**(metadata or {}), **made}
         now = time.time()
         with self.store.transaction() as conn:
             [note_id] = self._insert(conn, [_NewNote(content, found, tag_list, context, dict(metadata or {}),
@@ -145,9 +169,13 @@ class Memory:
             for target, kind, reason in dict.fromkeys(links):
                 conn.execute(insert(memory_links).values(source=note_id, target=target, kind=kind, reason=reason,
                                                          created=now))
-            for change in evolutions:
-                self._change(conn, int(change["id"]), f"evolved by note {note_id}",
-                             {"context": change["context"], "tags": list(change["tags"])}, now)
+            for old, change in evolutions:
+                fields, refused = writer.refine(old, change)
+                if refused:
+                    log.info("note %d evolved by note %d: %s", old.id, note_id, "; ".join(refused))
+                if fields:
+                    kept = f" ({'; '.join(refused)})" if refused else ""
+                    self._change(conn, old.id, f"evolved by note {note_id}{kept}", fields, now)
         self._put([note_id], vector[None], self.scope)
         return self.get(note_id)
 

@@ -1,23 +1,51 @@
 """What a model writes about notes, as schema-constrained JSON: a new note's keywords, tags and context; which
 neighbours to link it to (by id, from the ids shown: the reference A-MEM prompt showed ranks and asked for ids,
-so its links never formed) and how those neighbours' context and tags evolve."""
+so its links never formed) and how those neighbours' context and tags evolve.
+
+Every list and string in the schemas is bounded: a small model decoding greedily loops ("fails fails fails ...")
+until max_tokens cuts its JSON, and the local engine's constrained decoding ends a string or a list at its bound.
+What comes back is cleaned of repeats (`repeats`), and an evolution is checked against the note it changes
+(`refine`): it may add or refine, never empty a field or repeat text."""
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, TypeGuard
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
 from baobab.engine import LLM, Message, Request
+from baobab.memory.keywords import words
+from baobab.memory.repeats import clip, distinct, key, without_repeats
 from baobab.memory.types import LINK_KINDS, Note
+
+KEYWORDS, TAGS, TAGS_KEPT = 6, 3, 6  # a note's keywords and tags as written; tags evolution may grow it to
+ITEM_CHARS, CONTEXT_CHARS, REASON_CHARS = 24, 200, 80
+EVOLVED = 2  # neighbours one decision may evolve: each costs ~100 tokens of a small model's time
+
+Item = Annotated[str, StringConstraints(max_length=ITEM_CHARS)]  # bounds the JSON schema the model is held to
 
 
 class Attributes(BaseModel):
-    """A note's description, written by the model."""
+    """A note's description, written by the model (repeats removed, lengths bounded, whatever the model wrote).
 
-    keywords: list[str] = Field(max_length=8)
-    tags: list[str] = Field(max_length=5)
-    context: str = Field(max_length=400)
+    >>> Attributes(keywords=["disk", "Disk", "docker"], tags=[], context="Full disk. Full disk.").keywords
+    ['disk', 'docker']
+    """
+
+    keywords: list[Item] = Field(max_length=KEYWORDS)
+    tags: list[Item] = Field(max_length=TAGS)
+    context: str = Field(max_length=CONTEXT_CHARS)
+
+    @field_validator("keywords", "tags", mode="before")
+    @classmethod
+    def _distinct(cls, value: Any, info: ValidationInfo) -> Any:
+        most = KEYWORDS if info.field_name == "keywords" else TAGS
+        return distinct(value, most, ITEM_CHARS) if _strings(value) else value
+
+    @field_validator("context", mode="before")
+    @classmethod
+    def _once(cls, value: Any) -> Any:
+        return clip(without_repeats(value), CONTEXT_CHARS) if isinstance(value, str) else value
 
 
 class Decision(BaseModel):
@@ -27,8 +55,9 @@ class Decision(BaseModel):
     evolve: list[dict[str, Any]]
 
 
-DESCRIBE = ("You file notes in a Zettelkasten. For the note below, give up to 6 keywords, up to 3 tags and a "
-            "one-sentence context that says what it is about. Answer in JSON.")
+DESCRIBE = (f"You file notes in a Zettelkasten. For the note below, give up to {KEYWORDS} keywords (single words "
+            f"or short phrases), up to {TAGS} short tags and a one-sentence context that says what it is about. "
+            "Answer in JSON.")
 DECIDE = ("You file notes in a Zettelkasten. A new note arrived; below are earlier notes with their ids. Link the "
           "new note to the earlier notes it relates to (kind: supports, contradicts, elaborates or same-topic, with "
           "a short reason), and for linked notes whose context or tags should change in the light of the new note, "
@@ -36,30 +65,89 @@ DECIDE = ("You file notes in a Zettelkasten. A new note arrived; below are earli
 
 
 async def describe(llm: LLM, content: str) -> Attributes:
-    """Keywords, tags and context for `content` (JSON that validates: constrained on the local engine)."""
+    """Keywords, tags and context for `content` (JSON that validates: constrained on the local engine).
+
+    Raises ValueError when the model writes no valid JSON (cut at max_tokens, or a remote model ignoring the
+    schema): `Memory.add` then fills the note without the model and records that on it.
+
+    >>> await describe(ScriptedLLM(['{"keywords": ["disk"], "tags": [], "context": "x"}']), "disk")  # doctest: +SKIP
+    Attributes(keywords=['disk'], tags=[], context='x')
+    """
     schema = Attributes.model_json_schema()
-    text = await _ask(llm, DESCRIBE, f"Note: {content}", "attributes", schema, 160)
+    text = await _ask(llm, DESCRIBE, f"Note: {content}", "attributes", schema, 256)
     return Attributes.model_validate_json(text)
 
 
 async def decide(llm: LLM, note: str, neighbours: Sequence[Note]) -> Decision:
-    """Which of `neighbours` to link `note` to, and how they evolve; ids outside `neighbours` cannot be named."""
+    """Which of `neighbours` to link `note` to, and how they evolve; ids outside `neighbours` cannot be named.
+
+    Raises ValueError when the model writes no valid JSON. An evolution is a proposal: apply it with `refine`.
+
+    >>> (await decide(llm, "the disk filled again", memory.notes([1, 2]))).links  # doctest: +SKIP
+    [{'id': 1, 'kind': 'elaborates', 'reason': 'same disk'}]
+    """
     ids = [n.id for n in neighbours]
+    item = {"type": "string", "maxLength": ITEM_CHARS}
     link = {"type": "object", "properties": {"id": {"enum": ids}, "kind": {"enum": list(LINK_KINDS)},
-                                             "reason": {"type": "string", "maxLength": 120}},
+                                             "reason": {"type": "string", "maxLength": REASON_CHARS}},
             "required": ["id", "kind", "reason"]}
-    evolve = {"type": "object", "properties": {"id": {"enum": ids}, "context": {"type": "string", "maxLength": 300},
-                                               "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 4}},
+    evolve = {"type": "object", "properties": {"id": {"enum": ids},
+                                               "context": {"type": "string", "maxLength": CONTEXT_CHARS},
+                                               "tags": {"type": "array", "items": item, "maxItems": TAGS}},
               "required": ["id", "context", "tags"]}
     schema = {"type": "object", "properties": {"links": {"type": "array", "items": link, "maxItems": len(ids)},
-                                               "evolve": {"type": "array", "items": evolve, "maxItems": len(ids)}},
+                                               "evolve": {"type": "array", "items": evolve,
+                                                          "maxItems": min(len(ids), EVOLVED)}},
               "required": ["links", "evolve"]}
     shown = "\n".join(f"id {n.id}: {n.content} (context: {n.context}; tags: {', '.join(n.tags)})" for n in neighbours)
-    text = await _ask(llm, DECIDE, f"New note: {note}\n\nEarlier notes:\n{shown}", "decision", schema, 320)
+    text = await _ask(llm, DECIDE, f"New note: {note}\n\nEarlier notes:\n{shown}", "decision", schema, 384)
     decision = Decision.model_validate_json(text)
     decision.links = [x for x in decision.links if x.get("id") in ids]  # a remote model may ignore the schema
-    decision.evolve = [x for x in decision.evolve if x.get("id") in ids]
+    firsts: dict[int, dict[str, Any]] = {}
+    for change in decision.evolve:  # one change a note: a second would make a version of the first
+        if change.get("id") in ids:
+            firsts.setdefault(change["id"], change)
+    decision.evolve = list(firsts.values())
     return decision
+
+
+def refine(note: Note, change: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The fields a proposed evolution (`context`, `tags`) may change on `note`, and what of it was refused.
+
+    It may only add or refine: a context with no words, or one that says what the note says already, keeps the
+    note's; repeated text is removed first; proposed tags join the note's (none is dropped, none twice).
+
+    >>> old = Note(id=1, content="deploy failed", tags=["ops"], context="A failed deploy.")
+    >>> refine(old, {"context": "A failed deploy. A failed deploy.", "tags": []})
+    ({}, ['context: the same as before once repeats are removed', 'tags: none proposed, kept'])
+    >>> refine(old, {"context": "A deploy that failed on a full disk.", "tags": ["disk", "OPS"]})[0]
+    {'context': 'A deploy that failed on a full disk.', 'tags': ['ops', 'disk']}
+    """
+    fields: dict[str, Any] = {}
+    refused: list[str] = []
+    proposed = change.get("context")
+    context = clip(without_repeats(proposed), CONTEXT_CHARS) if isinstance(proposed, str) else ""
+    if not words(context):
+        refused.append("context: empty, kept")
+    elif key(context) == key(note.context):
+        refused.append("context: the same as before once repeats are removed")
+    else:
+        fields["context"] = context
+    tags = change.get("tags")
+    held = {key(t) for t in note.tags}
+    added = [t for t in distinct(tags if _strings(tags) else [], TAGS, ITEM_CHARS) if key(t) not in held]
+    if not added:
+        if not tags:
+            refused.append("tags: none proposed, kept")
+    elif len(note.tags) >= TAGS_KEPT:
+        refused.append(f"tags: the note has {TAGS_KEPT} already")
+    else:
+        fields["tags"] = [*note.tags, *added][:TAGS_KEPT]
+    return fields, refused
+
+
+def _strings(value: Any) -> TypeGuard[list[str]]:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
 
 
 async def _ask(llm: LLM, instructions: str, text: str, name: str, schema: dict[str, Any], max_tokens: int) -> str:
@@ -71,6 +159,6 @@ async def _ask(llm: LLM, instructions: str, text: str, name: str, schema: dict[s
     try:
         json.loads(answer)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{llm.name} wrote no valid JSON for the note's {name} (cut at max_tokens?): "
-                         f"{answer[:200]!r}") from exc
+        raise ValueError(f"{llm.name} wrote no valid JSON for the note's {name} (finish: "
+                         f"{completion.choices[0].finish_reason}): {answer[:120]!r}") from exc
     return answer

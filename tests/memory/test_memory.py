@@ -133,7 +133,8 @@ def test_a_model_writes_links_by_id_and_evolves_the_linked_note(db_url: str) -> 
         assert [(x.source, x.target, x.kind, x.reason) for x in second.links] == [
             (second.id, first.id, "elaborates", "same outage")]
         evolved = memory.get(first.id)
-        assert (evolved.context, evolved.tags, evolved.version) == ("Part of the disk outage.", ["outage"], 2)
+        assert (evolved.context, evolved.tags, evolved.version) == ("Part of the disk outage.", ["incident", "outage"],
+                                                                     2)  # tags are added to, never replaced
         [before] = memory.history(first.id)
         assert (before.context, before.tags, before.reason) == ("About: the deploy failed at noon", ["incident"],
                                                                   f"evolved by note {second.id}")
@@ -143,12 +144,72 @@ def test_a_model_writes_links_by_id_and_evolves_the_linked_note(db_url: str) -> 
         assert first.id in ids["properties"]["id"]["enum"]
 
 
-def test_a_model_that_names_no_valid_json_gets_a_clear_error(store_url: str) -> None:
-    with Memory(store_url, llm=ScriptedLLM(["not json"]), embedder=BagOfWords()) as memory, \
-            pytest.raises(ValueError, match="no valid JSON"):
-        memory.add("anything")
+def test_a_model_that_writes_no_valid_json_still_stores_the_note_and_says_so(store_url: str,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    cut = '{"keywords": ["deploy", "deploy_fails_fails_fails_fails'  # what max_tokens left of a looping answer
+    with Memory(store_url, llm=ScriptedLLM([cut, "not json"]), embedder=BagOfWords()) as memory:
+        first = memory.add("The deploy on Friday failed again: the disk filled with docker images.", tags=["ops"])
+        assert (first.keywords[:2], first.tags, first.context) == (["deploy", "friday"], ["ops"], "")  # as if llm=None
+        assert first.metadata["made_by"] == "fallback"
+        assert first.metadata["fallback"][0].startswith("attributes: scripted wrote no valid JSON")
+        assert memory.get(first.id).metadata == first.metadata  # stored, not only returned
+        assert "filled without the model" in caplog.text
     with cheap(store_url) as memory, pytest.raises(MemoryError, match="content is empty"):
         memory.add("   ")
+
+
+def test_a_decision_that_is_no_valid_json_links_by_similarity(db_url: str) -> None:
+    attributes = json.dumps({"keywords": ["disk"], "tags": ["ops"], "context": "A full disk."})
+    with Memory(db_url, llm=ScriptedLLM([attributes, attributes, '{"links": [']), embedder=BagOfWords(),
+                link_threshold=0.3) as memory:
+        first = memory.add("the build disk is full")
+        second = memory.add("the build disk is full again")
+        assert first.metadata == {"made_by": "model"}
+        assert [(x.target, x.kind) for x in second.links] == [(first.id, "similar")]
+        assert second.metadata["made_by"] == "fallback" and second.metadata["fallback"][0].startswith("links: ")
+        assert memory.get(first.id).version == 1  # nothing evolved
+
+
+def test_attributes_are_bounded_and_free_of_repeats(db_url: str) -> None:
+    looping = json.dumps({"keywords": ["support group"] * 6 + ["Support Group", "lgbtq"], "tags": ["a", "A", "b"],
+                          "context": "She went to a support group. She went to a support group. " * 3})
+    with Memory(db_url, llm=ScriptedLLM([looping]), embedder=BagOfWords()) as memory:
+        note = memory.add("Caroline: I went to a LGBTQ support group yesterday")
+        assert (note.keywords, note.tags, note.context) == (["support group", "lgbtq"], ["a", "b"],
+                                                            "She went to a support group.")
+        request = memory.llm.requests[0]  # type: ignore[union-attr]
+        schema = request.response_format["json_schema"]["schema"]["properties"]  # type: ignore[index]
+        assert schema["keywords"]["maxItems"] == 6 and schema["keywords"]["items"]["maxLength"] == 24
+        assert schema["tags"]["maxItems"] == 3 and schema["context"]["maxLength"] == 200
+
+
+@pytest.mark.parametrize(("change", "context", "tags", "reason"), [
+    ({"context": "", "tags": []}, "About: the deploy failed at noon", ["incident"], None),  # would blank both
+    ({"context": "About: the deploy failed at noon. " * 5, "tags": ["incident", "Incident"]},
+     "About: the deploy failed at noon", ["incident"], None),  # the same context five times, a tag twice
+    ({"context": "A deploy that failed on a full disk. A deploy that failed on a full disk.", "tags": []},
+     "A deploy that failed on a full disk.", ["incident"], "tags: none proposed, kept"),
+    ({"context": "   ", "tags": ["disk", "disk", "outage outage"]}, "About: the deploy failed at noon",
+     ["incident", "disk", "outage"], "context: empty, kept"),
+])
+def test_evolution_only_adds_or_refines(db_url: str, change: dict[str, Any], context: str, tags: list[str],
+                                        reason: str | None) -> None:
+    def evolving(request: Request) -> str:
+        if request.response_format and request.response_format["json_schema"]["name"] == "decision":
+            return json.dumps({"links": [], "evolve": [{"id": 1, **change}]})
+        return answers(request)
+
+    with Memory(db_url, llm=ScriptedLLM(evolving), embedder=BagOfWords()) as memory:
+        first = memory.add("the deploy failed at noon")
+        memory.add("the deploy failed because the disk was full")
+        evolved = memory.get(first.id)
+        assert (evolved.context, evolved.tags) == (context, tags)
+        history = memory.history(first.id)
+        if reason is None:
+            assert evolved.version == 1 and history == []  # nothing left to change: no new version
+        else:
+            assert history[0].reason == f"evolved by note 2 ({reason})"
+            assert (history[0].context, history[0].tags) == ("About: the deploy failed at noon", ["incident"])
 
 
 def test_an_agent_recalls_notes_before_acting_and_stores_what_it_answered(store_url: str) -> None:

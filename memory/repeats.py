@@ -1,0 +1,81 @@
+"""Repeated text in what a model writes about a note: the same clause twice, a phrase run back to back ("fails
+fails fails"), the same item twice in a list. A small model decoding greedily loops; these find and remove it."""
+
+import re
+from collections.abc import Iterable
+
+CLAUSE = re.compile(r"[^.!?;,\n]+[.!?;,\n]*")  # a clause and the punctuation that ends it
+WORD = re.compile(r"[^\W_]+")  # letters and digits: 'fails_fails' is two words, as a reader sees it
+
+
+def key(text: str) -> str:
+    """What two pieces of text share when they say the same thing: their words, lower-cased.
+
+    >>> key("Disk full!") == key("disk  FULL")
+    True
+    """
+    return " ".join(w.lower() for w in WORD.findall(text))
+
+
+def first_repeat(text: str) -> tuple[int, int] | None:
+    """The span of the first repeated piece of `text` (a clause said before, or the second of two back-to-back
+    copies of a phrase), or None when nothing repeats.
+
+    >>> text = "Disk full. Disk full."
+    >>> first_repeat(text), first_repeat("fails fails"), first_repeat("the disk filled")
+    ((10, 21), (5, 11), None)
+    """
+    seen: set[str] = set()
+    for clause in CLAUSE.finditer(text):
+        said = key(clause.group())
+        if said and said in seen:
+            return clause.start(), clause.end()
+        seen.add(said)
+    words = list(WORD.finditer(text))
+    lowered = [w.group().lower() for w in words]
+    for start in range(len(words)):
+        for n in range(1, (len(words) - start) // 2 + 1):
+            if lowered[start] == lowered[start + n] and lowered[start:start + n] == lowered[start + n:start + 2 * n]:
+                return words[start + n - 1].end(), words[start + 2 * n - 1].end()
+    return None
+
+
+def without_repeats(text: str) -> str:
+    """`text` with every repeated piece removed (see `first_repeat`), trimmed of dangling separators.
+
+    >>> without_repeats("Build server. Build server. Build server.")
+    'Build server.'
+    >>> without_repeats("deploy_on_Friday_failed_fails_fails_fails")
+    'deploy_on_Friday_failed_fails'
+    """
+    while (span := first_repeat(text)) is not None:
+        text = text[:span[0]] + text[span[1]:]
+    return text.strip().rstrip(",;").strip()
+
+
+def distinct(items: Iterable[str], most: int, chars: int) -> list[str]:
+    """Up to `most` items, each without repeats and cut to `chars` at a word boundary, dropping empty ones and
+    any that says what an earlier one said.
+
+    >>> distinct(["Disk", "disk ", "", "docker images docker images", "build server"], most=3, chars=24)
+    ['Disk', 'docker images', 'build server']
+    """
+    kept: dict[str, str] = {}
+    for item in items:
+        cleaned = clip(without_repeats(item), chars)
+        if key(cleaned) and key(cleaned) not in kept:
+            kept[key(cleaned)] = cleaned
+    return list(kept.values())[:most]
+
+
+def clip(text: str, chars: int) -> str:
+    """`text` cut to at most `chars` characters, at the last word boundary when there is one.
+
+    >>> clip("the build server filled up", 18)
+    'the build server'
+    """
+    text = text.strip()
+    if len(text) <= chars:
+        return text
+    cut = text[:chars + 1].rsplit(None, 1)[0] if " " in text[:chars + 1] else text[:chars]
+    return cut[:chars].rstrip(" ,;")

@@ -117,8 +117,8 @@ class LocalLLM(LLM):
                 usage = chunk.usage
         choices = [Choice(index=i, text=text, finish_reason=finish, token_ids=tokens[i])
                    for i, (text, finish) in enumerate(zip(texts, finishes, strict=True))]
-        if callable_tools(request):
-            choices = [_tool_choice(c) for c in choices]
+        if tools := callable_tools(request):
+            choices = [_tool_choice(c, {t.name for t in tools}) for c in choices]
         return Completion(id=f"cmpl-{uuid.uuid4().hex}", model=self.name, choices=choices, usage=usage)
 
     async def _stream(self, request: Request) -> AsyncIterator[Chunk]:
@@ -193,16 +193,31 @@ def _generator(seed: int | None, index: int, params: SamplingParams) -> torch.Ge
     return generator
 
 
-def _tool_choice(choice: Choice) -> Choice:
-    """A choice whose JSON names a tool becomes a tool call; {"content": ...} becomes text."""
+def _tool_choice(choice: Choice, names: set[str]) -> Choice:
+    """A choice whose JSON names a tool becomes a tool call; {"content": ...} becomes text, unless that text is
+    itself a call of one of `names` (small models often wrap the call they mean as an answer)."""
     try:
         data = json.loads(choice.text)
     except json.JSONDecodeError:  # cut short by max_tokens: keep the text, the finish reason says why
         return choice
+    if "name" not in data:
+        data = _wrapped_call(data.get("content", ""), names) or data
     if "name" in data:
         call = ToolCall(id=f"call_{uuid.uuid4().hex[:16]}", name=data["name"], arguments=json.dumps(data["arguments"]))
         return choice.model_copy(update={"text": "", "tool_calls": [call], "finish_reason": "tool_calls"})
     return choice.model_copy(update={"text": data.get("content", "")})
+
+
+def _wrapped_call(text: str, names: set[str]) -> dict[str, Any] | None:
+    """`{"name": TOOL, "arguments": {...}}` written as an answer's text, for a tool in `names`; else None."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(data, dict) and data.keys() == {"name", "arguments"} and data["name"] in names \
+            and isinstance(data["arguments"], dict):
+        return data
+    return None
 
 
 def _usage(prompt: list[int], group: list[Sequence], started: float) -> Usage:

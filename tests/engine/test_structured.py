@@ -4,7 +4,11 @@ import asyncio
 import json
 from typing import Annotated, Any, Literal
 
+import pytest
 from pydantic import BaseModel, Field
+
+from baobab.engine.local import _tool_choice
+from baobab.engine.types import Choice
 
 Short = Field(max_length=24)
 Word = Annotated[str, Field(max_length=16)]
@@ -102,3 +106,20 @@ def test_tool_calls_have_valid_arguments(local_llm: Any) -> None:
     named = local_llm.complete_sync(messages=[{"role": "user", "content": "Is it sunny in Oslo?"}], max_tokens=40,
                                     temperature=0, tools=tools, tool_choice="weather")
     assert named.choices[0].tool_calls[0].name == "weather"
+
+
+@pytest.mark.parametrize(("text", "called"), [
+    ('{"content": "{\\"name\\": \\"population\\", \\"arguments\\": {\\"city\\": \\"Paris\\"}}"}', True),
+    ('{"content": "{\\"name\\": \\"weather\\", \\"arguments\\": {}}"}', False),  # not a tool it was offered
+    ('{"content": "{\\"name\\": \\"population\\"}"}', False),  # no arguments: an answer that mentions a name
+    ('{"content": "2100000"}', False),
+])
+def test_a_call_written_as_an_answer_becomes_the_call(text: str, called: bool) -> None:
+    choice = _tool_choice(Choice(index=0, text=text), {"population"})
+    assert bool(choice.tool_calls) is called
+    if called:
+        assert choice.tool_calls is not None and choice.finish_reason == "tool_calls"
+        assert (choice.tool_calls[0].name, json.loads(choice.tool_calls[0].arguments)) == ("population",
+                                                                                         {"city": "Paris"})
+    else:
+        assert choice.text == json.loads(text)["content"]

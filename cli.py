@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from baobab import __version__
 
@@ -29,10 +30,27 @@ app.add_typer(search_app, name="search")
 app.add_typer(memory_app, name="memory")
 app.add_typer(trace_app, name="trace")
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True)  # colour in a terminal, plain text in a pipe (rich looks at the stream)
 
 DbOption = Annotated[str | None, typer.Option("--db", help="Database URL (default: $BAOBAB_DB_URL, else "
                                               "sqlite in $BAOBAB_DATA_DIR or ./.baobab).")]
+
+
+def print_error(message: str, *, located: bool = False) -> None:
+    """Print an error to stderr, one line per problem: red in a terminal, plain text in a pipe, never read as markup
+    and never wrapped. `located` lines (a ConfigError's) start with where, `file:line: field: ...`, which is kept
+    first; other lines get `error: ` before them.
+
+    >>> print_error("disk on fire")  # doctest: +SKIP
+    error: disk on fire
+    """
+    for line in message.splitlines() or [""]:
+        if located:
+            text = Text(line)
+            text.stylize("bold red", 0, line.find(": ") + 1)
+        else:
+            text = Text.assemble(("error:", "bold red"), " ", line)
+        errors.print(text, soft_wrap=True, highlight=False)
 
 
 def _version(value: bool) -> None:
@@ -142,7 +160,8 @@ def run(
             from baobab.aio import run_sync
             from baobab.store import Store
 
-            workflow = run_sync(Workflow.load(target, model=model))
+            # the run's inputs are checked with the config, before any model loads (a resume takes none)
+            workflow = run_sync(Workflow.load(target, model=model, inputs=None if resume is not None else data or {}))
             if search or limits or workflow.config.search is not None:
                 _show_search(workflow, data or {}, Store(db), thread, search, limits)
                 return
@@ -158,14 +177,15 @@ def run(
                 stack.enter_context(workflow.spending())
             _show_run(graph_app_, target, start, thread, resume, value, resume_value, stack)
     except ConfigError as exc:
-        errors.print(f"[red]error:[/] {exc}", markup=False, highlight=False)
+        print_error(str(exc), located=True)
         raise typer.Exit(2) from exc
     except (typer.Exit, typer.BadParameter):
         raise
     except Exception as exc:  # the run's record is in the store; show the cause and how to go on
-        errors.print(f"[red]error:[/] {exc}")
+        print_error(str(exc))
         if thread or resume:
-            errors.print(f"continue: baobab run {target} --resume {resume or thread}")
+            errors.print(f"continue: baobab run {target} --resume {resume or thread}", markup=False, highlight=False,
+                         soft_wrap=True)
         raise typer.Exit(1) from exc
     finally:
         if workflow is not None:
@@ -194,14 +214,14 @@ def _run_batch(target: str, inputs: Path, model: str | None, prefix: str | None,
         store.close()
         pool = make_executor(executor, address, **({"workers": workers} if executor == "ray" else {}))
     except ConfigError as exc:
-        errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        print_error(str(exc), located=True)
         raise typer.Exit(2) from exc
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--executor") from exc
     try:
         results = run_sync(run_workflow_batch(target, rows, db=store.url, executor=pool, model=model, prefix=prefix))
     except ConfigError as exc:
-        errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        print_error(str(exc), located=True)
         raise typer.Exit(2) from exc
     finally:
         run_sync(pool.aclose())
@@ -211,7 +231,7 @@ def _run_batch(target: str, inputs: Path, model: str | None, prefix: str | None,
     for number, result in enumerate(results, start=1):
         if isinstance(result, BaseException):
             counts["failed"] += 1
-            errors.print(f"input {number} failed: {result}", markup=False, highlight=False, soft_wrap=True)
+            print_error(f"input {number} failed: {result}")
             continue
         counts[result["status"]] += 1
         print(json.dumps({"input": number, "thread": result["thread"], "status": result["status"],
@@ -240,7 +260,7 @@ def _show_run(graph_app_: Any, target: str, start: Any, thread: str | None, resu
         elif isinstance(event, NodeEnd):
             console.print(f"[dim]step {event.step}[/] [bold]{event.node}[/] {event.seconds * 1000:.1f} ms")
         elif isinstance(event, NodeFailed):
-            errors.print(f"[red]step {event.step} {event.node} failed: {event.error!r}[/]")
+            print_error(f"step {event.step} {event.node} failed: {event.error!r}")
         elif isinstance(event, Interrupt):
             console.print(f"[yellow]interrupted {event.when} {', '.join(event.nodes)}[/]"
                           + (f": {json.dumps(event.payload, default=repr)}" if event.payload is not None else ""))
@@ -349,17 +369,25 @@ def _inputs(items: list[str]) -> dict[str, Any] | None:
 
 
 @app.command()
-def validate(target: Annotated[str, typer.Argument(help="A workflow FILE.yaml or a directory of them.")]) -> None:
-    """Check a workflow config: every problem is printed with its file, line and field."""
+def validate(
+    target: Annotated[str, typer.Argument(help="A workflow FILE.yaml or a directory of them.")],
+    input: Annotated[list[str] | None, typer.Option(
+        "--input", "-i", help="KEY=VALUE (repeatable) or a JSON object: check these run inputs too.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Check this model instead of the file's, as "
+                                              "`baobab run --model` uses it for every agent.")] = None,
+) -> None:
+    """Check a workflow config as `baobab run` does before loading any model, in one pass: schema, names, tool
+    options, model strings and (with --input) the inputs. Each problem is one line: file:line: field: what was
+    expected; exit status 2 if there is any."""
     from baobab.agents import ConfigError, read_config
 
     try:
-        config, _ = read_config(target)
+        config, _ = read_config(target, inputs=_inputs(input or []), model=model)
     except ConfigError as exc:
-        errors.print(str(exc), markup=False, highlight=False)
+        print_error(str(exc), located=True)
         raise typer.Exit(2) from exc
     console.print(f"{target}: ok ({len(config.agents)} agents, {config.workflow.type} workflow"
-                  + (f", {config.search.strategy} search)" if config.search is not None else ")"))
+                  + (f", {config.search.strategy} search)" if config.search is not None else ")"), soft_wrap=True)
 
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model string: local:smollm2-135m (default), "
@@ -434,7 +462,7 @@ def trace_export(
     try:
         out = export_html(store, run, html, _apps(apps, db))
     except NotFound as exc:
-        errors.print(f"[red]{exc}[/] in {store.safe_url}")
+        print_error(f"{exc} in {store.safe_url}")
         raise typer.Exit(1) from exc
     console.print(f"wrote {out} ({out.stat().st_size // 1024} KB)")
 
@@ -539,7 +567,7 @@ def search_show(run: Annotated[str, typer.Argument(help="The search's name (what
     store = Store(db)
     stored = read_run(store, run)
     if stored is None or stored.tree is None:
-        errors.print(f"[red]no search named {run!r}[/] in {store.safe_url}")
+        print_error(f"no search named {run!r} in {store.safe_url}")
         raise typer.Exit(1)
     spent, result = stored.spent, stored.result or {}
     console.print(f"search [bold]{run}[/] {stored.strategy} {stored.status}"

@@ -16,11 +16,16 @@ With `search:`, a run is a search over runs of the workflow's graph (see `baobab
 `load_workflow(path)` validates it (errors name file, line and field) and builds a runnable `Workflow`.
 """
 
+import contextlib
+import copy
+import functools
 import importlib
 import inspect
+import io
 import re
 import string
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,7 +43,7 @@ from pydantic import (
 )
 
 from baobab.agents.agent import Example
-from baobab.agents.yaml_source import ConfigError, YamlSource
+from baobab.agents.yaml_source import ConfigError, Loc, Problem, YamlSource
 from baobab.engine import DEFAULT_MODEL
 from baobab.engine.budget import Budget
 from baobab.search import COMMON_OPTIONS, STRATEGIES, SearchBudget
@@ -64,6 +69,8 @@ Name = Annotated[str, AfterValidator(_identifier)]
 ImportRef = Annotated[str, Field(pattern=IMPORT_PATTERN)]
 _PYTHON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list,
                                  "object": dict}
+_INPUT_TYPES: dict[str, Callable[[str], Any]] = {  # a run input given as text (on a command line), converted
+    "string": str, "integer": int, "number": float, "boolean": lambda v: {"true": True, "false": False}[v.lower()]}
 
 
 class Strict(BaseModel):
@@ -247,88 +254,304 @@ class InputEntry(Strict):
     description: str = ""
 
 
-class Config(Strict):
-    """The whole file, validated; `check` then verifies the names it uses refer to something."""
+class Sections(Strict):
+    """The sections of a config, each optional: what parsed of a file that did not validate as a whole."""
 
     models: dict[Name, str | ModelEntry] = {}
     tools: dict[Name, ToolEntry] = {}
-    agents: dict[Name, AgentEntry] = Field(min_length=1)
-    workflow: WorkflowEntry
+    agents: dict[Name, AgentEntry] = {}
+    workflow: WorkflowEntry | None = None
     budgets: BudgetsEntry = BudgetsEntry()
     inputs: dict[Name, InputEntry] = {}
     search: SearchEntry | None = None
 
 
-def read_config(path: str | Path) -> tuple[Config, YamlSource]:
-    """Load and validate a config, its cross-references included; ConfigError lists every problem.
+class Config(Sections):
+    """The whole file, validated; `read_config` then checks what its names and model strings refer to."""
 
-    >>> config, source = read_config("examples/team.yaml")  # doctest: +SKIP
+    agents: dict[Name, AgentEntry] = Field(min_length=1)
+    workflow: WorkflowEntry
+
+
+def read_config(path: str | Path, *, inputs: Mapping[str, Any] | None = None,
+                model: str | None = None) -> tuple[Config, YamlSource]:
+    """Load and check a config as `baobab run` does before any model loads; ConfigError lists every problem, one
+    `file:line: field: what was expected` per line, in file order.
+
+    Checked: the schema; the names it uses (models, tools, agents, nodes, routes, inputs); built-in tools'
+    options; that each model string can load (a `local:` file or package exists, litellm knows the provider);
+    with `inputs`, the run's inputs (unknown, missing, mistyped). `model` replaces every model the file names.
+
+    >>> config, source = read_config("examples/team.yaml", inputs={"question": "2 + 2?"})  # doctest: +SKIP
     """
     source = YamlSource.read(path)
     try:
-        config = Config.model_validate(source.data)
+        config: Config | None = Config.model_validate(source.data)
+        problems = []
     except ValidationError as exc:
-        raise source.validation_error(exc) from exc
-    problems = _references(config, source)
-    if problems:
-        raise ConfigError("\n".join(problems))
+        config, problems = None, source.validation_problems(exc)
+    problems += _problems(config or _parsed(source), source, inputs, model)
+    if problems or config is None:
+        raise source.report(problems)
     return config, source
 
 
-def _references(config: Config, source: YamlSource) -> list[str]:
-    """Every name that points nowhere, with where it is."""
+def input_values(config: Sections, source: YamlSource, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The run inputs `given` checked against the declared ones and converted (strings from a command line).
+
+    >>> input_values(config, source, {"n": "3"})  # doctest: +SKIP
+    {'n': 3}
+    """
+    values, problems = _inputs(config, source, given)
+    if problems:
+        raise source.report(problems)
+    return values
+
+
+def _parsed(source: YamlSource) -> Sections:
+    """What of the data validates once each failing value is left out (or the entry holding it, where that one
+    fails without it): the names and references of the rest are then checked too."""
+    data = copy.deepcopy(source.data)
+    while True:
+        try:
+            return Sections.model_validate(data)
+        except ValidationError as exc:
+            paths = sorted({source.data_path(e["loc"]) for e in exc.errors()}, key=len, reverse=True)
+            if not [path for path in paths if _drop(data, path)]:  # every path dropped already: cannot happen
+                return Sections()
+
+
+def _drop(data: dict[str, Any], path: Loc) -> bool:
+    """Remove the value at `path`, or the nearest mapping entry holding it (list items are not removed alone:
+    the indexes of the rest would no longer match their lines); False where nothing is there."""
+    while path:
+        *head, key = path
+        parent: Any = data
+        for part in head:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and key in parent:
+            del parent[key]
+            return True
+        path = tuple(head)
+    return False
+
+
+def _problems(config: Sections, source: YamlSource, inputs: Mapping[str, Any] | None,
+              model: str | None) -> list[Problem]:
+    """Every name that points nowhere, option that is not one, model that cannot load and input that does not fit."""
     from baobab.tools import BUILTINS
 
-    problems: list[str] = []
+    problems: list[Problem] = []
 
-    def need(ok: bool, loc: tuple[str | int, ...], message: str) -> None:
+    def need(ok: bool, loc: Loc, message: str) -> None:
         if not ok:
-            problems.append(source.line(loc, message))
+            problems.append((loc, message))
 
-    agents, models = set(config.agents), set(config.models)
+    agents, models, tools = (_keys(source.data, (s,)) for s in ("agents", "models", "tools"))
+    known_tools = sorted(tools | set(BUILTINS))
     for name, agent in config.agents.items():
-        need(agent.model in models or ":" in agent.model or "/" in agent.model, ("agents", name, "model"),
+        need(agent.model in models or _model_string(agent.model), ("agents", name, "model"),
              f"{agent.model!r} is not a model of this file ({sorted(models)}) nor a model string such as "
              f"local:smollm2-135m or openai/gpt-4o-mini")
-        for i, tool in enumerate(agent.tools):
-            need(tool in config.tools or tool in BUILTINS, ("agents", name, "tools", i),
-                 f"{tool!r} is not a tool of this file ({sorted(config.tools)}) nor a built-in ({sorted(BUILTINS)})")
+        for i, tool_name in enumerate(agent.tools):
+            need(tool_name in known_tools, ("agents", name, "tools", i),
+                 f"{tool_name!r} is not a tool of this file ({sorted(tools)}) nor a built-in ({sorted(BUILTINS)})")
+            if tool_name not in tools and tool_name in BUILTINS:  # named bare, a built-in gets no options
+                needed = [str(loc[-1]) for loc, _ in _option_problems(BUILTINS[tool_name], {}, tool_name)]
+                need(not needed, ("agents", name, "tools", i),
+                     f"built-in tool {tool_name} needs options {needed}: declare it under tools: as "
+                     f"{{builtin: {tool_name}, {', '.join(f'{n}: ...' for n in needed)}}}")
         for i, other in enumerate(agent.handoffs):
             need(other in agents and other != name, ("agents", name, "handoffs", i),
                  f"{other!r} is not another agent of this file ({sorted(agents - {name})})")
     for name, entry in config.tools.items():
-        need(entry.builtin is None or entry.builtin in BUILTINS, ("tools", name, "builtin"),
-             f"{entry.builtin!r} is not a built-in tool ({sorted(BUILTINS)})")
+        if entry.builtin is not None:
+            need(entry.builtin in BUILTINS, ("tools", name, "builtin"),
+                 f"{entry.builtin!r} is not a built-in tool ({sorted(BUILTINS)})")
+            if entry.builtin in BUILTINS:
+                problems += [((("tools", name, *loc)), message) for loc, message in
+                             _option_problems(BUILTINS[entry.builtin], entry.model_extra or {},
+                                              f"built-in tool {entry.builtin}")]
     flow = config.workflow
-    for i, agent_name in enumerate(flow.agents):
-        need(agent_name in agents, ("workflow", "agents", i), f"{agent_name!r} is not an agent ({sorted(agents)})")
-    for name, node in flow.nodes.items():
-        need(node.agent is None or node.agent in agents, ("workflow", "nodes", name, "agent"),
-             f"{node.agent!r} is not an agent ({sorted(agents)})")
-    ends = set(flow.nodes) | {"START", "END"}
-    for i, (sources, target) in enumerate(flow.edges):
-        for end in ([sources] if isinstance(sources, str) else sources) + [target]:
-            need(end in ends, ("workflow", "edges", i), f"{end!r} is not a node ({sorted(ends)})")
-    for i, route in enumerate(flow.routes):
-        for end in [route.from_, *route.to]:
-            need(end in ends, ("workflow", "routes", i), f"{end!r} is not a node ({sorted(ends)})")
-        if isinstance(route.by, LLMRouterEntry):
-            model = route.by.model
-            need(model in models or ":" in model or "/" in model, ("workflow", "routes", i, "by", "model"),
-                 f"{model!r} is not a model of this file ({sorted(models)}) nor a model string")
-            for target in sorted(set(route.by.descriptions) - set(route.to)):
-                need(False, ("workflow", "routes", i, "by", "descriptions", target),
-                     f"{target!r} is not a target of this route ({route.to})")
-    if config.search is not None:
+    if flow is not None:
+        problems += _workflow_references(flow, source, agents, models)
+    if config.search is not None and flow is not None:
         nodes = _nodes(flow)
         for i, point in enumerate(config.search.choice_points):
             need(point in nodes, ("search", "choice_points", i), f"{point!r} is not a node of the workflow ({nodes})")
     for name in config.budgets.agents:
         need(name in agents, ("budgets", "agents", name), f"{name!r} is not an agent ({sorted(agents)})")
-    fields = {f for _, f, _, _ in string.Formatter().parse(flow.task) if f is not None}
-    for field in sorted(fields - set(config.inputs) - ({"task"} if not config.inputs else set())):
-        need(False, ("workflow", "task"), f"{{{field}}} is not an input ({sorted(config.inputs)})")
+    uses = [(("--model",), model, {})] if model is not None else _model_uses(config, models)  # --model replaces all
+    problems += [((*loc[:-1], "options", *place) if place else loc, message)  # an option's place is under options
+                 for loc, name, options in uses for place, message in _model_problems(name, options)]
+    if inputs is not None:
+        problems += _inputs(config, source, inputs)[1]
     return problems
+
+
+def _workflow_references(flow: WorkflowEntry, source: YamlSource, agents: set[str], models: set[str]) -> list[Problem]:
+    """The workflow's names that point nowhere: agents, nodes, route targets, router models, the task's inputs."""
+    problems: list[Problem] = []
+    for i, agent_name in enumerate(flow.agents):
+        if agent_name not in agents:
+            problems.append((("workflow", "agents", i), f"{agent_name!r} is not an agent ({sorted(agents)})"))
+    for name, node in flow.nodes.items():
+        if node.agent is not None and node.agent not in agents:
+            problems.append((("workflow", "nodes", name, "agent"),
+                             f"{node.agent!r} is not an agent ({sorted(agents)})"))
+    ends = _keys(source.data, ("workflow", "nodes")) | {"START", "END"}
+    for i, (sources, target) in enumerate(flow.edges):
+        for end in ([sources] if isinstance(sources, str) else sources) + [target]:
+            if end not in ends:
+                problems.append((("workflow", "edges", i), f"{end!r} is not a node ({sorted(ends)})"))
+    for i, route in enumerate(flow.routes):
+        for end in [route.from_, *route.to]:
+            if end not in ends:
+                problems.append((("workflow", "routes", i), f"{end!r} is not a node ({sorted(ends)})"))
+        if isinstance(route.by, LLMRouterEntry):
+            model = route.by.model
+            if not (model in models or _model_string(model)):
+                problems.append((("workflow", "routes", i, "by", "model"),
+                                 f"{model!r} is not a model of this file ({sorted(models)}) nor a model string"))
+            for target in sorted(set(route.by.descriptions) - set(route.to)):
+                problems.append((("workflow", "routes", i, "by", "descriptions", target),
+                                 f"{target!r} is not a target of this route ({route.to})"))
+    inputs = _keys(source.data, ("inputs",))
+    fields = {f for _, f, _, _ in string.Formatter().parse(flow.task) if f is not None}
+    for field in sorted(fields - inputs - ({"task"} if not inputs else set())):
+        problems.append((("workflow", "task"), f"{{{field}}} is not an input ({sorted(inputs)})"))
+    return problems
+
+
+def _keys(data: dict[str, Any], path: Loc) -> set[str]:
+    """The keys of the mapping at `path` of the file's data, those of entries that did not validate included."""
+    node: Any = data
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return set(node) if isinstance(node, dict) else set()
+
+
+def _model_string(model: str) -> bool:
+    """Whether `model` is written as a model string rather than a name of the file's `models`."""
+    return ":" in model or "/" in model
+
+
+def _model_uses(config: Sections, models: set[str]) -> list[tuple[Loc, str, dict[str, Any]]]:
+    """Each model string the file names, where, and its constructor options: those of `models`, and those that
+    agents, the supervisor and llm routers name directly."""
+    uses: list[tuple[Loc, str, dict[str, Any]]] = [
+        (("models", name, "model"), entry.model, entry.options) if isinstance(entry, ModelEntry) else
+        (("models", name), entry, {}) for name, entry in config.models.items()]
+    used: list[tuple[Loc, str]] = [(("agents", name, "model"), agent.model) for name, agent in config.agents.items()]
+    flow = config.workflow
+    if flow is not None and flow.type == "supervisor":
+        used.append((("workflow", "supervisor", "model"), flow.supervisor.model))
+    if flow is not None:
+        used += [(("workflow", "routes", i, "by", "model"), route.by.model) for i, route in enumerate(flow.routes)
+                 if isinstance(route.by, LLMRouterEntry)]
+    # a name that is not a model string is reported as a name of nothing
+    return uses + [(loc, model, {}) for loc, model in used if model not in models and _model_string(model)]
+
+
+def _model_problems(model: str, options: Mapping[str, Any]) -> list[Problem]:
+    """Why the model string `model` with constructor `options` cannot load, found without loading it (no weights
+    are read, nothing is sent), as in `baobab.engine.load_llm`; an option's problem is at its name, the string's
+    at ().
+
+    >>> _model_problems("local:/no/such.gguf", {})  # doctest: +ELLIPSIS
+    [((), "local model '/no/such.gguf': no such file or directory (expected ...)")]
+    """
+    kind, _, rest = model.partition(":")
+    if kind == "local" and rest:
+        from baobab.engine.weights import WeightsError, resolve
+
+        try:
+            resolve(rest)
+        except WeightsError as exc:
+            return [((), str(exc))]
+        from baobab.engine.local import LocalLLM
+
+        return _option_problems(LocalLLM, options, f"model {model}")
+    if kind == "scripted":
+        return []
+    if kind in ("http", "https") or "/" in model:
+        from baobab.engine.remote import RemoteLLM
+
+        problems = _option_problems(RemoteLLM, options, f"model {model}")
+        if kind in ("http", "https"):
+            return problems
+        import litellm  # after baobab.engine.remote, which sets LITELLM_LOCAL_MODEL_COST_MAP (no network fetch)
+
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # litellm prints its list of providers on failure
+                litellm.get_llm_provider(model, api_base=options.get("api_base"))
+        except Exception:  # litellm raises its BadRequestError, and others on odd names
+            problems.append(((), f"{model!r}: litellm knows no provider {model.split('/')[0]!r} (expected a "
+                                 f"litellm model name such as openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest "
+                                 f"or ollama/llama3)"))
+        return problems
+    return [((), f"{model!r} is not a model string: expected local:NAME_OR_PATH, scripted:TEXT, a URL ending in /v1, "
+                 f"or a litellm model name such as openai/gpt-4o-mini")]
+
+
+def _option_problems(factory: Callable[..., Any], options: Mapping[str, Any], what: str) -> list[Problem]:
+    """`options` checked as keyword arguments of `factory` (a class: of its constructor, after the model string):
+    each unknown, missing or mistyped one, at its name.
+
+    >>> from baobab.tools.python import python
+    >>> _option_problems(python, {"colour": "red"}, "built-in tool python")
+    [(('colour',), 'unknown option of built-in tool python (its options: workspace, time_limit, memory_mb, \
+output_limit, network)')]
+    """
+    model = _options_model(factory)
+    try:
+        model.model_validate(options)
+    except ValidationError as exc:
+        names = ", ".join(model.model_fields)
+        messages = {"extra_forbidden": f"unknown option of {what} (its options: {names})",
+                    "missing": f"a required option of {what}"}
+        return [(tuple(problem["loc"]), messages.get(problem["type"], f"{problem['msg']}, got {problem['input']!r}"))
+                for problem in exc.errors()]
+    return []
+
+
+@functools.cache
+def _options_model(factory: Callable[..., Any]) -> type[BaseModel]:
+    """A pydantic model of the keyword parameters of `factory`, typed as annotated (a class: its constructor's)."""
+    parameters = list(inspect.signature(factory, eval_str=True).parameters.values())
+    if isinstance(factory, type):
+        parameters = parameters[1:]  # the model string, given apart from the options
+    fields: dict[str, Any] = {
+        p.name: (Any if p.annotation is p.empty else p.annotation, ... if p.default is p.empty else p.default)
+        for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    model: type[BaseModel] = create_model(f"{factory.__name__}_options", __config__=ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True), **fields)
+    return model
+
+
+def _inputs(config: Sections, source: YamlSource, given: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """`given` converted to the declared inputs' types (defaults filled in), and each input that does not fit."""
+    names = sorted(_keys(source.data, ("inputs",)))
+    declared = names or ["task"]  # no inputs section: the task is the one input
+    where: Loc = ("inputs",) if names else ("workflow", "task")
+    problems: list[Problem] = []
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        problems.append((where, f"unknown inputs {unknown}; this workflow takes {declared}"))
+    values: dict[str, Any] = {}
+    for name in declared:
+        entry, loc = config.inputs.get(name), (*where, name) if names else where
+        if name in given:
+            value, kind = given[name], entry.type if entry is not None else "string"
+            try:
+                values[name] = _INPUT_TYPES[kind](value) if isinstance(value, str) else value
+            except (ValueError, KeyError):
+                problems.append((loc, f"expected {kind}, got {value!r}"))
+        elif entry is not None and entry.default is not None:
+            values[name] = entry.default
+        elif entry is not None or not names:  # an entry that did not parse is reported already
+            problems.append((loc, f"required: give --input {name}=VALUE"))
+    return values, problems
 
 
 def _nodes(flow: WorkflowEntry) -> list[str]:

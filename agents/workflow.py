@@ -7,7 +7,7 @@
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,11 @@ from baobab.agents.agent import Agent, shared_model
 from baobab.agents.config import (
     BanditRouterEntry,
     Config,
-    InputEntry,
     LLMRouterEntry,
     ModelEntry,
     RouteEntry,
     import_object,
+    input_values,
     output_model,
     read_config,
 )
@@ -36,9 +36,6 @@ from baobab.graphs.lookahead import LookaheadRouter
 from baobab.search import GraphEnvironment, SearchResult
 from baobab.search import asearch as search_graph
 from baobab.tools import Tool, builtin_tools, load_mcp_tools, tool
-
-_INPUT_TYPES: dict[str, Callable[[str], Any]] = {
-    "string": str, "integer": int, "number": float, "boolean": lambda v: {"true": True, "false": False}[v.lower()]}
 
 
 @dataclass
@@ -60,9 +57,13 @@ class Workflow:
         self._closers: list[Any] = []
 
     @classmethod
-    async def load(cls, path: str | Path, *, model: str | None = None) -> "Workflow":
-        """Validate and build the workflow of `path`; `model` replaces every model it names (e.g. for tests)."""
-        config, source = read_config(path)
+    async def load(cls, path: str | Path, *, model: str | None = None,
+                   inputs: Mapping[str, Any] | None = None) -> "Workflow":
+        """Check and build the workflow of `path`; `model` replaces every model it names (e.g. for tests).
+
+        Every problem `read_config` finds (with `inputs`: in the run's inputs too) is raised before any model loads.
+        """
+        config, source = read_config(path, inputs=inputs, model=model)
         base = Path(path) if Path(path).is_dir() else Path(path).parent
         workflow = cls(config, source, base.resolve(), model)
         try:
@@ -74,24 +75,7 @@ class Workflow:
 
     def inputs(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """`given` checked against the declared inputs (strings from a command line are converted)."""
-        declared: dict[str, InputEntry | None] = dict(self.config.inputs) or {"task": None}  # no inputs: a task
-        unknown = sorted(set(given) - set(declared))
-        if unknown:
-            raise ConfigError(f"unknown inputs {unknown}; this workflow takes {sorted(declared)}")
-        values: dict[str, Any] = {}
-        for name, entry in declared.items():
-            if name in given:
-                value = given[name]
-                kind = entry.type if entry is not None else "string"
-                try:
-                    values[name] = _INPUT_TYPES[kind](value) if isinstance(value, str) else value
-                except (ValueError, KeyError) as exc:
-                    raise ConfigError(f"input {name}: expected {kind}, got {value!r}") from exc
-            elif entry is not None and entry.default is not None:
-                values[name] = entry.default
-            else:
-                raise ConfigError(f"input {name} is required (give --input {name}=VALUE)")
-        return values
+        return input_values(self.config, self.source, given)
 
     def task(self, inputs: Mapping[str, Any]) -> str:
         """The workflow's task text for `inputs`."""

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # the union and validator tags pydantic puts in error locations, which are not keys of the data
 _TYPE_TAG = re.compile(r"^([A-Z]\w*|str|int|float|bool|list|dict|\[key\]|literal\[.*|function-\w+\[.*)$")
-Path_ = tuple[str | int, ...]
+Loc = tuple[str | int, ...]  # where a value is: its keys and list indexes from the top
+Problem = tuple[Loc, str]  # a value and what was expected of it
 MAX_VALUES = 100_000  # far more than any config; bounds what aliases can expand to
 
 
@@ -30,7 +31,7 @@ class YamlSource:
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
-        self.places: dict[Path_, str] = {}
+        self.places: dict[Loc, str] = {}
         self._loader = yaml.SafeLoader("")  # builds scalars and keys from composed nodes
         self._open: set[int] = set()  # the collections being built: an alias to one of them is a cycle
 
@@ -59,30 +60,40 @@ class YamlSource:
             path = path[:-1]
         return self.places.get(path, "")
 
-    def error(self, loc: Sequence[str | int], message: str) -> ConfigError:
-        """A ConfigError for the value at `loc`."""
-        return ConfigError(self.line(loc, message))
-
     def line(self, loc: Sequence[str | int], message: str) -> str:
         """`file:line: field: message` for the value at `loc`."""
         field = ".".join(_shown(p) for p in loc)
         return f"{self.where(loc)}: {field}: {message}" if field else f"{self.where(loc)}: {message}"
 
-    def validation_error(self, exc: ValidationError, prefix: Sequence[str | int] = ()) -> ConfigError:
-        """A ConfigError listing each problem of `exc` (raised validating the data at `prefix`)."""
-        lines = []
+    def validation_problems(self, exc: ValidationError, prefix: Sequence[str | int] = ()) -> list[Problem]:
+        """Each problem of `exc` (raised validating the data at `prefix`) with where it is."""
+        problems = []
         for problem in exc.errors():
-            loc = self._data_path((*prefix, *problem["loc"]))
             message = problem["msg"].removeprefix("Value error, ")
             if problem["type"] not in ("missing", "extra_forbidden", "value_error") and "input" in problem:
                 message += f", got {problem['input']!r}"
             if problem["type"] == "extra_forbidden":
                 message = "unknown field"
-            lines.append(self.line(loc, message))
-        return ConfigError("\n".join(dict.fromkeys(lines)))
+            problems.append((self.data_path((*prefix, *problem["loc"])), message))
+        return problems
 
-    def _data_path(self, loc: Sequence[Any]) -> tuple[str | int, ...]:
-        """`loc` without the union and type tags pydantic adds, which are not keys in the data."""
+    def report(self, problems: Sequence[Problem]) -> ConfigError:
+        """A ConfigError with one `file:line: field: message` line per problem, in file order, each once.
+
+        >>> str(source.report([(("agents", "a", "model"), "not a model")]))  # doctest: +SKIP
+        'team.yaml:4: agents.a.model: not a model'
+        """
+        lines = dict.fromkeys(self.line(loc, message) for loc, message in
+                              sorted(problems, key=lambda problem: _position(self.where(problem[0]))))
+        return ConfigError("\n".join(lines))
+
+    def data_path(self, loc: Sequence[Any]) -> Loc:
+        """`loc` (of a pydantic error) without the union and type tags pydantic adds, which are not keys in the
+        data.
+
+        >>> source.data_path(("workflow", "routes", 0, "by", "llm", "model"))  # doctest: +SKIP
+        ('workflow', 'routes', 0, 'by', 'model')
+        """
         path: list[str | int] = []
         node: Any = self.data
         for part in loc:
@@ -109,7 +120,7 @@ class YamlSource:
             raise ConfigError(f"{file}: not valid YAML: values nested too deeply") from None
         if root is None:
             return
-        places: dict[Path_, str] = {}
+        places: dict[Loc, str] = {}
         try:
             data = self._value(root, file, (), places)
         except RecursionError:
@@ -130,7 +141,7 @@ class YamlSource:
                 raise ConfigError(f"{self.where((section,))} and {file}: section {section!r} is defined twice")
         self.places.update(places)
 
-    def _value(self, node: yaml.Node, file: Path, path: Path_, places: dict[Path_, str]) -> Any:
+    def _value(self, node: yaml.Node, file: Path, path: Loc, places: dict[Loc, str]) -> Any:
         where = f"{file}:{node.start_mark.line + 1}"
         places[path] = where
         if len(places) > MAX_VALUES:  # aliases can multiply a small file into billions of values
@@ -149,8 +160,8 @@ class YamlSource:
             raise ConfigError(f"{where}: {'.'.join(map(str, path))}: {getattr(exc, 'problem', None) or exc}") from exc
         return self._interpolate(value, where, path) if isinstance(value, str) else value
 
-    def _collection(self, node: yaml.MappingNode | yaml.SequenceNode, file: Path, path: Path_,
-                    places: dict[Path_, str]) -> Any:
+    def _collection(self, node: yaml.MappingNode | yaml.SequenceNode, file: Path, path: Loc,
+                    places: dict[Loc, str]) -> Any:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -165,7 +176,7 @@ class YamlSource:
             return out
         return [self._value(item, file, (*path, i), places) for i, item in enumerate(node.value)]
 
-    def _interpolate(self, text: str, where: str, path: Path_) -> str:
+    def _interpolate(self, text: str, where: str, path: Loc) -> str:
         def fill(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in os.environ:
@@ -187,3 +198,13 @@ def _shown(key: str | int) -> str:
     """
     text = str(key)
     return text if text and text.isprintable() and text.strip() == text else repr(text)
+
+
+def _position(where: str) -> tuple[str, int]:
+    """`file:line` as a key that orders places by file, then line.
+
+    >>> _position("team.yaml:12") < _position("team.yaml:9"), _position("team.yaml")
+    (False, ('team.yaml', 0))
+    """
+    file, _, line = where.rpartition(":")
+    return (file, int(line)) if line.isdigit() else (where, 0)

@@ -107,7 +107,7 @@ def test_run_a_yaml_workflow_with_inputs_then_resume_after_a_budget_stop(tmp_pat
     assert resumed.returncode == 0, resumed.stderr
     assert '"output": "twice"' in resumed.stdout and "thread y1 done at step 2" in resumed.stdout
     missing = baobab("run", str(flow), cwd=tmp_path)
-    assert missing.returncode == 2 and "input word is required (give --input word=VALUE)" in missing.stderr
+    assert missing.returncode == 2 and f"{flow}:6: inputs.word: required: give --input word=VALUE" in missing.stderr
 
 
 def test_the_readme_main_command_runs_an_agent_on_the_embedded_model(tmp_path: Path) -> None:
@@ -146,3 +146,24 @@ def test_run_with_search_prints_the_best_run_and_search_show_prints_the_tree(tmp
     assert "ok (1 agents, sequential workflow, greedy search)" in valid.stdout
     missing = baobab("search", "show", "nope", cwd=tmp_path)
     assert missing.returncode == 1 and "no search named 'nope'" in missing.stderr
+
+
+def test_errors_in_a_pipe_are_plain_text_one_line_per_problem(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.yaml"  # two problems, one of them only the run's inputs show
+    flow.write_text("agents:\n  a: {model: 'scripted:x', tools: [pyhton]}\n"
+                    "workflow: {type: sequential, agents: [a], task: 'Say [red]{word}[/]'}\ninputs:\n  word: {}\n")
+    config = baobab("run", str(flow), cwd=tmp_path)
+    assert config.returncode == 2 and config.stderr.splitlines() == [
+        f"{flow}:2: agents.a.tools.0: 'pyhton' is not a tool of this file ([]) nor a built-in (['calculator', "
+        "'files', 'http_get', 'list_files', 'python', 'read_file', 'write_file'])",
+        f"{flow}:5: inputs.word: required: give --input word=VALUE"]
+    (tmp_path / "bad.py").write_text(
+        "from pydantic import BaseModel\nfrom baobab.graphs import END, START, Graph\n"
+        "class S(BaseModel):\n    n: int = 0\n"
+        "def boom(s):\n    raise RuntimeError('[red]disk[/] on fire')\n"
+        "graph = Graph(S).node('boom', boom).edge(START, 'boom').edge('boom', END)\n")
+    failed = baobab("run", "bad.py:graph", "--thread", "x", cwd=tmp_path)
+    assert failed.returncode == 1 and "error: node 'boom' failed at step 1 of thread 'x'" in failed.stderr
+    assert "[red]disk[/] on fire" in failed.stderr  # a message's own brackets are text, never markup
+    for out in (config, failed):
+        assert "\x1b[" not in out.stderr and "[red]error" not in out.stderr and "error:[/]" not in out.stderr

@@ -21,7 +21,8 @@ CASES = {
     "unknown_workflow_type": ("agents:\n  a: {}\nworkflow:\n  type: parallel\n  agents: [a]\n",
                               "{file}:4: workflow.type: Input should be 'sequential', 'supervisor', 'handoffs' or "
                               "'graph', got 'parallel'"),
-    "no_agents": (ONE_AGENT, "{file}:1: agents: Field required"),
+    "no_agents": (ONE_AGENT, "{file}:1: agents: Field required\n"
+                  "{file}:1: workflow.agents.0: 'a' is not an agent ([])"),
     "unknown_tool": ("agents:\n  a:\n    tools: [pyhton]\n" + ONE_AGENT,
                      "{file}:3: agents.a.tools.0: 'pyhton' is not a tool of this file ([]) nor a built-in "
                      f"({BUILTINS})"),
@@ -58,7 +59,8 @@ CASES = {
                                  "inputs), got list"),
     "agent_name_with_a_space": ("agents:\n  data analyst: {}\n" + ONE_AGENT,
                                 "{file}:2: agents.data analyst: 'data analyst' is not a valid name: use letters, "
-                                "digits and _ (not starting with a digit)"),
+                                "digits and _ (not starting with a digit)\n"
+                                "{file}:3: workflow.agents.0: 'a' is not an agent (['data analyst'])"),
     "search_choice_point_not_a_node": ("agents:\n  a: {}\n" + ONE_AGENT + "search:\n  reward: 'checks:score'\n"
                                        "  choice_points: [a, b]\n",
                                        "{file}:6: search.choice_points.1: 'b' is not a node of the workflow (['a'])"),

@@ -317,7 +317,7 @@ def _parsed(source: YamlSource) -> Sections:
             return Sections.model_validate(data)
         except ValidationError as exc:
             paths = sorted({source.data_path(e["loc"]) for e in exc.errors()}, key=len, reverse=True)
-            if not [path for path in paths if _drop(data, path)]:  # every path dropped already: cannot happen
+            if not [path for path in paths if _drop(data, path)]:  # an error of the file as a whole: no parts
                 return Sections()
 
 

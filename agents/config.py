@@ -469,6 +469,8 @@ def _model_problems(model: str, options: Mapping[str, Any]) -> list[Problem]:
             resolve(rest)
         except WeightsError as exc:
             return [((), str(exc))]
+        if not options:  # none to check: spare importing the engine
+            return []
         from baobab.engine.local import LocalLLM
 
         return _option_problems(LocalLLM, options, f"model {model}")

@@ -22,6 +22,7 @@ from baobab.aio import run_sync
 from baobab.engine import DEFAULT_MODEL, LLM, Completion, Message, Request, ToolCall, Usage, load_llm
 from baobab.engine import Tool as ToolSpec
 from baobab.engine.budget import Budget, BudgetedLLM, Spend, current_spend
+from baobab.search.context import lessons_in_scope, lessons_section
 from baobab.store.trace import excerpt, span
 from baobab.tools import Observation, Tool
 
@@ -116,7 +117,9 @@ class Agent:
     ends the tool use: the model answers from what it has); `repairs` bounds retries after an answer that
     does not validate; `handoffs` names agents this one may pass control to in a team; `budget` caps what
     one run of the agent spends; with a `memory`, the `recall` notes nearest the task are shown before it
-    starts, and what it answered is stored as a note tagged with its name.
+    starts, and what it answered is stored as a note tagged with its name. Run as a sample of a search (a
+    choice point of a `GraphEnvironment`), it is shown the lessons of the failed branches in scope
+    (`baobab.search.context.lessons_in_scope`).
     An agent is also a graph node over a `TeamState` (see `baobab.agents.team`).
     """
 
@@ -160,7 +163,7 @@ class Agent:
         spend = parent.child(self.budget, self.name) if parent is not None else Spend(self.budget, self.name)
         llm = BudgetedLLM(shared_model(self.model), spend)
         shown = [m for i, example in enumerate(self.examples) for m in example.messages(i)]
-        system = self._system()
+        system = self._system() + lessons_section(lessons_in_scope())  # in a search: its failed branches nearby
         if self.memory is not None and self.recall:
             hits = await self.memory.asearch(task, self.recall)
             if hits:

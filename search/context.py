@@ -26,6 +26,9 @@ from baobab.search.tree import Node, Tree
 T = TypeVar("T")
 Proposal = tuple[int, list[tuple[Any, float, Transition]]]  # model calls, then (action, prior, transition)
 _TREE: ContextVar[Tree | None] = ContextVar("baobab_search_tree", default=None)  # the tree of the hook's search
+# the lessons in scope of the node being expanded or evaluated: what the agents of its samples read
+_SCOPE: ContextVar[tuple[str, ...]] = ContextVar("baobab_search_scope", default=())
+MAX_LESSONS, MAX_WORDS = 5, 200  # what a sample is shown: a few lessons, a paragraph of prompt at most
 
 
 def lessons() -> list[str]:
@@ -38,6 +41,53 @@ def lessons() -> list[str]:
     """
     tree = _TREE.get()
     return tree.lessons() if tree is not None else []
+
+
+def lessons_in_scope() -> list[str]:
+    """The lessons bearing on the sample being run, newest first (see `lessons_for`); [] outside a search.
+
+    Set by the search around each expansion and evaluation, and copied into the tasks and threads they
+    start, so an agent inside a graph run's node reads it without knowing about search (`Agent` does).
+
+    >>> lessons_in_scope()
+    []
+    """
+    return list(_SCOPE.get())
+
+
+def lessons_for(tree: Tree, node: Node, *, limit: int = MAX_LESSONS, words: int = MAX_WORDS) -> list[str]:
+    """What the samples drawn from `node` are shown: the lessons of `tree.scope(node)` (failures of its
+    siblings and ancestors, newest first), then those recalled from earlier episodes; repeats dropped, at most
+    `limit` lessons and `words` words (the last one cut short).
+
+    Failed branches condition later expansions (LATS, Zhou et al. 2024) through a bounded prompt section.
+
+    >>> tree = Tree([]); a, b = (tree.add(tree.root, action=i, state=[i], done=True) for i in (0, 1))
+    >>> tree.annotate(a, "0 failed"); tree.annotate(b, "1 failed too"); lessons_for(tree, tree.root, words=4)
+    ['1 failed too', '0...']
+    """
+    chosen: list[str] = []
+    seen: set[str] = set()
+    left = words
+    for text in [*(n.reflection for n in tree.scope(node)), *tree.recalled]:
+        if len(chosen) == limit or left <= 0:
+            break
+        said = text.split()
+        if not said or " ".join(said) in seen:
+            continue
+        seen.add(" ".join(said))
+        chosen.append(" ".join(said[:left]) + ("..." if len(said) > left else ""))
+        left -= len(said)
+    return chosen
+
+
+def lessons_section(notes: Sequence[str]) -> str:
+    """The prompt section that shows `notes` to a model ("" without any).
+
+    >>> lessons_section(["avoid the trap"])
+    '\\n\\nLessons from earlier attempts:\\n- avoid the trap'
+    """
+    return "\n\nLessons from earlier attempts:\n" + "\n".join(f"- {n}" for n in notes) if notes else ""
 
 
 class SearchContext:
@@ -118,8 +168,9 @@ class SearchContext:
         batch = todo[:self._room(len(todo))]
         results, stop = await self._gather([self._call(hook, self.tree.path(n)) for n in batch])
         for node, result in zip(batch, results, strict=True):
-            if result is not None:
-                self.tree.annotate(node, str(result[1]).strip() or "(no lesson)", cost=result[0])  # marks it failed
+            if result is not None:  # a Lesson may name the step where the failure began (LEAFE)
+                self.tree.annotate(node, str(result[1]).strip() or "(no lesson)", cost=result[0],
+                                   failed_at=_step(result[1]))  # marks it failed
         if stop is not None:
             raise stop
         if len(batch) < len(todo):
@@ -171,24 +222,28 @@ class SearchContext:
     async def _propose(self, node: Node) -> Proposal:
         spend = self.spend.child(None, "expansion")  # its calls are the cost of the nodes it creates
         path = self.tree.path(node)
+        scope = lessons_for(self.tree, node)
         if self.executor.local:
             _TREE.set(self.tree)  # run in a task of its own (see _gather): `lessons()` answers for this search only
+            _SCOPE.set(tuple(scope))  # ... and `lessons_in_scope()` for this node only
             steps = await expansion(self.env, self.proposer, node.state, path, self.k, spend)
             return spend.calls, steps
         done = await self.executor.call(remote_expansion, self.env, self.proposer, node.state, path, self.k, spend,
-                                        self.tree.lessons(), record=self._record("expand", path))
+                                        self.tree.lessons(), scope, record=self._record("expand", path))
         _charge(spend, done["usages"])
         return spend.calls, [(a, p, Transition(**t)) for a, p, t in done["steps"]]
 
     async def _estimate(self, node: Node) -> tuple[int, float, str]:
         spend = self.spend.child(None, "evaluation")
         path = self.tree.path(node)
+        scope = lessons_for(self.tree, node)  # a rollout's agents learn like an expansion's
         if self.executor.local:
             _TREE.set(self.tree)
+            _SCOPE.set(tuple(scope))
             value = await self.evaluator(node.state, path, spend)
             return spend.calls, float(value), str(getattr(value, "critique", ""))  # a judge's reasons, if it gave them
         done = await self.executor.call(remote_estimate, self.evaluator, node.state, path, spend, self.tree.lessons(),
-                                        record=self._record("evaluate", path))
+                                        scope, record=self._record("evaluate", path))
         _charge(spend, done["usages"])
         return spend.calls, done["value"], done["critique"]
 
@@ -246,33 +301,36 @@ async def expansion(env: Environment, proposer: Proposer, state: Any, path: list
 
 
 async def remote_expansion(env: Environment, proposer: Proposer, state: Any, path: list[Node], k: int | None,
-                           spend: Spend, lessons: list[str]) -> dict[str, Any]:
+                           spend: Spend, lessons: list[str], scope: list[str]) -> dict[str, Any]:
     """`expansion` on a worker, as JSON: the steps, and each model call's usage for the search to charge.
 
-    `spend` is a copy of the search's (its caps hold as of the call), `lessons` what `lessons()` answers there.
+    `spend` is a copy of the search's (its caps hold as of the call), `lessons` what `lessons()` answers there,
+    `scope` what `lessons_in_scope()` does (a worker's context is not the search's: both travel as arguments).
 
     >>> from baobab.search import DeceptiveTree, uniform_proposer
     >>> env = DeceptiveTree(depth=2, branching=2)
-    >>> asyncio.run(remote_expansion(env, uniform_proposer(env), [], [], 1, Spend(), []))["steps"][0][:2]
+    >>> asyncio.run(remote_expansion(env, uniform_proposer(env), [], [], 1, Spend(), [], []))["steps"][0][:2]
     [0, 1.0]
     """
     recording = _Recording(spend)
     _TREE.set(_lessons_tree(lessons))
+    _SCOPE.set(tuple(scope))
     steps = await expansion(env, proposer, state, path, k, recording)
     return {"usages": [u.model_dump() for u in recording.charged],
             "steps": [[a, p, dataclasses.asdict(t)] for a, p, t in steps]}
 
 
 async def remote_estimate(evaluator: Evaluator, state: Any, path: list[Node], spend: Spend,
-                          lessons: list[str]) -> dict[str, Any]:
+                          lessons: list[str], scope: list[str]) -> dict[str, Any]:
     """The evaluator's value of `state` on a worker, as JSON (see `remote_expansion`).
 
     >>> from baobab.search import DeceptiveTree, rollout_evaluator
-    >>> asyncio.run(remote_estimate(rollout_evaluator(DeceptiveTree()), [0], [], Spend(), []))["value"]
+    >>> asyncio.run(remote_estimate(rollout_evaluator(DeceptiveTree()), [0], [], Spend(), [], []))["value"]
     0.5
     """
     recording = _Recording(spend)
     _TREE.set(_lessons_tree(lessons))
+    _SCOPE.set(tuple(scope))
     value = await evaluator(state, path, recording)
     return {"usages": [u.model_dump() for u in recording.charged], "value": float(value),
             "critique": str(getattr(value, "critique", ""))}
@@ -294,6 +352,12 @@ def _lessons_tree(lessons: list[str]) -> Tree:
     tree = Tree(None)
     tree.recalled = lessons
     return tree
+
+
+def _step(lesson: Any) -> int | None:
+    """The step a reflector's lesson blames (a `Lesson`'s `step`), if it names one as an int."""
+    step = getattr(lesson, "step", None)
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def _charge(spend: Spend, usages: list[dict[str, Any]]) -> None:

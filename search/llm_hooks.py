@@ -15,7 +15,7 @@ from typing import Any
 
 from baobab.engine import LLM, Message, Request
 from baobab.engine.budget import BudgetedLLM, Spend
-from baobab.search.context import lessons
+from baobab.search.context import lessons, lessons_section
 from baobab.search.environment import Environment, resolve
 from baobab.search.hooks import Chooser, Evaluator, Proposer, Reflector
 from baobab.search.tree import Node
@@ -31,6 +31,7 @@ CHOOSE = "You choose the next action of a task. Answer in JSON with one of the l
 JUDGE = ("You judge how promising a state of a task is. Write a short critique, then a score from 0 (hopeless) "
          "to {scale:g} (solved or sure to be solved). Answer in JSON.")
 REFLECT = "This attempt at a task failed. In one or two sentences, state a lesson that would avoid the failure."
+LOCATE = " Also name the step where the failure began: its number in the list of steps. Answer in JSON."
 RETURN_TO = "This attempt at a task failed. Choose the earlier state to go back to and try again from. Answer in JSON."
 
 
@@ -47,6 +48,23 @@ class Judgement(float):
         judgement = super().__new__(cls, value)
         judgement.critique = critique
         return judgement
+
+
+class Lesson(str):
+    """A reflector's lesson with the step where the failure began (1: the path's first action), if it knows.
+
+    `backtrack` returns to an alternative to that step; agents after it see the lesson (`lessons_in_scope`).
+
+    >>> note = Lesson("the first dial was wrong", step=1); (note + "!", note.step)
+    ('the first dial was wrong!', 1)
+    """
+
+    step: int | None
+
+    def __new__(cls, text: str, step: int | None = None) -> "Lesson":
+        lesson = super().__new__(cls, text)
+        lesson.step = step
+        return lesson
 
 
 def llm_proposer(llm: LLM, describe: Describe, parse: Parse, *, samples: int = 4, temperature: float = 0.8,
@@ -130,20 +148,43 @@ def llm_judge(llm: LLM, describe: Describe, *, scale: float = 10.0, critique_cha
     return evaluate
 
 
-def llm_reflector(llm: LLM, describe: Describe, *, max_tokens: int = 96, instructions: str = REFLECT) -> Reflector:
+def llm_reflector(llm: LLM, describe: Describe, *, max_tokens: int | None = None, instructions: str = REFLECT,
+                  locate: bool = False, lesson_chars: int = 240) -> Reflector:
     """A lesson from a failed trajectory: the model reads its last state and the environment's feedback.
 
     The reflections of LATS (Zhou et al. 2024); as `backtrack`'s `summarise`, LEAFE's experience notes.
+    With `locate`, the model also names the step where the failure began among the path's numbered steps
+    (LEAFE's rollback point; JSON it must follow, the lesson at most `lesson_chars` long) and the result is a
+    `Lesson` with that `step`: `backtrack` returns to an alternative to it, and the lesson reaches the
+    samples of its siblings. An answer that is no such JSON is the lesson as written, naming no step.
+    `max_tokens` defaults to 96, or with `locate` to room for the lesson and the step.
 
     >>> await search(env, "mcts", reflect=llm_reflector(llm, describe))  # doctest: +SKIP
+    >>> await search(env, "backtrack", summarise=llm_reflector(llm, describe, locate=True))  # doctest: +SKIP
     """
 
     async def reflect(path: list[Node], spend: Spend) -> str:
         said = "\n".join(f"- {n.feedback}" for n in path if n.feedback) or "- (none)"
         text = f"{describe(path[-1].state, path)}\n\nTotal reward: {sum(n.reward for n in path):g}\nFeedback:\n{said}"
-        request = Request(messages=[Message(role="system", content=instructions), Message(role="user", content=text)],
-                          temperature=0.0, max_tokens=max_tokens)
-        return (await BudgetedLLM(llm, spend).complete(request)).text.strip()
+        if not locate or len(path) < 2:  # no step to name: the root failed
+            request = Request(messages=[Message(role="system", content=instructions),
+                                        Message(role="user", content=text)],
+                              temperature=0.0, max_tokens=max_tokens or 96)
+            return (await BudgetedLLM(llm, spend).complete(request)).text.strip()
+        steps = "\n".join(f"{i}. {_label(n.action)}" + (f": {n.observation}" if n.observation else "")
+                          for i, n in enumerate(path[1:], start=1))
+        schema = {"type": "object", "required": ["step", "lesson"],
+                  "properties": {"step": {"type": "integer", "enum": list(range(1, len(path)))},
+                                 "lesson": {"type": "string", "maxLength": lesson_chars}}}
+        request = Request(messages=[Message(role="system", content=instructions + LOCATE),
+                                    Message(role="user", content=f"{text}\n\nSteps:\n{steps}")],
+                          temperature=0.0, max_tokens=max_tokens or lesson_chars + 32,
+                          response_format=_schema("lesson", schema))
+        answer = (await BudgetedLLM(llm, spend).complete(request)).text.strip()
+        step, lesson = _field(answer, "step"), _field(answer, "lesson")
+        if not isinstance(lesson, str) or not lesson.strip():
+            return Lesson(answer)
+        return Lesson(lesson.strip(), step if isinstance(step, int) and 1 <= step < len(path) else None)
 
     return reflect
 
@@ -169,10 +210,8 @@ def llm_chooser(llm: LLM, describe: Describe, *, max_tokens: int = 24) -> Choose
 
 def _messages(instructions: str, text: str, path: list[Node]) -> list[Message]:
     """The system instructions, the lessons learnt so far in this search, the judge's critique of this state."""
-    notes = "\n".join(f"- {lesson}" for lesson in lessons())
     critique = path[-1].critique if path else ""
-    context = (f"\n\nLessons from earlier attempts:\n{notes}" if notes else "") + \
-        (f"\n\nAssessment of this state: {critique}" if critique else "")
+    context = lessons_section(lessons()) + (f"\n\nAssessment of this state: {critique}" if critique else "")
     return [Message(role="system", content=instructions + context), Message(role="user", content=text)]
 
 

@@ -13,7 +13,8 @@ class Node:
     the episode did not end). `cost` is the model calls spent creating and evaluating the node;
     `expanded` says its children were proposed (`children` may still be empty: a dead end).
     `reflection` is a lesson written on a failed node (a LATS reflection, a LEAFE experience note);
-    `critique` is what a judging evaluator wrote with its value (SWE-Search).
+    `failed_at`, the depth on its path of the step where the reflection says the failure began (1: the first
+    action), when it named one; `critique` is what a judging evaluator wrote with its value (SWE-Search).
 
     >>> Node(id=0, parent=None, action=None, state=[]).visits
     0
@@ -32,6 +33,7 @@ class Node:
     value: float = 0.0
     visits: int = 0
     reflection: str = ""
+    failed_at: int | None = None
     critique: str = ""
     cost: int = 0
     expanded: bool = False
@@ -90,11 +92,38 @@ class Tree:
         node.cost += cost
         self.dirty.add(node.id)
 
-    def annotate(self, node: Node, reflection: str, cost: int = 0) -> None:
-        """Write a lesson on `node` (its model calls add to its cost)."""
+    def annotate(self, node: Node, reflection: str, cost: int = 0, failed_at: int | None = None) -> None:
+        """Write a lesson on `node` (its model calls add to its cost), with the depth of the step it blames.
+
+        A step that is not on `node`'s path (below the root, at most `node`'s depth) is no step: None.
+        """
         node.reflection = reflection
+        node.failed_at = failed_at if failed_at is not None and 1 <= failed_at <= node.depth else None
         node.cost += cost
         self.dirty.add(node.id)
+
+    def blamed(self, node: Node) -> Node:
+        """The node a lesson on `node` is about: the step it blames on `node`'s path, else `node` itself.
+
+        >>> tree = Tree([]); a = tree.add(tree.root, action=0, state=[0]); b = tree.add(a, action=1, state=[0, 1])
+        >>> tree.annotate(b, "the first step was wrong", failed_at=1); tree.blamed(b).id
+        1
+        """
+        return node if node.failed_at is None else self.path(node)[node.failed_at]
+
+    def scope(self, node: Node) -> list[Node]:
+        """The nodes whose lessons bear on what is sampled from `node`, newest first: those about a node of its
+        path (an ancestor's step failed) or about an alternative to one (a sibling of a node of the path).
+
+        A failure in another branch below a sibling is that branch's business, not `node`'s.
+
+        >>> tree = Tree([]); a, b = (tree.add(tree.root, action=i, state=[i], done=True) for i in (0, 1))
+        >>> tree.annotate(a, "0 failed"); [n.id for n in tree.scope(b)]
+        [1]
+        """
+        on_path = {n.id for n in self.path(node)}
+        about = ((n, self.blamed(n)) for n in reversed(self.nodes) if n.reflection)
+        return [n for n, step in about if step.id in on_path or step.parent in on_path]
 
     def lessons(self) -> list[str]:
         """Lessons recalled from earlier episodes, then the reflections written so far, oldest node first: what

@@ -5,7 +5,9 @@ k times; each fork runs the choice point once and then the graph's other nodes u
 point (or END), and its last checkpoint is a child. So the nodes between two choice points run once
 per sample, never once per fork of a later choice, and forks share everything before them. States and
 actions are checkpoint ids (ints): the search tree persists, and `app.state(checkpoint=id)` reads any
-node's graph state back. Model calls made inside the graph (agents) count against the search budget.
+node's graph state back. Model calls made inside the graph (agents) count against the search budget,
+and the agents of a fork are shown the lessons of the failed branches near it: the search sets
+`lessons_in_scope()` around each expansion and rollout, and the fork's nodes (tasks, threads) inherit it.
 """
 
 import asyncio

@@ -21,7 +21,8 @@ async def mcts(ctx: SearchContext, *, c: float = 1.4, selection: str = "uct", ba
     on the scale of rewards near [0, 1] for the default `c`.
 
     With `reflect`, each terminal leaf whose total reward is below `success` gets a written lesson
-    (LATS: Zhou et al. 2024, "Language Agent Tree Search"); a proposer reads them through `lessons()`.
+    (LATS: Zhou et al. 2024, "Language Agent Tree Search"); a proposer reads them through `lessons()`,
+    the agents sampled in a graph run those of their node's ancestors and siblings (`lessons_in_scope()`).
 
     >>> await mcts(ctx, c=1.0, selection="puct", batch=4)  # doctest: +SKIP
     >>> await mcts(ctx, reflect=llm_reflector(llm, describe))  # doctest: +SKIP

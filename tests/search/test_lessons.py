@@ -7,18 +7,20 @@ import json
 import random
 import re
 from collections.abc import Awaitable
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import pytest
+from pydantic import BaseModel
 
 from baobab.agents import Agent, TeamState
 from baobab.engine import Request, ScriptedLLM
 from baobab.engine.budget import Spend
-from baobab.graphs import END, START, Graph
+from baobab.graphs import END, START, Graph, append
 from baobab.search import GraphEnvironment, Node, Transition, Tree, search
 from baobab.search.context import lessons_for, lessons_in_scope, remote_expansion
 from baobab.search.llm_hooks import Lesson, llm_reflector
 
+T = TypeVar("T")
 WORK = re.compile(r"^- writer: (.*)$", re.MULTILINE)
 
 
@@ -111,6 +113,27 @@ def test_a_remote_expansion_runs_with_the_lessons_it_was_given() -> None:
     assert done["steps"][0][2]["observation"] == "x failed | y failed"
 
 
+class Seen(BaseModel):
+    picked: int = 0
+    seen: Annotated[list[str], append] = []
+
+
+def test_the_lessons_reach_nodes_in_threads_and_agents_run_from_sync_code(store_url: str) -> None:
+    """A fork's parallel sync nodes run in threads; one runs an agent through its sync API (a loop of its own)."""
+    echo = Agent("helper", model=ScriptedLLM(lambda r: (r.messages or [])[0].content or ""))
+    graph = (Graph(Seen, name="threads").node("pick", lambda s: {"picked": 1})
+             .node("left", lambda s: {"seen": [f"left: {lessons_in_scope()}"]})
+             .node("right", lambda s: {"seen": ["right: " + echo.run("go").text]})
+             .edge(START, "pick").edge("pick", "left").edge("pick", "right").edge(["left", "right"], END))
+    app = graph.compile(checkpointer=store_url)
+    env = GraphEnvironment(app, {}, choice_points=["pick"], reward=lambda s: 0.0, k=1)
+    root = asyncio.run(_ran(env.reset()))
+    done = asyncio.run(remote_expansion(env, env.propose, root, [], 1, Spend(), [], ["x failed"]))
+    seen = sorted(app.state(checkpoint=done["steps"][0][0]).seen)  # type: ignore[attr-defined]
+    assert seen[0] == "left: ['x failed']"
+    assert seen[1] == "right: You are helper.\n\nLessons from earlier attempts:\n- x failed"
+
+
 class Lock:
     """A lock of `depth` dials with `width` positions: one early dial (by seed) must be at its key; the others are
     free. Only the end says whether it opened; its feedback names the dial that was wrong."""
@@ -191,8 +214,8 @@ def test_a_model_reflector_can_name_the_step_where_the_failure_began(answer: str
     assert "1. 0: set 0" in prompt and "2. 2" in prompt  # the steps are numbered for the model to name one
 
 
-async def _ran(lesson: Awaitable[str]) -> str:
-    return await lesson
+async def _ran(value: Awaitable[T]) -> T:
+    return await value
 
 
 def test_the_tree_keeps_where_the_failure_began() -> None:

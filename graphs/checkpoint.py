@@ -1,5 +1,8 @@
 """Checkpoints in the store: threads, per-step writes (the deltas) and occasional snapshots.
 
+A running thread has a lease (`baobab.graphs.lease`): its status reads `interrupted` once the process
+that ran it is gone, as after kill -9, and `resume` takes it over.
+
 The state at a checkpoint is its nearest snapshot plus the writes of the steps after it, replayed
 through the state's reducers; the runtime takes a snapshot once the writes since the last one
 outweigh it (each delta row counting for at least ROW_COST bytes), so storage grows with what changed
@@ -15,13 +18,18 @@ from typing import Any
 from sqlalchemy import bindparam, select, text, update
 
 from baobab.graphs.errors import CheckpointError
+from baobab.graphs.lease import BEATS, LEASE_TIMEOUT, Heartbeat, Owner, lost, this_process
 from baobab.store import Store
-from baobab.store.schema import checkpoints, threads, writes
+from baobab.store.schema import checkpoints, thread_leases, threads, writes
 
 
 @dataclass(frozen=True)
 class ThreadInfo:
-    """A thread: a named sequence of checkpoints and how its last run ended."""
+    """A thread: a named sequence of checkpoints and how its last run ended.
+
+    `crashed`: the thread was running and its process is gone (killed, or no heartbeat for the lease
+    timeout); its status reads `interrupted`, the detail says why, and `resume` continues it.
+    """
 
     id: int
     name: str
@@ -31,6 +39,7 @@ class ThreadInfo:
     forked_from: int | None
     created: float
     updated: float
+    crashed: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,13 +81,19 @@ class LoadedCheckpoint:
 class Checkpointer:
     """Reads and writes checkpoints in a `Store`; every write that must not be lost is one transaction.
 
+    `lease_timeout`: how long a run may go without a heartbeat before readers call its thread interrupted
+    (`heartbeat.held(thread_id)` beats `BEATS` times as often during a run); processes sharing a store should
+    agree on it.
+
     >>> cp = Checkpointer("sqlite://")
     >>> cp.thread("nope") is None
     True
     """
 
-    def __init__(self, store: "Store | str | None" = None) -> None:
+    def __init__(self, store: "Store | str | None" = None, *, lease_timeout: float = LEASE_TIMEOUT) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
+        self.lease_timeout = lease_timeout
+        self.heartbeat = Heartbeat(self.store, lease_timeout / BEATS)
         # the per-step statements, compiled once and run on the driver's cursor
         self._insert_write = self.store.compile(writes.insert(), _WRITE_COLUMNS)
         self._insert_checkpoint = self.store.compile(
@@ -87,7 +102,13 @@ class Checkpointer:
         self._insert_thread = self.store.compile(
             threads.insert().returning(threads.c.id),
             ["name", "graph", "status", "detail", "forked_from", "created", "updated"])
-        self._select_thread = self.store.compile(select(threads).where(threads.c.name == bindparam("name")))
+        self._select_thread = self.store.compile(_THREADS.where(threads.c.name == bindparam("name")))
+        lease = ["host", "machine", "pid", "started", "heartbeat"]
+        self._insert_lease = self.store.compile(thread_leases.insert(), ["thread", *lease])
+        self._take_lease = self.store.compile(
+            update(thread_leases).where(thread_leases.c.thread == bindparam("thread_id")), lease)
+        self._beat = self.store.compile(update(thread_leases).where(
+            thread_leases.c.thread == bindparam("thread_id")).values(heartbeat=bindparam("now")))
         self._set_status = self.store.compile(
             update(threads).where(threads.c.id == bindparam("thread_id")).values(
                 status=bindparam("status"), detail=bindparam("detail"), updated=bindparam("now")))
@@ -95,7 +116,10 @@ class Checkpointer:
     def create_thread(self, name: str, graph: str, *, pending: dict[str, Any], snapshot: str | None = None,
                       parent: CheckpointInfo | None = None, first_writes: Sequence[Write] = (),
                       status: str = "running") -> tuple[int, int]:
-        """A new thread and its first checkpoint: at step 0 with a snapshot, or after `parent` (a fork)."""
+        """A new thread and its first checkpoint: at step 0 with a snapshot, or after `parent` (a fork).
+
+        A running thread's lease is this process's from the start, so a kill before its first step shows.
+        """
         now = time.time()
         duplicate = self.store.engine.dialect.loaded_dbapi.IntegrityError
         with self.store.raw_transaction() as cursor:
@@ -110,6 +134,9 @@ class Checkpointer:
                 "thread": thread_id, "step": parent.step + 1 if parent else 0, "parent": parent.id if parent else None,
                 "pending": json.dumps(pending), "snapshot": snapshot, "created": now}))
             checkpoint_id = cursor.fetchone()[0]
+            if status == "running":
+                cursor.execute(self._insert_lease.text,
+                               self._insert_lease.params({"thread": thread_id, **this_process().lease(now)}))
             if first_writes:
                 cursor.executemany(self._insert_write.text,
                                    [self._insert_write.params(_write_row(thread_id, w, now)) for w in first_writes])
@@ -124,7 +151,8 @@ class Checkpointer:
     def put_checkpoint(self, thread_id: int, step: int, parent: int | None, pending: dict[str, Any],
                        snapshot: str | None, new_writes: Sequence[Write],
                        status: str | None = None, detail: Any = None) -> int:
-        """Commit a step: its writes not yet committed, the checkpoint and, if given, the thread status."""
+        """Commit a step: its writes not yet committed, the checkpoint, the lease's heartbeat and, if given, the
+        thread status."""
         now = time.time()
         duplicate = self.store.engine.dialect.loaded_dbapi.IntegrityError
         with self.store.raw_transaction() as cursor:
@@ -140,6 +168,7 @@ class Checkpointer:
                        "resumed it at once); this run stops, the other's steps stand")
                 raise CheckpointError(why) from exc
             checkpoint_id = cursor.fetchone()[0]
+            cursor.execute(self._beat.text, self._beat.params({"thread_id": thread_id, "now": now}))
             if status is not None:
                 cursor.execute(self._set_status.text, self._set_status.params(
                     {"thread_id": thread_id, "status": status, "detail": _json(detail), "now": now}))
@@ -151,18 +180,55 @@ class Checkpointer:
             cursor.execute(self._set_status.text, self._set_status.params(
                 {"thread_id": thread_id, "status": status, "detail": _json(detail), "now": time.time()}))
 
+    def claim(self, thread_id: int) -> None:
+        """Take the thread over for a run in this process: its status becomes running, its lease this process's.
+
+        >>> cp.claim(cp.thread("t1").id)  # doctest: +SKIP
+        """
+        now = time.time()
+        owner = this_process().lease(now)
+        duplicate = self.store.engine.dialect.loaded_dbapi.IntegrityError
+        with self.store.raw_transaction() as cursor:
+            cursor.execute(self._set_status.text, self._set_status.params(
+                {"thread_id": thread_id, "status": "running", "detail": None, "now": now}))
+            cursor.execute(self._take_lease.text, self._take_lease.params({"thread_id": thread_id, **owner}))
+            if cursor.rowcount == 0:  # a fork, or a thread stored by a Baobab without leases, has none yet
+                try:
+                    cursor.execute(self._insert_lease.text, self._insert_lease.params({"thread": thread_id, **owner}))
+                except duplicate as exc:
+                    raise CheckpointError(f"thread {thread_id} was resumed by another process at the same moment; "
+                                          "this run stops, the other goes on") from exc
+
     def thread(self, name: str) -> ThreadInfo | None:
-        """The thread called `name`, or None."""
+        """The thread called `name`, or None; a running thread whose process is gone reads `interrupted`.
+
+        >>> Checkpointer("sqlite://").thread("t1") is None
+        True
+        """
         with self.store.raw_transaction() as cursor:
             cursor.execute(self._select_thread.text, self._select_thread.params({"name": name}))
             row = cursor.fetchone()
-        return _thread_info(row) if row is not None else None
+        return self._thread_info(row) if row is not None else None
 
     def threads(self, limit: int = 100) -> list[ThreadInfo]:
-        """The most recently updated threads first."""
+        """The most recently updated threads first; a running thread whose process is gone reads `interrupted`.
+
+        >>> Checkpointer("sqlite://").threads()
+        []
+        """
         with self.store.transaction() as conn:
-            rows = conn.execute(select(threads).order_by(threads.c.updated.desc()).limit(limit)).all()
-        return [_thread_info(r) for r in rows]
+            rows = conn.execute(_THREADS.order_by(threads.c.updated.desc()).limit(limit)).all()
+        return [self._thread_info(r) for r in rows]
+
+    def _thread_info(self, row: Sequence[Any]) -> ThreadInfo:
+        """A ThreadInfo from a row of `_THREADS` (the thread's columns in table order, then its lease's), raw or
+        SQLAlchemy."""
+        status, detail, why = row[3], json.loads(row[4]) if row[4] else None, None
+        if status == "running" and row[8] is not None:  # without a lease (an older Baobab's run) the status stands
+            why = lost(Owner(row[8], row[9], row[10], row[11]), row[12], self.lease_timeout, time.time())
+        if why is not None:
+            status, detail = "interrupted", {"reason": why}
+        return ThreadInfo(row[0], row[1], row[2], status, detail, row[5], row[6], row[7], why is not None)
 
     def latest(self, thread_id: int) -> int:
         """The id of the thread's last checkpoint."""
@@ -219,6 +285,9 @@ class Checkpointer:
         return [_checkpoint_info(r, thread_name, json.loads(r.pending)) for r in rows]
 
 
+# A thread and its lease, if it has one.
+_THREADS = select(threads, *(c for c in thread_leases.c if c.name != "thread")).select_from(
+    threads.outerjoin(thread_leases))
 # Walk parent links from a checkpoint back to the nearest one holding a snapshot (forks included).
 _CHAIN_CTE = """
 WITH RECURSIVE chain(id, thread, step, parent, has_snapshot, depth) AS (
@@ -248,11 +317,6 @@ _WRITE_COLUMNS = ["thread", "step", "task", "node", "kind", "data", "created"]
 def _write_row(thread_id: int, write: Write, now: float) -> dict[str, Any]:
     return {"thread": thread_id, "step": write.step, "task": write.task, "node": write.node,
             "kind": write.kind, "data": write.data, "created": now}
-
-
-def _thread_info(row: Sequence[Any]) -> ThreadInfo:
-    """A ThreadInfo from a row of `select(threads)` (columns in table order), raw or SQLAlchemy."""
-    return ThreadInfo(row[0], row[1], row[2], row[3], json.loads(row[4]) if row[4] else None, row[5], row[6], row[7])
 
 
 def _checkpoint_info(row: Any, thread_name: str, pending: dict[str, Any]) -> CheckpointInfo:

@@ -174,7 +174,7 @@ async def run_thread(app: App, input: Mapping[str, Any] | BaseModel | None, thre
     """Run `thread` of `app` (which has a checkpointer) to its end, whatever happened to it before.
 
     A new thread runs from `input`; an unfinished one (crashed, failed) resumes from its last checkpoint, so
-    nothing committed runs again; a finished or interrupted one is read back and nothing runs.
+    nothing committed runs again; a finished or interrupted one (not by a crash) is read back and nothing runs.
 
     >>> result = await run_thread(graph.compile(checkpointer="sqlite:///r.db"), {"n": 1}, "b-1")  # doctest: +SKIP
     """
@@ -184,7 +184,7 @@ async def run_thread(app: App, input: Mapping[str, Any] | BaseModel | None, thre
     info = cp.thread(thread)
     if info is None:
         return await app.arun(input, thread=thread)
-    if info.status in ("done", "interrupted"):
+    if info.status == "done" or (info.status == "interrupted" and not info.crashed):
         checkpoint = cp.latest(info.id)
         step = cp.load(checkpoint).info.step
         return RunResult(thread, "done" if info.status == "done" else "interrupted",

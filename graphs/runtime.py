@@ -9,7 +9,8 @@ import asyncio
 import functools
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import aclosing, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -141,8 +142,9 @@ class App:
                       thread: str | None = None) -> AsyncIterator[Event]:
         """The run's events as they happen, ending with the `RunResult` (async)."""
         run = await self._start(input, thread or uuid.uuid4().hex)
-        async for event in self._steps(run):
-            yield event
+        async with aclosing(self._steps(run)) as steps:  # a consumer that stops early ends the run's lease now
+            async for event in steps:
+                yield event
 
     def stream(self, input: Mapping[str, Any] | BaseModel | None = None, *,
                thread: str | None = None) -> Iterator[Event]:
@@ -183,8 +185,9 @@ class App:
                                       f"without update= first")
             self._commit_update(run, "__update__", self.schema.validate_update("__update__", update), run.tasks)
         run.resumed, run.resume_value = value is not MISSING, None if value is MISSING else value
-        async for event in self._steps(run):
-            yield event
+        async with aclosing(self._steps(run)) as steps:  # a consumer that stops early ends the run's lease now
+            async for event in steps:
+                yield event
 
     def fork(self, checkpoint: int, *, update: Mapping[str, Any] | None = None,
              thread: str | None = None) -> str:
@@ -273,8 +276,7 @@ class App:
         for write in cp.step_writes(info.id, run.step + 1):
             if write.kind == "update":
                 run.done.setdefault(write.task, []).append(self.schema.load_update(write.data))
-        if info.status != "running":
-            cp.set_status(info.id, "running")
+        cp.claim(info.id)  # running again, and this process's: a crashed owner's lease is taken over
         return run
 
     def _rebuild(self, loaded: LoadedCheckpoint) -> BaseModel:
@@ -300,23 +302,26 @@ class App:
 
     # ---- the super-step loop ----------------------------------------------------------------------
 
-    async def _steps(self, run: _Run) -> AsyncIterator[Event]:
-        run.span = self._trace(run)
-        if run.span is None:
-            async for event in self._run_steps(run):
-                yield event
-            return
-        status, error = "interrupted", None  # a consumer that stops early leaves the run paused
-        try:
-            async for event in self._run_steps(run):
-                if isinstance(event, RunResult):
-                    status = "ok" if event.status == "done" else "interrupted"
-                yield event
-        except Exception as exc:
-            status, error = "error", f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            run.span.end(status, error)  # written by the background writer: a run costs no extra commit
+    async def _steps(self, run: _Run) -> AsyncGenerator[Event, None]:
+        cp = self.checkpointer
+        # the lease beats while the run goes on, however long a step takes; readers see its end once it stops
+        with nullcontext() if cp is None or run.thread_id is None else cp.heartbeat.held(run.thread_id):
+            run.span = self._trace(run)
+            if run.span is None:
+                async for event in self._run_steps(run):
+                    yield event
+                return
+            status, error = "interrupted", None  # a consumer that stops early leaves the run paused
+            try:
+                async for event in self._run_steps(run):
+                    if isinstance(event, RunResult):
+                        status = "ok" if event.status == "done" else "interrupted"
+                    yield event
+            except Exception as exc:
+                status, error = "error", f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                run.span.end(status, error)  # written by the background writer: a run costs no extra commit
 
     def _trace(self, run: _Run) -> Span | None:
         """The run's span, recorded in the checkpointer's store; None without a checkpointer."""

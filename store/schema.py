@@ -1,4 +1,5 @@
-"""The tables Baobab keeps: a schema version row, threads, checkpoints and writes; search runs and their nodes.
+"""The tables Baobab keeps: a schema version row, threads, their leases, checkpoints and writes; search runs and
+their nodes.
 
 A checkpoint is the state after one super-step. It stores a full snapshot only now and then; the
 writes of its step (the node updates, as the nodes returned them) are the delta, so a thread whose
@@ -32,6 +33,17 @@ threads = Table(
     Column("forked_from", Integer, nullable=True),  # checkpoint id; no FK, the two tables refer to each other
     Column("created", Float, nullable=False),
     Column("updated", Float, nullable=False),
+)
+
+thread_leases = Table(  # who runs a thread: readers tell a live run from one whose process died (kill -9)
+    "thread_leases",
+    metadata,
+    Column("thread", Integer, ForeignKey("threads.id", ondelete="CASCADE"), primary_key=True),
+    Column("host", String(255), nullable=False),  # the owner's host name
+    Column("machine", String(255), nullable=True),  # boot id and pid namespace: where its pid means it; None: unknown
+    Column("pid", Integer, nullable=False),
+    Column("started", BigInteger, nullable=True),  # the process's start (clock ticks after boot): a reused pid differs
+    Column("heartbeat", Float, nullable=False),  # refreshed by each committed step and every few seconds between
 )
 
 checkpoints = Table(

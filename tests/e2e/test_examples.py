@@ -33,10 +33,10 @@ def test_a_long_horizon_run_survives_kill_9_and_resumes(tmp_path: Path) -> None:
     proc.wait()
     assert [line.split(":")[0] for line in first] == ["row 1", "row 2"]
     info = Checkpointer(db).thread("table")
-    assert info is not None and info.status == "running"  # it died without a word
+    assert info is not None and info.status == "interrupted" and info.crashed  # its lease's process is gone
 
     resumed = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     lines = resumed.stdout.splitlines()
-    assert lines[0] == "resuming thread table (running)" and lines[-1] == "thread table done: 5 rows"
+    assert lines[0] == "resuming thread table (interrupted)" and lines[-1] == "thread table done: 5 rows"
     assert [line.split(":")[0] for line in lines[1:-1]] == ["row 3", "row 4", "row 5"]  # none done twice

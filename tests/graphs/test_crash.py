@@ -33,7 +33,7 @@ def test_kill_9_mid_run_then_resume_runs_every_step_exactly_once(tmp_path: Path,
     before = _lines(counter)
     assert "e" not in before and before[-1] == kill_after
     info = Checkpointer(url).thread("job")
-    assert info is not None and info.status == "running"  # it died without a word
+    assert info is not None and info.status == "interrupted" and info.crashed  # its lease's process is gone
 
     done = subprocess.run([sys.executable, str(WORKER), url, str(counter), "resume"],
                           capture_output=True, text=True, timeout=60)

@@ -144,6 +144,19 @@ def test_run_thread_resumes_a_crashed_thread_and_a_thread_without_a_lease_resume
     assert lease_of(cp, "legacy").pid == os.getpid()
 
 
+def test_a_store_made_before_leases_gains_their_table_when_opened(store_url: str) -> None:
+    app = two_steps().compile(checkpointer=store_url)
+    for event in app.stream(thread="old"):
+        if isinstance(event, Checkpoint) and event.step == 1:
+            break
+    assert app.checkpointer is not None
+    with app.checkpointer.store.transaction() as conn:
+        thread_leases.drop(conn)
+    cp = Checkpointer(store_url)  # opening it again creates the missing table; the thread's status stands
+    assert info(cp, "old").status == "running"
+    assert app.with_checkpointer(cp).resume("old").status == "done"
+
+
 def test_the_heartbeat_beats_through_a_step_longer_than_the_lease_timeout(store_url: str) -> None:
     cp = Checkpointer(store_url, lease_timeout=1.2)  # a beat every 0.2 s
 

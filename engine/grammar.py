@@ -84,6 +84,11 @@ class Grammars:
         return JsonConstraint(compiled, self.vocab_size)
 
 
+ANSWER = {"type": "object", "additionalProperties": False, "required": ["content"],
+          "properties": {"content": {"type": "string"}}}
+"""How a local model writes a plain answer in a conversation with tools: in the JSON shape of its calls."""
+
+
 def request_schema(request: Request) -> dict[str, Any] | None:
     """The JSON schema the output must follow: the response_format's, or one of the tool calls."""
     tools = callable_tools(request)
@@ -92,10 +97,20 @@ def request_schema(request: Request) -> dict[str, Any] | None:
             "type": "object", "additionalProperties": False, "required": ["name", "arguments"],
             "properties": {"name": {"const": tool.name}, "arguments": tool.parameters}} for tool in tools]
         if request.tool_choice == "auto":
-            options.append({"type": "object", "additionalProperties": False, "required": ["content"],
-                            "properties": {"content": {"type": "string"}}})
+            options.append(ANSWER)
         return options[0] if len(options) == 1 else {"anyOf": options}
+    if answers_as_json(request):
+        return ANSWER
     return request.json_schema
+
+
+def answers_as_json(request: Request) -> bool:
+    """Whether a plain answer is written as {"content": ...}: tools are offered (auto), or were and may not be
+    called now (none) and no other schema applies, so the answer keeps the shape of the conversation's turns (a
+    small model shown only JSON turns writes a call as its answer otherwise)."""
+    if not request.tools:
+        return False
+    return request.tool_choice == "auto" or (request.tool_choice == "none" and request.json_schema is None)
 
 
 def callable_tools(request: Request) -> list[Tool]:
@@ -116,6 +131,10 @@ def tools_prompt(tools: list[Tool], required: bool) -> str:
     lines += [f"- {t.name}: {t.description} Arguments (JSON schema): {json.dumps(t.parameters)}" for t in tools]
     lines.append('To call a tool, reply with JSON {"name": TOOL, "arguments": {...}}.')
     if not required:
-        lines.append('To answer directly, reply with JSON {"content": "your answer"}.')
+        lines.append(ANSWER_PROMPT)
     return "\n".join(lines)
+
+
+ANSWER_PROMPT = 'To answer directly, reply with JSON {"content": "your answer"}.'
+"""The system text for answers as JSON (with tools, or after them: see `answers_as_json`)."""
 

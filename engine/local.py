@@ -16,7 +16,7 @@ import torch
 
 from baobab.engine import weights
 from baobab.engine.drafters import Drafter, SuffixDrafter
-from baobab.engine.grammar import Grammars, callable_tools, tools_prompt
+from baobab.engine.grammar import ANSWER_PROMPT, Grammars, answers_as_json, callable_tools, tools_prompt
 from baobab.engine.llm import LLM, RequestError
 from baobab.engine.model import Llama, dtypes
 from baobab.engine.prefix_cache import PrefixCache, token_bytes
@@ -84,20 +84,20 @@ class LocalLLM(LLM):
             return self.tokenizer.encode(request.prompt)
         assert request.messages is not None
         messages: list[dict[str, Any]] = []
-        tools = callable_tools(request)
+        tools, json_answers = callable_tools(request), answers_as_json(request)
         for m in request.messages:
             message = m.model_dump(exclude_none=True)
             if m.tool_calls:  # the template knows text only: show earlier calls as the JSON the model wrote
                 message["content"] = "\n".join(json.dumps({"name": c.name, "arguments": json.loads(c.arguments)})
                                                 for c in m.tool_calls)
-            elif m.role == "assistant" and tools and request.tool_choice == "auto":  # answers too, as written
+            elif m.role == "assistant" and json_answers:  # answers too, as written
                 message["content"] = json.dumps({"content": m.content or ""})
             if m.role == "tool":
                 message["role"], message["content"] = "user", f"Tool result: {m.content}"
             message.setdefault("content", "")
             messages.append(message)
-        if tools:
-            note = tools_prompt(tools, required=request.tool_choice != "auto")
+        if tools or json_answers:
+            note = tools_prompt(tools, required=request.tool_choice != "auto") if tools else ANSWER_PROMPT
             if messages and messages[0]["role"] == "system":
                 messages[0]["content"] = f"{messages[0]['content']}\n\n{note}"
             else:
@@ -117,12 +117,12 @@ class LocalLLM(LLM):
                 usage = chunk.usage
         choices = [Choice(index=i, text=text, finish_reason=finish, token_ids=tokens[i])
                    for i, (text, finish) in enumerate(zip(texts, finishes, strict=True))]
-        if tools := callable_tools(request):
-            choices = [_tool_choice(c, {t.name for t in tools}) for c in choices]
+        if _json_reply(request):
+            choices = [_tool_choice(c, {t.name for t in callable_tools(request)}) for c in choices]
         return Completion(id=f"cmpl-{uuid.uuid4().hex}", model=self.name, choices=choices, usage=usage)
 
     async def _stream(self, request: Request) -> AsyncIterator[Chunk]:
-        if callable_tools(request):  # a tool call is known once its JSON is complete: send each choice whole
+        if _json_reply(request):  # a tool call is known once its JSON is complete: send each choice whole
             async for chunk in super()._stream(request):
                 yield chunk
             return
@@ -191,6 +191,11 @@ def _generator(seed: int | None, index: int, params: SamplingParams) -> torch.Ge
     else:
         generator.manual_seed(seed * 1000003 + index)
     return generator
+
+
+def _json_reply(request: Request) -> bool:
+    """Whether the model replies in JSON that `_tool_choice` turns into a call or an answer."""
+    return bool(callable_tools(request)) or answers_as_json(request)
 
 
 def _tool_choice(choice: Choice, names: set[str]) -> Choice:

@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
+from baobab.engine.grammar import ANSWER, request_schema
 from baobab.engine.local import _tool_choice
-from baobab.engine.types import Choice
+from baobab.engine.types import Choice, Request, Tool
 
 Short = Field(max_length=24)
 Word = Annotated[str, Field(max_length=16)]
@@ -123,3 +124,13 @@ def test_a_call_written_as_an_answer_becomes_the_call(text: str, called: bool) -
                                                                                          {"city": "Paris"})
     else:
         assert choice.text == json.loads(text)["content"]
+
+
+def test_tools_that_may_not_be_called_keep_answers_in_the_shape_of_the_turns() -> None:
+    tools = [Tool(name="population", parameters={"type": "object", "properties": {"city": {"type": "string"}}})]
+    asked = [{"role": "user", "content": "How many people live in Paris?"}]
+    assert request_schema(Request(messages=asked, tools=tools, tool_choice="none")) == ANSWER
+    assert request_schema(Request(messages=asked, tools=tools, tool_choice="auto"))["anyOf"][-1] == ANSWER
+    assert request_schema(Request(messages=asked, tool_choice="none")) is None  # no tools: free text
+    choice = _tool_choice(Choice(index=0, text='{"content": "2100000"}'), set())
+    assert (choice.text, choice.tool_calls) == ("2100000", [])

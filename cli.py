@@ -624,6 +624,8 @@ def memory_show(note: Annotated[int, typer.Argument(help="The note's id.")], db:
             raise typer.BadParameter(str(exc), param_hint="NOTE") from exc
         console.print(f"[bold]note {found.id}[/] (version {found.version}, scope {found.scope})\n{found.content}")
         console.print(f"keywords: {', '.join(found.keywords)}\ntags: {', '.join(found.tags)}\ncontext: {found.context}")
+        if found.metadata:  # with a model, how the note was made: made_by model or fallback (and why)
+            console.print(f"metadata: {json.dumps(found.metadata)}", markup=False)
         for link in found.links:
             console.print(f"link {link.source} -> {link.target}: {link.kind} ({link.reason})")
         for version in history:

@@ -147,14 +147,12 @@ class Memory:
         self._refresh()
         near = [(i, s) for i, s in self._nearest(vector, self.neighbours, self._visible_ids()) if s > 0]
         links = [(i, "similar", f"cosine {s:.2f}") for i, s in near if s >= self.link_threshold]
-        evolutions: list[tuple[Note, dict[str, Any]]] = []
+        evolutions: list[dict[str, Any]] = []
         if self.llm is not None and near:
-            shown = self.notes([i for i, _ in near])
             try:
-                decision = await writer.decide(self.llm, content, shown)
+                decision = await writer.decide(self.llm, content, self.notes([i for i, _ in near]))
                 links = [(x["id"], x["kind"], x["reason"]) for x in decision.links]
-                by_id = {n.id: n for n in shown}
-                evolutions = [(by_id[x["id"]], x) for x in decision.evolve]
+                evolutions = decision.evolve
             except ValueError as exc:  # linked by similarity, as in the cheap mode; nothing evolves
                 fallbacks.append(f"links: {exc}")
         if self.llm is not None:
@@ -163,14 +161,18 @@ class Memory:
             made = {"made_by": "fallback", "fallback": fallbacks} if fallbacks else {"made_by": "model"}
             metadata = {**(metadata or {}), **made}
         now = time.time()
+        # read as they are now, with no await before the writes: an add running beside this one may have evolved them
+        evolved = {n.id: n for n in self.notes([x["id"] for x in evolutions])}
         with self.store.transaction() as conn:
             [note_id] = self._insert(conn, [_NewNote(content, found, tag_list, context, dict(metadata or {}),
                                                      timestamp if timestamp is not None else now, vector)], now)
             for target, kind, reason in dict.fromkeys(links):
                 conn.execute(insert(memory_links).values(source=note_id, target=target, kind=kind, reason=reason,
                                                          created=now))
-            for old, change in evolutions:
-                fields, refused = writer.refine(old, change)
+            for change in evolutions:
+                if (old := evolved.get(change["id"])) is None:
+                    continue  # deleted since it was shown
+                fields, refused = writer.refine(old, change, content)
                 if refused:
                     log.info("note %d evolved by note %d: %s", old.id, note_id, "; ".join(refused))
                 if fields:

@@ -1,11 +1,16 @@
-"""Repeated text in what a model writes about a note: the same clause twice, a phrase run back to back ("fails
-fails fails"), the same item twice in a list. A small model decoding greedily loops; these find and remove it."""
+"""Checks on what a model writes about a note. Repeated text: the same clause twice, a phrase run back to back
+("fails fails fails"), the same item twice in a list (a small model decoding greedily loops; these find and
+remove it). Grounding: how much of a text's words the notes it describes hold (a small model also copies labels
+from its prompt, "tags: I was swa", or words from nowhere)."""
 
 import re
 from collections.abc import Iterable
 
+from baobab.memory.keywords import words
+
 CLAUSE = re.compile(r"[^.!?;,\n]+[.!?;,\n]*")  # a clause and the punctuation that ends it
 WORD = re.compile(r"[^\W_]+")  # letters and digits: 'fails_fails' is two words, as a reader sees it
+SEPARATOR = re.compile(r"[_\-/]")  # joins words in one token ('build_server', 'lgbtq-support'): split them
 
 
 def key(text: str) -> str:
@@ -79,3 +84,15 @@ def clip(text: str, chars: int) -> str:
         return text
     cut = text[:chars + 1].rsplit(None, 1)[0] if " " in text[:chars + 1] else text[:chars]
     return cut[:chars].rstrip(" ,;")
+
+
+def grounding(text: str, source: str) -> float:
+    """The share of `text`'s content words that `source` holds (1.0 when it has none): words match on their first
+    five letters, so that "inspiring" is found in "inspired".
+
+    >>> grounding("inspiring support", "The stories inspired me"), grounding("tags: Lemonade", "Hey Mel!")
+    (0.5, 0.0)
+    """
+    held = {w[:5] for w in words(SEPARATOR.sub(" ", source))}
+    found = [w[:5] in held for w in words(SEPARATOR.sub(" ", text))]
+    return sum(found) / len(found) if found else 1.0

@@ -14,13 +14,13 @@ from typing import Annotated, Any, TypeGuard
 from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
 from baobab.engine import LLM, Message, Request
-from baobab.memory.keywords import words
-from baobab.memory.repeats import clip, distinct, key, without_repeats
+from baobab.memory.repeats import clip, distinct, grounding, key, without_repeats
 from baobab.memory.types import LINK_KINDS, Note
 
 KEYWORDS, TAGS, TAGS_KEPT = 6, 3, 6  # a note's keywords and tags as written; tags evolution may grow it to
-ITEM_CHARS, CONTEXT_CHARS, REASON_CHARS = 24, 200, 80
-EVOLVED = 2  # neighbours one decision may evolve: each costs ~100 tokens of a small model's time
+ITEM_CHARS, CONTEXT_CHARS, REASON_CHARS = 24, 160, 40
+LINKED, EVOLVED = 3, 1  # links and evolutions one decision may make: each costs a small model ~1 s on a laptop CPU
+GROUNDED = 0.5  # the share of an evolved tag's or context's words the two notes must hold (`repeats.grounding`)
 
 Item = Annotated[str, StringConstraints(max_length=ITEM_CHARS)]  # bounds the JSON schema the model is held to
 
@@ -75,7 +75,9 @@ async def describe(llm: LLM, content: str) -> Attributes:
     """
     schema = Attributes.model_json_schema()
     text = await _ask(llm, DESCRIBE, f"Note: {content}", "attributes", schema, 256)
-    return Attributes.model_validate_json(text)
+    attributes = Attributes.model_validate_json(text)
+    attributes.keywords = [k for k in attributes.keywords if grounding(k, content) > 0]  # a keyword is the note's
+    return attributes
 
 
 async def decide(llm: LLM, note: str, neighbours: Sequence[Note]) -> Decision:
@@ -95,7 +97,8 @@ async def decide(llm: LLM, note: str, neighbours: Sequence[Note]) -> Decision:
                                                "context": {"type": "string", "maxLength": CONTEXT_CHARS},
                                                "tags": {"type": "array", "items": item, "maxItems": TAGS}},
               "required": ["id", "context", "tags"]}
-    schema = {"type": "object", "properties": {"links": {"type": "array", "items": link, "maxItems": len(ids)},
+    schema = {"type": "object", "properties": {"links": {"type": "array", "items": link,
+                                                         "maxItems": min(len(ids), LINKED)},
                                                "evolve": {"type": "array", "items": evolve,
                                                           "maxItems": min(len(ids), EVOLVED)}},
               "required": ["links", "evolve"]}
@@ -111,34 +114,45 @@ async def decide(llm: LLM, note: str, neighbours: Sequence[Note]) -> Decision:
     return decision
 
 
-def refine(note: Note, change: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The fields a proposed evolution (`context`, `tags`) may change on `note`, and what of it was refused.
+def refine(note: Note, change: Mapping[str, Any], new: str) -> tuple[dict[str, Any], list[str]]:
+    """The fields a proposed evolution (`context`, `tags`) may change on `note` in the light of the new note's
+    text `new`, and what of it was refused.
 
-    It may only add or refine: a context with no words, or one that says what the note says already, keeps the
-    note's; repeated text is removed first; proposed tags join the note's (none is dropped, none twice).
+    It may only add or refine: repeated text is removed first; a context of fewer than three words, one that
+    says what the note says already, or one whose words the two notes mostly lack (a label copied from the
+    prompt, words from nowhere) keeps the note's; proposed tags that the notes hold join the note's (none is
+    dropped, none twice).
 
     >>> old = Note(id=1, content="deploy failed", tags=["ops"], context="A failed deploy.")
-    >>> refine(old, {"context": "A failed deploy. A failed deploy.", "tags": []})
+    >>> refine(old, {"context": "A failed deploy. A failed deploy.", "tags": []}, "the disk was full")
     ({}, ['context: the same as before once repeats are removed', 'tags: none proposed, kept'])
-    >>> refine(old, {"context": "A deploy that failed on a full disk.", "tags": ["disk", "OPS"]})[0]
+    >>> refine(old, {"context": "A deploy that failed on a full disk.", "tags": ["disk", "OPS"]}, "disk full")[0]
     {'context': 'A deploy that failed on a full disk.', 'tags': ['ops', 'disk']}
+    >>> refine(old, {"context": "tags: lemonade", "tags": ["tags: lemon"]}, "disk full")
+    ({}, ['context: fewer than 3 words, kept', 'tags: none the notes hold, kept'])
     """
     fields: dict[str, Any] = {}
     refused: list[str] = []
+    source = " ".join([note.content, note.context, *note.keywords, *note.tags, new])
     proposed = change.get("context")
     context = clip(without_repeats(proposed), CONTEXT_CHARS) if isinstance(proposed, str) else ""
-    if not words(context):
-        refused.append("context: empty, kept")
+    if len(key(context).split()) < 3:
+        refused.append("context: fewer than 3 words, kept")
     elif key(context) == key(note.context):
         refused.append("context: the same as before once repeats are removed")
+    elif grounding(context, source) < GROUNDED:
+        refused.append("context: words the notes lack, kept")
     else:
         fields["context"] = context
     tags = change.get("tags")
     held = {key(t) for t in note.tags}
-    added = [t for t in distinct(tags if _strings(tags) else [], TAGS, ITEM_CHARS) if key(t) not in held]
+    proposed_tags = distinct(tags if _strings(tags) else [], TAGS, ITEM_CHARS)
+    added = [t for t in proposed_tags if key(t) not in held and grounding(t, source) >= GROUNDED]
     if not added:
-        if not tags:
+        if not proposed_tags:
             refused.append("tags: none proposed, kept")
+        elif any(key(t) not in held for t in proposed_tags):
+            refused.append("tags: none the notes hold, kept")
     elif len(note.tags) >= TAGS_KEPT:
         refused.append(f"tags: the note has {TAGS_KEPT} already")
     else:

@@ -18,6 +18,10 @@ def test_memory_commands(tmp_path: Path) -> None:
     assert found.exit_code == 0 and "disk was full" in found.output
     shown = runner.invoke(app, ["memory", "show", "1", "--db", db])
     assert "tags: ops" in shown.output and "link 2 -> 1: similar" in shown.output
+    cut = runner.invoke(app, ["memory", "add", "The disk filled again.", "--db", db, "--model", "scripted:{\"keywords"])
+    assert cut.exit_code == 0, cut.output  # a model that writes no valid JSON: the note is kept, and says so
+    shown = runner.invoke(app, ["memory", "show", "3", "--db", db])
+    assert '"made_by": "fallback"' in shown.output and "attributes: scripted" in shown.output
     missing = runner.invoke(app, ["memory", "show", "9", "--db", db])
     assert missing.exit_code != 0 and "no note 9" in missing.output
     drawn = runner.invoke(app, ["memory", "graph", "--db", db])

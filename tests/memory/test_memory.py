@@ -119,7 +119,7 @@ def answers(request: Request) -> str:
         return json.dumps({"keywords": content.split()[:2], "tags": ["incident"], "context": f"About: {content}"})
     first = int(prompt.split("Earlier notes:\nid ")[1].split(":")[0])
     return json.dumps({"links": [{"id": first, "kind": "elaborates", "reason": "same outage"}],
-                       "evolve": [{"id": first, "context": "Part of the disk outage.", "tags": ["outage"]}]})
+                       "evolve": [{"id": first, "context": "A deploy failed on a full disk.", "tags": ["disk"]}]})
 
 
 def test_a_model_writes_links_by_id_and_evolves_the_linked_note(db_url: str) -> None:
@@ -133,8 +133,8 @@ def test_a_model_writes_links_by_id_and_evolves_the_linked_note(db_url: str) -> 
         assert [(x.source, x.target, x.kind, x.reason) for x in second.links] == [
             (second.id, first.id, "elaborates", "same outage")]
         evolved = memory.get(first.id)
-        assert (evolved.context, evolved.tags, evolved.version) == ("Part of the disk outage.", ["incident", "outage"],
-                                                                     2)  # tags are added to, never replaced
+        assert (evolved.context, evolved.tags, evolved.version) == ("A deploy failed on a full disk.",
+                                                                     ["incident", "disk"], 2)  # added to, not replaced
         [before] = memory.history(first.id)
         assert (before.context, before.tags, before.reason) == ("About: the deploy failed at noon", ["incident"],
                                                                   f"evolved by note {second.id}")
@@ -180,7 +180,7 @@ def test_attributes_are_bounded_and_free_of_repeats(db_url: str) -> None:
         request = memory.llm.requests[0]  # type: ignore[union-attr]
         schema = request.response_format["json_schema"]["schema"]["properties"]  # type: ignore[index]
         assert schema["keywords"]["maxItems"] == 6 and schema["keywords"]["items"]["maxLength"] == 24
-        assert schema["tags"]["maxItems"] == 3 and schema["context"]["maxLength"] == 200
+        assert schema["tags"]["maxItems"] == 3 and schema["context"]["maxLength"] == 160
 
 
 @pytest.mark.parametrize(("change", "context", "tags", "reason"), [
@@ -189,8 +189,10 @@ def test_attributes_are_bounded_and_free_of_repeats(db_url: str) -> None:
      "About: the deploy failed at noon", ["incident"], None),  # the same context five times, a tag twice
     ({"context": "A deploy that failed on a full disk. A deploy that failed on a full disk.", "tags": []},
      "A deploy that failed on a full disk.", ["incident"], "tags: none proposed, kept"),
-    ({"context": "   ", "tags": ["disk", "disk", "outage outage"]}, "About: the deploy failed at noon",
-     ["incident", "disk", "outage"], "context: empty, kept"),
+    ({"context": "   ", "tags": ["disk", "disk", "full full"]}, "About: the deploy failed at noon",
+     ["incident", "disk", "full"], "context: fewer than 3 words, kept"),
+    ({"context": "tags: I was swa; tags: Lemonade, Lemon", "tags": ["tags: I was swa", "Lemonade"]},
+     "About: the deploy failed at noon", ["incident"], None),  # prompt labels and words from neither note
 ])
 def test_evolution_only_adds_or_refines(db_url: str, change: dict[str, Any], context: str, tags: list[str],
                                         reason: str | None) -> None:

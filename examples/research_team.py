@@ -34,12 +34,12 @@ class Answer(BaseModel):
 
 zoologist = Agent("zoologist", role="a zoologist", instructions="Look facts up with your tools, then answer.",
                   tools=[legs], max_steps=2, max_tokens=64,
-                  examples=[Example(task="How many legs does a dog have?", answer="A dog has 4 legs.",
+                  examples=[Example(task="How many legs does a dog have?", answer="4",
                                     calls=[ExampleCall(tool="legs", arguments={"animal": "dog"}, result="4")])])
 reporter = Agent("reporter", role="a reporter", instructions="State the animal and its number of legs.",
                  output=Answer, max_tokens=64,
-                 examples=[Example(task="How many legs does a dog have?\n\nWork so far:\n- zoologist: A dog has 4 "
-                                        "legs.", answer='{"animal": "dog", "legs": 4}')])
+                 examples=[Example(task="How many legs does a dog have?\n\nWork so far:\n- zoologist: 4\n\nNow do "
+                                        "your part.", answer='{"animal": "dog", "legs": 4}')])
 graph = pipeline([zoologist, reporter], name="research_team")
 
 if __name__ == "__main__":

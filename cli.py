@@ -526,7 +526,7 @@ def threads_show(thread: Annotated[str, typer.Argument(help="Thread id.")], db: 
     checkpointer = Checkpointer(db)
     info = checkpointer.thread(thread)
     if info is None:
-        errors.print(f"[red]no thread named {thread!r}[/] in {checkpointer.store.safe_url}")
+        print_error(f"no thread named {thread!r} in {checkpointer.store.safe_url}")
         raise typer.Exit(1)
     console.print(f"thread [bold]{info.name}[/] graph {info.graph} status [bold]{info.status}[/]"
                   + (f" forked from checkpoint {info.forked_from}" if info.forked_from else ""))

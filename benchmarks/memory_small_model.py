@@ -97,6 +97,7 @@ async def add_all(memory: Any, texts: list[str], dia_ids: list[str], concurrency
         await asyncio.gather(*(one(t, d) for t, d in zip(texts[start:start + concurrency],
                                                           dia_ids[start:start + concurrency], strict=True)))
         seconds.append(time.perf_counter() - began)
+        print(f"  {len(ids) + len(lost)}/{len(texts)} turns, {sum(seconds):.0f} s", flush=True)
     return sorted(ids), lost, seconds
 
 

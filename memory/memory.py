@@ -123,9 +123,9 @@ class Memory:
         """Store a note: describe it, embed it, link it to its neighbours and evolve them; return it.
 
         With a model, the note records how it was made: `metadata["made_by"]` is "model", or "fallback" when a step
-        of the model wrote no valid JSON and was done as in the cheap mode instead (`metadata["fallback"]` says
-        which and why; it is logged too), so a valid text is never lost. An evolution may only add or refine
-        (`writer.refine`): a neighbour never loses its tags or context, nor gets repeated text.
+        of the model wrote no valid JSON (or no keyword of the note's) and was done as in the cheap mode instead
+        (`metadata["fallback"]` says which and why; it is logged too), so a valid text is never lost. An evolution may
+        only add or refine (`writer.refine`): a neighbour never loses its tags or context, nor gets repeated text.
 
         >>> (await mem.aadd("The deploy failed: the disk was full")).metadata["made_by"]  # doctest: +SKIP
         'model'

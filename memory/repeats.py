@@ -10,6 +10,8 @@ from baobab.memory.keywords import words
 
 CLAUSE = re.compile(r"[^.!?;,\n]+[.!?;,\n]*")  # a clause and the punctuation that ends it
 WORD = re.compile(r"[^\W_]+")  # letters and digits: 'fails_fails' is two words, as a reader sees it
+LIST = re.compile(r"[,;]")  # between the items of a list written into one string
+JSON_MARKS = re.compile(r"[{}\[\]\"]")
 SEPARATOR = re.compile(r"[_\-/]")  # joins words in one token ('build_server', 'lgbtq-support'): split them
 
 
@@ -46,13 +48,15 @@ def first_repeat(text: str) -> tuple[int, int] | None:
 
 
 def without_repeats(text: str) -> str:
-    """`text` with every repeated piece removed (see `first_repeat`), trimmed of dangling separators.
+    """`text` with every repeated piece removed (see `first_repeat`), and the JSON brackets a looping model leaks
+    into its strings, trimmed of dangling separators.
 
     >>> without_repeats("Build server. Build server. Build server.")
     'Build server.'
-    >>> without_repeats("deploy_on_Friday_failed_fails_fails_fails")
-    'deploy_on_Friday_failed_fails'
+    >>> without_repeats("deploy_on_Friday_failed_fails_fails_fails"), without_repeats("How are you?}, {")
+    ('deploy_on_Friday_failed_fails', 'How are you?')
     """
+    text = JSON_MARKS.sub("", text)
     while (span := first_repeat(text)) is not None:
         text = text[:span[0]] + text[span[1]:]
     return text.strip().rstrip(",;").strip()
@@ -60,13 +64,13 @@ def without_repeats(text: str) -> str:
 
 def distinct(items: Iterable[str], most: int, chars: int) -> list[str]:
     """Up to `most` items, each without repeats and cut to `chars` at a word boundary, dropping empty ones and
-    any that says what an earlier one said.
+    any that says what an earlier one said; an item that lists several ("Lemonade, Lemon") counts as several.
 
-    >>> distinct(["Disk", "disk ", "", "docker images docker images", "build server"], most=3, chars=24)
+    >>> distinct(["Disk", "disk ", "", "docker images docker images", "disk, build server"], most=3, chars=24)
     ['Disk', 'docker images', 'build server']
     """
     kept: dict[str, str] = {}
-    for item in items:
+    for item in (part for listed in items for part in LIST.split(listed)):
         cleaned = clip(without_repeats(item), chars)
         if key(cleaned) and key(cleaned) not in kept:
             kept[key(cleaned)] = cleaned

@@ -10,7 +10,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from baobab.agents.agent import Agent
-from baobab.agents.llm_router import FINISH, choose_option
+from baobab.agents.llm_router import (
+    FINISH,
+    FINISHED,
+    Example,
+    automatic_examples,
+    choose_option,
+    shown_examples,
+    work_done,
+)
 from baobab.agents.state import TeamState, describe_state
 from baobab.engine import DEFAULT_MODEL, LLM
 from baobab.graphs import END, START, Graph
@@ -30,12 +38,18 @@ def pipeline(agents: Sequence[Agent], *, name: str = "pipeline") -> Graph:
 
 
 def supervisor(agents: Sequence[Agent], *, model: str | LLM = DEFAULT_MODEL, max_rounds: int = 8,
-               name: str = "team") -> Graph:
+               examples: Sequence[Example] | None = None, name: str = "team") -> Graph:
     """A graph where a supervisor model picks who acts next after every turn, until it says FINISH.
 
+    `examples` are (task or state, agent name or END) pairs shown before the state; by default one per
+    agent (its first worked example's task, else its description) and one finished state. FINISH is
+    offered once some agent has spoken.
+
     >>> app = supervisor([researcher, writer], model="openai/gpt-4o-mini").compile()  # doctest: +SKIP
+    >>> supervisor([calculator, poet], examples=[("What is 6 * 7?", "calculator")])  # doctest: +SKIP
     """
-    graph = _with_agents(Graph(TeamState, name=name), agents).node("supervisor", Supervisor(agents, model, max_rounds))
+    graph = _with_agents(Graph(TeamState, name=name), agents)
+    graph.node("supervisor", Supervisor(agents, model, max_rounds, examples))
     graph.edge(START, "supervisor")
     for agent in agents:
         graph.edge(agent.name, "supervisor")
@@ -65,16 +79,23 @@ def handoffs(agents: Sequence[Agent], *, name: str = "handoffs") -> Graph:
 class Supervisor:
     """The supervisor node: asks a model (JSON constrained to the agents' names) who acts next."""
 
-    def __init__(self, agents: Sequence[Agent], model: str | LLM, max_rounds: int) -> None:
+    def __init__(self, agents: Sequence[Agent], model: str | LLM, max_rounds: int,
+                 examples: Sequence[Example] | None = None) -> None:
         self.agents, self.model, self.max_rounds = list(agents), model, max_rounds
+        described = {a.name: a.description for a in self.agents}
+        tasks = {a.name: a.examples[0].task for a in self.agents if a.examples}
+        self.examples = automatic_examples(described, tasks, finish=True) if examples is None else list(examples)
+        shown_examples(self.examples, [*described, END], name="supervisor")  # a wrong name fails here, not mid-run
 
     async def __call__(self, state: TeamState) -> dict[str, Any]:
         if state.rounds >= self.max_rounds:
             return {"next": "", "rounds": state.rounds}
-        options = {a.name: a.description for a in self.agents} | {FINISH: "the task is done"}
+        finish = work_done(state)  # offered from the start, FINISH took nearly every task on a small model
+        offered = [*(a.name for a in self.agents), *([END] if finish else [])]
+        options = {a.name: a.description for a in self.agents} | ({FINISH: FINISHED} if finish else {})
         picked, _ = await choose_option(self.model, options, describe_state(state), name="supervisor",
-                                        question="You lead a team. Who should act next? Answer FINISH when the "
-                                                 "task is done.", max_tokens=32)
+                                        examples=shown_examples(self.examples, offered, name="supervisor"),
+                                        max_tokens=32)
         return {"next": "" if picked == FINISH else picked, "rounds": state.rounds + 1}
 
 

@@ -1,11 +1,14 @@
-"""The model as router (scripted), and llm, bandit and lookahead routers declared in YAML."""
+"""The model as router and supervisor (scripted: the prompts they send), and llm, bandit and lookahead routers
+declared in YAML."""
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from baobab.agents import ConfigError, LLMRouter, TeamState, Workflow
+from baobab.agents import Agent, ConfigError, Example, LLMRouter, TeamState, Workflow, supervisor
+from baobab.agents.state import Said
 from baobab.aio import run_sync
 from baobab.engine import Request, ScriptedLLM
 from baobab.graphs import END, START, Graph, Routed
@@ -16,11 +19,20 @@ def prompt_of(request: Request) -> str:
     return str(request.messages[-1].content)
 
 
+def turns(request: Request) -> list[tuple[str, str]]:
+    """The conversation a router sent: (role, text) of each message."""
+    assert request.messages is not None
+    return [(m.role, str(m.content)) for m in request.messages]
+
+
 def triage(router: LLMRouter) -> Graph:
     graph = Graph(TeamState).node("intake", lambda s: {})
     graph.node("math", lambda s: {"output": "math"}).node("writer", lambda s: {"output": "prose"})
     return graph.edge(START, "intake").edge("math", END).edge("writer", END) \
         .route("intake", router, ["math", "writer", END])
+
+
+DONE = {"task": "What is 2 + 2?", "messages": [{"agent": "math", "content": "4"}]}
 
 
 def test_a_model_routes_from_descriptions_under_a_schema_and_gives_its_reason() -> None:
@@ -32,20 +44,81 @@ def test_a_model_routes_from_descriptions_under_a_schema_and_gives_its_reason() 
     assert events[-1].state.output == "prose"  # type: ignore[union-attr]
     request = model.requests[0]
     assert request.json_schema is not None
+    assert request.json_schema["properties"]["choice"]["enum"] == ["math", "writer"]  # no FINISH before any work
+    system = turns(request)[0][1]
+    assert "- math: does arithmetic" in system and "FINISH" not in system
+    assert prompt_of(request) == "Task: Write a poem about baobabs\n\nWork so far:\n(nothing yet)"  # the state last
+
+
+def test_automatic_examples_come_before_the_state_one_per_target_and_finish_after_work() -> None:
+    model = ScriptedLLM([json.dumps({"choice": "FINISH", "reason": "answered"})])
+    router = LLMRouter(model, {"math": "computes arithmetic", "writer": "writes poems"})
+    state = triage(router).compile().run(DONE).state
+    assert state.output is None  # FINISH is END
+    request = model.requests[0]
+    assert request.json_schema is not None
     assert request.json_schema["properties"]["choice"]["enum"] == ["math", "writer", "FINISH"]
-    prompt = prompt_of(request)
-    assert "- math: does arithmetic" in prompt and "- FINISH: the task is done" in prompt
-    assert "Task: Write a poem about baobabs" in prompt
+    assert "- FINISH: the task has been answered: the work so far contains the answer" in turns(request)[0][1]
+    assert turns(request)[1:] == [
+        ("user", "Task: Computes arithmetic.\n\nWork so far:\n(nothing yet)"), ("assistant", '{"choice": "math"}'),
+        ("user", "Task: Writes poems.\n\nWork so far:\n(nothing yet)"), ("assistant", '{"choice": "writer"}'),
+        ("user", "Task: Computes arithmetic.\n\nWork so far:\n- math: (the answer)"),
+        ("assistant", '{"choice": "FINISH"}'),
+        ("user", "Task: What is 2 + 2?\n\nWork so far:\n- math: 4")]
+
+
+def test_given_examples_replace_the_automatic_ones_and_name_targets() -> None:
+    model = ScriptedLLM([json.dumps({"choice": "math", "reason": ""})], cycle=True)
+    examples = [("What is 6 * 7?", "math"), (TeamState(task="Sum 1 and 2", messages=[Said(agent="math", content="3")]),
+                                             END)]
+    router = LLMRouter(model, examples=examples)
+    triage(router).compile().run({"task": "What is 9 - 4?"})
+    assert turns(model.requests[0])[1:] == [("user", "Task: What is 6 * 7?\n\nWork so far:\n(nothing yet)"),
+                                            ("assistant", '{"choice": "math"}'),  # the END example waits for work
+                                            ("user", "Task: What is 9 - 4?\n\nWork so far:\n(nothing yet)")]
+    triage(router).compile().run(DONE)
+    assert ("assistant", '{"choice": "FINISH"}') in turns(model.requests[1])
+    wrong = LLMRouter(model, examples=[("Paint a cat", "painter")], name="triage")
+    with pytest.raises(Exception, match=r"router 'triage': examples route to \['painter'\], which are not among "
+                                        r"the targets \['math', 'writer'\]"):
+        triage(wrong).compile().run({"task": "paint"})
+
+
+@pytest.mark.parametrize("example", [("What is 6 * 7?",), ("What is 6 * 7?", ""), (42, "math"), "math"])
+def test_a_malformed_example_is_named_when_the_router_is_made(example: Any) -> None:
+    with pytest.raises(ValueError, match=r"router 'llm': examples\[0\] is .*; expected a \(task or state, target "
+                                         r"name\) pair"):
+        LLMRouter("scripted:x", examples=[example])
+
+
+def test_the_supervisor_shows_its_agents_examples_and_offers_finish_after_a_turn() -> None:
+    calculator = Agent("calculator", role="computes arithmetic", model="scripted:4",
+                       examples=[Example(task="What is 6 * 7?", answer="42")])
+    poet = Agent("poet", role="writes poems", model="scripted:a poem")
+    boss = ScriptedLLM([json.dumps({"choice": "calculator"}), json.dumps({"choice": "FINISH"})])
+    state = supervisor([calculator, poet], model=boss).compile().run({"task": "What is 2 + 2?"}).state
+    assert [m.agent for m in state.messages] == ["calculator"]
+    first, second = boss.requests
+    assert first.json_schema is not None and second.json_schema is not None
+    assert first.json_schema["properties"]["choice"]["enum"] == ["calculator", "poet"]
+    assert second.json_schema["properties"]["choice"]["enum"] == ["calculator", "poet", "FINISH"]
+    assert turns(first)[1:5] == [("user", "Task: What is 6 * 7?\n\nWork so far:\n(nothing yet)"),
+                                 ("assistant", '{"choice": "calculator"}'),
+                                 ("user", "Task: Writes poems.\n\nWork so far:\n(nothing yet)"),
+                                 ("assistant", '{"choice": "poet"}')]
+    assert ("assistant", '{"choice": "FINISH"}') in turns(second)
+    with pytest.raises(ValueError, match=r"supervisor: examples route to \['painter'\]"):
+        supervisor([calculator, poet], examples=[("Paint a cat", "painter")])
 
 
 def test_finish_ends_the_run_and_a_reply_off_the_list_is_a_clear_error() -> None:
     done = LLMRouter(ScriptedLLM([json.dumps({"choice": "FINISH", "reason": "nothing to do"})]))
-    state = triage(done).compile().run({"task": "nothing"}).state
+    state = triage(done).compile().run(DONE).state
     assert state.output is None
     wrong = LLMRouter(ScriptedLLM([json.dumps({"choice": "painter", "reason": ""})]), name="triage")
     with pytest.raises(Exception, match=r"router 'triage': the model answered .*painter.*expected choice to be one "
                                         r"of \['math', 'writer', 'FINISH'\]"):
-        triage(wrong).compile().run({"task": "paint"})
+        triage(wrong).compile().run(DONE)
 
 
 HELPERS = '''

@@ -110,12 +110,6 @@ def test_run_a_yaml_workflow_with_inputs_then_resume_after_a_budget_stop(tmp_pat
     assert missing.returncode == 2 and f"{flow}:6: inputs.word: required: give --input word=VALUE" in missing.stderr
 
 
-def test_the_readme_main_command_runs_an_agent_on_the_embedded_model(tmp_path: Path) -> None:
-    out = baobab("run", str(ROOT / "examples" / "analyst.yaml"), "--input", "question=What is 17 * 23?", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert 'python({"code": "print(17 * 23)"}) -> 391' in out.stdout and 'result: "391"' in out.stdout
-
-
 def test_run_with_search_prints_the_best_run_and_search_show_prints_the_tree(tmp_path: Path) -> None:
     (tmp_path / "judge.py").write_text("def score(state):\n    return {'best': 1.0, 'fair': 0.5}.get(state.output)\n")
     flow = tmp_path / "flow.yaml"

@@ -1,6 +1,9 @@
-"""The examples, run as a user would, on the embedded model: a Python team from the CLI, and a
-long-horizon run killed mid-way and resumed."""
+"""The examples, run as a user would, on the embedded model: each gives its documented result (the cases of
+benchmarks/examples_default_model.py, once each), a Python team from the CLI, and a long-horizon run killed
+mid-way and resumed."""
 
+import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -8,10 +11,31 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from baobab.agents.agent import close_shared_models
 from baobab.graphs import Checkpointer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+_spec = importlib.util.spec_from_file_location("examples_default_model",
+                                               EXAMPLES.parent / "benchmarks" / "examples_default_model.py")
+assert _spec is not None and _spec.loader is not None
+documented = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(documented)
+CASES = [c for c in documented.CASES if c.judged and c.name != "README agents"]  # test_readme.py runs that block
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_an_example_gives_its_documented_result(case: "documented.Case", tmp_path: Path) -> None:
+    async def once() -> tuple[bool, str]:
+        try:
+            return await case.run(0, tmp_path)
+        finally:
+            await close_shared_models()
+
+    held, said = asyncio.run(once())
+    assert held, f"{case.name}: expected {case.promise}, got {said}"
 
 
 def test_the_python_team_runs_from_the_command_line(tmp_path: Path) -> None:

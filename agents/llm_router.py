@@ -5,7 +5,9 @@ a 135M model always returns a valid target; an optional short `reason` is record
 What made SmolLM2-135M route (measured on a development set of arithmetic, poem and translation tasks):
 worked examples as earlier chat turns (one situation -> choice per option), the state right before the
 answer, and FINISH offered only once the state shows work was done (offered from the start, it took
-nearly every task).
+nearly every task). Examples built from the descriptions did better than hand-written ones. Measured: 21 of
+28 development tasks routed right (arithmetic 10/12, poems 4/8, translations 3/4, answered -> FINISH 4/4)
+against 9 of 28 before; so a 135M model routes often but not reliably, and a larger model does better.
 """
 
 import json

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from baobab.agents import Agent, ConfigError, Example, LLMRouter, TeamState, Workflow, supervisor
 from baobab.agents.state import Said
@@ -53,8 +54,7 @@ def test_a_model_routes_from_descriptions_under_a_schema_and_gives_its_reason() 
 def test_automatic_examples_come_before_the_state_one_per_target_and_finish_after_work() -> None:
     model = ScriptedLLM([json.dumps({"choice": "FINISH", "reason": "answered"})])
     router = LLMRouter(model, {"math": "computes arithmetic", "writer": "writes poems"})
-    state = triage(router).compile().run(DONE).state
-    assert state.output is None  # FINISH is END
+    assert triage(router).compile().run(DONE).state.output is None  # type: ignore[attr-defined]  # FINISH is END
     request = model.requests[0]
     assert request.json_schema is not None
     assert request.json_schema["properties"]["choice"]["enum"] == ["math", "writer", "FINISH"]
@@ -69,8 +69,8 @@ def test_automatic_examples_come_before_the_state_one_per_target_and_finish_afte
 
 def test_given_examples_replace_the_automatic_ones_and_name_targets() -> None:
     model = ScriptedLLM([json.dumps({"choice": "math", "reason": ""})], cycle=True)
-    examples = [("What is 6 * 7?", "math"), (TeamState(task="Sum 1 and 2", messages=[Said(agent="math", content="3")]),
-                                             END)]
+    examples: list[tuple[str | BaseModel, str]] = [
+        ("What is 6 * 7?", "math"), (TeamState(task="Sum 1 and 2", messages=[Said(agent="math", content="3")]), END)]
     router = LLMRouter(model, examples=examples)
     triage(router).compile().run({"task": "What is 9 - 4?"})
     assert turns(model.requests[0])[1:] == [("user", "Task: What is 6 * 7?\n\nWork so far:\n(nothing yet)"),
@@ -97,7 +97,7 @@ def test_the_supervisor_shows_its_agents_examples_and_offers_finish_after_a_turn
     poet = Agent("poet", role="writes poems", model="scripted:a poem")
     boss = ScriptedLLM([json.dumps({"choice": "calculator"}), json.dumps({"choice": "FINISH"})])
     state = supervisor([calculator, poet], model=boss).compile().run({"task": "What is 2 + 2?"}).state
-    assert [m.agent for m in state.messages] == ["calculator"]
+    assert isinstance(state, TeamState) and [m.agent for m in state.messages] == ["calculator"]
     first, second = boss.requests
     assert first.json_schema is not None and second.json_schema is not None
     assert first.json_schema["properties"]["choice"]["enum"] == ["calculator", "poet"]
@@ -113,8 +113,7 @@ def test_the_supervisor_shows_its_agents_examples_and_offers_finish_after_a_turn
 
 def test_finish_ends_the_run_and_a_reply_off_the_list_is_a_clear_error() -> None:
     done = LLMRouter(ScriptedLLM([json.dumps({"choice": "FINISH", "reason": "nothing to do"})]))
-    state = triage(done).compile().run(DONE).state
-    assert state.output is None
+    assert triage(done).compile().run(DONE).state.output is None  # type: ignore[attr-defined]
     wrong = LLMRouter(ScriptedLLM([json.dumps({"choice": "painter", "reason": ""})]), name="triage")
     with pytest.raises(Exception, match=r"router 'triage': the model answered .*painter.*expected choice to be one "
                                         r"of \['math', 'writer', 'FINISH'\]"):
@@ -161,7 +160,8 @@ def runs(path: Path, count: int, url: str) -> list[str]:
     async def go() -> list[str]:
         flow = await Workflow.load(path)
         try:
-            return [(await flow.arun({"task": "t"}, checkpointer=url)).state.output for _ in range(count)]
+            return [(await flow.arun({"task": "t"}, checkpointer=url)).state.output  # type: ignore[attr-defined]
+                    for _ in range(count)]
         finally:
             await flow.aclose()
 

@@ -101,9 +101,12 @@ def main() -> None:
 def _run(code: str, namespace: dict[str, Any]) -> None:
     """Run the program; a last line that is an expression is shown as in a notebook (`2**10` prints 1024)."""
     tree = compile(code, "<code>", "exec", ast.PyCF_ONLY_AST)  # not ast.parse: its frame would show in errors
-    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    assert isinstance(tree, ast.Module)
+    last = tree.body[-1] if tree.body else None
+    if isinstance(last, ast.Expr):
+        tree.body.pop()
     exec(compile(tree, "<code>", "exec"), namespace)
-    if last is not None:
+    if isinstance(last, ast.Expr):
         value = eval(compile(ast.Expression(last.value), "<code>", "eval"), namespace)
         if value is not None:
             print(repr(value))

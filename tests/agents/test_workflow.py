@@ -87,7 +87,7 @@ def test_inputs_are_checked_and_converted(tmp_path: Path) -> None:
         workflow = await Workflow.load(path)
         assert workflow.task({"n": "3", "flag": "true"}) == "n=3 flag=True"
         assert workflow.task({"n": 4}) == "n=4 flag=False"
-        with pytest.raises(ConfigError, match="inputs.n: expected integer, got 'three'"):
+        with pytest.raises(ConfigError, match=r"inputs\.n: expected integer, got 'three'"):
             workflow.task({"n": "three"})
         with pytest.raises(ConfigError, match=r"unknown inputs \['m'\]; this workflow takes \['flag', 'n'\]"):
             workflow.task({"n": 1, "m": 2})

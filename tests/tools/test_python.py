@@ -39,7 +39,7 @@ def still_works(sandbox: Tool) -> None:
 @pytest.mark.parametrize(("code", "shown"), [("2**10", "1024\n"), ("x = [3]\nx * 2", "[3, 3]\n"),
                                            ("print('a')\n'b'", "a\n'b'\n")])
 def test_a_last_line_that_is_an_expression_is_shown(sandbox: Tool, code: str, shown: str) -> None:
-    assert run(sandbox, code) == Observation(tool="python", content=shown)  # as in a notebook: small models forget print
+    assert run(sandbox, code) == Observation(tool="python", content=shown)  # small models forget print
 
 
 def test_a_syntax_error_shows_only_the_programs_line(sandbox: Tool) -> None:

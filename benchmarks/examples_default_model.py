@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 OUT = ROOT / "benchmarks" / "results" / "examples_default_model.json"
 GOAL = ("every example that uses the default model, and the README agents snippet, gives its documented result "
-        "in at least 19 of 20 runs: team.yaml (answer 1024), research_team.py (ant: 6 legs), long_horizon.py "
-        "(every row n*n+1 right), the README snippet (2,100,000 people), search.yaml (387 apples left)")
+        "in at least 19 of 20 runs: analyst.yaml (391), team.yaml (answer 1024), research_team.py (ant: 6 legs), "
+        "long_horizon.py (every row n*n+1 right), the README snippet (2,100,000 people), search.yaml (387 apples left)")
 SEEDS = list(range(20))
 
 
@@ -71,6 +71,17 @@ def number(text: Any) -> int | None:
     """The last integer in a text (answers like "387" or "There are 387 apples left.")."""
     found = re.findall(r"-?\d+", str(text).replace(",", ""))
     return int(found[-1]) if found else None
+
+
+async def analyst(seed: int, folder: Path) -> tuple[bool, str]:
+    from baobab.agents import Workflow
+
+    workflow = await Workflow.load(EXAMPLES / "analyst.yaml")  # the README's main command, on its own input
+    try:
+        output = (await workflow.arun({"question": "What is 17 * 23?"}, thread=f"analyst-{seed}")).state.output  # type: ignore[attr-defined]
+    finally:
+        await workflow.aclose()
+    return output == "391", json.dumps(output)
 
 
 async def team(seed: int, folder: Path) -> tuple[bool, str]:
@@ -137,7 +148,8 @@ async def single_run(seed: int, folder: Path) -> tuple[bool, str]:
     return load_module(EXAMPLES / "checks.py").apples_left(state) == 1.0, str(state.output)  # type: ignore[attr-defined]
 
 
-CASES = [Case("team.yaml", "answer 1024", team), Case("research_team.py", "ant: 6 legs", research_team),
+CASES = [Case("analyst.yaml", 'result "391"', analyst), Case("team.yaml", "answer 1024", team),
+         Case("research_team.py", "ant: 6 legs", research_team),
          Case("long_horizon.py", "rows 1-10 all n*n+1", long_horizon),
          Case("README agents", "2,100,000 people", readme_snippet), Case("search.yaml", "387 apples left", search),
          Case("one run of it", "(compared)", single_run, judged=False)]

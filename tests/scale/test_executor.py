@@ -151,6 +151,6 @@ def test_baobab_run_inputs_runs_a_batch_here_and_names_a_bad_line(tmp_path: Path
     assert "2 inputs: 2 done, 0 interrupted, 0 failed" in out.stdout
     rows.write_text('{"word": "hi"}\n["yo"]\n')
     bad = runner.invoke(cli, ["run", str(flow), "--inputs", str(rows), "--db", db])
-    assert bad.exit_code == 2 and f"error: {rows}:2: expected a JSON object of inputs, got list" in bad.output
+    assert bad.exit_code == 2 and f"{rows}:2: expected a JSON object of inputs, got list" in bad.output
     wrong = runner.invoke(cli, ["run", str(flow), "--executor", "ray"])
     assert wrong.exit_code == 2 and "an executor runs batch runs: give --inputs" in wrong.output

@@ -73,12 +73,17 @@ def test_bad_arguments_get_a_clear_error(tmp_path: Path, args: list[str], messag
     assert message in " ".join((out.stdout + out.stderr).replace("│", " ").split())
 
 
-def test_a_failing_run_exits_1_and_says_how_to_go_on(tmp_path: Path) -> None:
-    (tmp_path / "bad.py").write_text(
+def failing_graph(folder: Path, message: str) -> None:
+    """bad.py in `folder`: a graph whose one node raises RuntimeError(message)."""
+    (folder / "bad.py").write_text(
         "from pydantic import BaseModel\nfrom baobab.graphs import END, START, Graph\n"
         "class S(BaseModel):\n    n: int = 0\n"
-        "def boom(s):\n    raise RuntimeError('disk on fire')\n"
+        f"def boom(s):\n    raise RuntimeError({message!r})\n"
         "graph = Graph(S).node('boom', boom).edge(START, 'boom').edge('boom', END)\n")
+
+
+def test_a_failing_run_exits_1_and_says_how_to_go_on(tmp_path: Path) -> None:
+    failing_graph(tmp_path, "disk on fire")
     out = baobab("run", "bad.py:graph", "--thread", "x", cwd=tmp_path)
     assert out.returncode == 1 and "node 'boom' failed at step 1 of thread 'x'" in out.stderr
     shown = baobab("threads", "show", "x", cwd=tmp_path)
@@ -151,11 +156,7 @@ def test_errors_in_a_pipe_are_plain_text_one_line_per_problem(tmp_path: Path) ->
         f"{flow}:2: agents.a.tools.0: 'pyhton' is not a tool of this file ([]) nor a built-in (['calculator', "
         "'files', 'http_get', 'list_files', 'python', 'read_file', 'write_file'])",
         f"{flow}:5: inputs.word: required: give --input word=VALUE"]
-    (tmp_path / "bad.py").write_text(
-        "from pydantic import BaseModel\nfrom baobab.graphs import END, START, Graph\n"
-        "class S(BaseModel):\n    n: int = 0\n"
-        "def boom(s):\n    raise RuntimeError('[red]disk[/] on fire')\n"
-        "graph = Graph(S).node('boom', boom).edge(START, 'boom').edge('boom', END)\n")
+    failing_graph(tmp_path, "[red]disk[/] on fire")
     failed = baobab("run", "bad.py:graph", "--thread", "x", cwd=tmp_path)
     assert failed.returncode == 1 and "error: node 'boom' failed at step 1 of thread 'x'" in failed.stderr
     assert "[red]disk[/] on fire" in failed.stderr  # a message's own brackets are text, never markup

@@ -45,6 +45,22 @@ class Draft:
         """The `count` best-scored nodes, still a tree: a child never outscores its parent, and comes later."""
         return self.keep(sorted(sorted(range(len(self)), key=lambda i: (-self.scores[i], i))[:count]))
 
+    def chain(self) -> "Draft":
+        """The path from the root that takes the best-scored child at every node: what a verify step checks (a
+        token's keys sit at its position, so the model sees exactly what plain decoding would).
+
+        >>> Draft([7, 8, 5, 9], [-1, 0, -1, 2], [0.5, 0.25, 0.6, 0.1]).chain().tokens
+        [5, 9]
+        """
+        best: dict[int, int] = {}  # a node's best child; parents come first, so the first of equals wins
+        for node, parent in enumerate(self.parents):
+            if parent not in best or self.scores[node] > self.scores[best[parent]]:
+                best[parent] = node
+        nodes = [best[-1]] if -1 in best else []
+        while nodes[-1:] and nodes[-1] in best:
+            nodes.append(best[nodes[-1]])
+        return self.keep(nodes)
+
     def keep(self, nodes: list[int]) -> "Draft":
         """The tree of `nodes` (ascending, each one's parent among them), numbered anew."""
         place = {node: i for i, node in enumerate(nodes)}

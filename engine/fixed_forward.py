@@ -56,14 +56,13 @@ class _Inputs:
         ids, positions, write_slots, write_at = self.grids
         for b, (row, row_tokens) in enumerate(zip(rows, tokens, strict=True)):
             n = len(row_tokens)
-            depths, sees = row.ancestry(n)
             ids[b, :n] = row_tokens
             self.slots[b] = row.slot
-            positions[b, :n] = depths + row.start
+            positions[b, :n] = np.arange(row.start, row.start + n)
             write_slots[b, :n] = row.slot
             write_at[b, :n] = np.arange(row.start, row.start + n)
             self.sees[b, :n, :row.start] = True
-            self.sees[b, :n, row.start:row.start + n] = sees
+            self.sees[b, :n, row.start:row.start + n] = np.tri(n, dtype=bool)
         if self.device is not self.host:
             self.device.copy_(self.host, non_blocking=True)  # pageable memory: staged before this returns
         return self.tensors

@@ -3,17 +3,20 @@ with a preallocated KV cache of `slots` sequences.
 
 `forward` takes a batch of token rows, each with its slot and start position; rows may have different
 lengths of cached context, so each row attends over its own slot's cache (a view, never a copy).
+Every row's logits are bit for bit what that row alone, one token at a time, would give: projections and norms
+compute each row apart, and a token attends over a window of keys fixed by its position (`window`).
+Speculation, prefix-cache hits and batching therefore never change a greedy output.
 A decode step is memory- and dispatch-bound on a CPU: the projections are fused (q|k|v, gate|up), RoPE
-is three element-wise ops, attention is one SDPA call, and weights may be bfloat16 (half of float32's
+is three element-wise ops, and weights may be bfloat16 (half of float32's
 bytes; prepacked for oneDNN on a CPU). The parts are plain classes over plain tensors, not nn.Modules: a module
 call and a parameter lookup cost microseconds of Python each, 2 ms of a 16 ms decode step here.
 """
 
 import math
+import mmap
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -21,6 +24,7 @@ from torch import Tensor
 from baobab.engine.weights import Checkpoint, LlamaConfig, WeightsError
 
 WIDEN_ABOVE_ROWS = 8  # a narrow unpacked weight is widened once for longer inputs (prefill)
+KEY_WINDOW = 64  # attention windows are multiples of this many keys (see `window`)
 INT4_GROUP = 32  # weights per 4-bit group (one scale and one offset each): GGUF Q4_0 and Q4_1 blocks
 Store = torch.dtype | Literal["int4"]  # how projection weights are kept: a float type, or 4-bit groups
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -44,45 +48,46 @@ def dtypes(dtype: str, weight_dtype: str | None, device: str) -> tuple[torch.dty
 
 @dataclass(frozen=True)
 class Row:
-    """One sequence in a forward: its KV-cache slot and the position of its first new token.
-
-    The new tokens are a chain, or a token tree given by `parents` (each token's parent among the new tokens,
-    -1 for none): a token then sits at position start + its depth and sees the cache and its ancestors. Its
-    keys and values are stored at start + its index all the same (`Llama.keep` moves an accepted path).
-    """
+    """One sequence in a forward: its KV-cache slot and the position of its first new token (the new tokens
+    are consecutive positions)."""
 
     slot: int
     start: int
-    parents: tuple[int, ...] | None = None
 
-    def positions_and_mask(self, length: int, device: torch.device) -> tuple[list[int], Tensor | None]:
-        """Each new token's position, and which cached and new tokens it sees (None: all, one new token)."""
-        if self.parents is None:  # a chain (a prefill can be thousands long): its mask built where it is used
-            positions = list(range(self.start, self.start + length))
-            if length == 1:  # decode: no mask to build
-                return positions, None
-            return positions, torch.ones(length, self.start + length, dtype=torch.bool, device=device).tril(self.start)
-        depths, sees = self.ancestry(length)
-        mask = torch.ones(length, self.start + length, dtype=torch.bool)
-        mask[:, self.start:] = torch.from_numpy(sees)
-        return (depths + self.start).tolist(), mask.to(device)
+    def spans(self, length: int, device: torch.device) -> list["Span"]:
+        """The row's new tokens cut where their key window changes: each token attends over the cache's first
+        `window(position)` keys, a function of its position alone, so its attention never depends on what else
+        is in the forward."""
+        spans, first = [], self.start
+        end = self.start + length
+        while first < end:
+            size = window(first)
+            last = min(end, size)  # every position below `size` has this window
+            hidden = torch.arange(size, device=device) > torch.arange(first, last, device=device)[:, None]
+            spans.append(Span(first - self.start, last - self.start, size, hidden))
+            first = last
+        return spans
 
-    def ancestry(self, length: int) -> tuple[np.ndarray[Any, np.dtype[np.int64]], np.ndarray[Any, np.dtype[np.bool_]]]:
-        """Each new token's depth, and which new tokens it sees (itself and its ancestors), as arrays: the tree
-        as bit sets in Python ints, unpacked at once (a tensor op per token cost 5 us, 0.17 ms for 32 tokens).
 
-        >>> Row(0, 9, (-1, 0, 0)).ancestry(3)[1].astype(int).tolist()
-        [[1, 0, 0], [1, 1, 0], [1, 0, 1]]
-        """
-        if self.parents is None:
-            return np.arange(length), np.tri(length, dtype=bool)
-        bits: list[int] = []
-        for i, parent in enumerate(self.parents):
-            bits.append((bits[parent] if parent >= 0 else 0) | 1 << i)
-        width = (length + 7) // 8
-        packed = np.frombuffer(b"".join(b.to_bytes(width, "little") for b in bits), dtype=np.uint8)
-        sees = np.unpackbits(packed.reshape(length, width), axis=1, count=length, bitorder="little").astype(bool)
-        return sees.sum(1) - 1, sees
+def window(position: int) -> int:
+    """How many cached keys a token at `position` attends over (the later ones masked): rounded up to a multiple
+    of KEY_WINDOW, so a decode step, a verify step and a prefill reduce over the same keys in the same order.
+
+    >>> window(0), window(63), window(64)
+    (64, 64, 128)
+    """
+    return (position // KEY_WINDOW + 1) * KEY_WINDOW
+
+
+@dataclass(frozen=True)
+class Span:
+    """New tokens `first`..`last` - 1 of a row, attending over `window` keys; `hidden` marks the keys each does
+    not see (after it)."""
+
+    first: int
+    last: int
+    window: int
+    hidden: Tensor  # (last - first) x window, bool
 
 
 class Linear:
@@ -158,14 +163,25 @@ class RMSNorm:
 
 class KVCache:
     """Keys and values of `slots` sequences of up to `max_len` tokens, for every layer, and `spare` slots more
-    that no sequence owns (the padding rows of a fixed-shape forward write there)."""
+    that no sequence owns (the padding rows of a fixed-shape forward write there).
+
+    On a CPU the memory is an anonymous mapping: the OS hands out a page when it is first written, so the cache
+    holds resident what sequences have used (8 slots of 4,096 tokens reserve 1.5 GB for SmolLM2-135M; a
+    chat uses a few MB of it).
+    """
 
     def __init__(self, config: LlamaConfig, slots: int, max_len: int, dtype: torch.dtype, device: torch.device,
                  spare: int = 0) -> None:
         shape = (config.n_layers, slots + spare, config.n_kv_heads, max_len, config.head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.k, self.v = (_zeros_on_demand(shape, dtype) if device.type == "cpu" else
+                          torch.zeros(shape, dtype=dtype, device=device) for _ in "kv")
         self.slots, self.max_len = slots, max_len
+
+
+def _zeros_on_demand(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """A CPU tensor of zeros whose pages become resident only once written."""
+    buffer = mmap.mmap(-1, math.prod(shape) * dtype.itemsize)
+    return torch.frombuffer(buffer, dtype=dtype).view(shape)  # the tensor keeps the mapping alive
 
 
 @dataclass(frozen=True)
@@ -175,7 +191,7 @@ class Step:
 
     cos: Tensor  # batch x length x 1 x head_dim
     sin: Tensor  # the same, negated in the first half (rotate-half as a roll)
-    masks: list[Tensor | None]
+    spans: list[list[Span]]  # each row's, in the order of `rows`
     rows: list[Row]
     slots: Tensor | None = None  # batch: each row's slot, whose cache it attends to
     write_slots: Tensor | None = None  # batch x length: the slot and position where each new token's key and
@@ -186,6 +202,7 @@ class Step:
 class Attention:
     def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: Store, cache: KVCache) -> None:
         self.keys, self.values = cache.k[layer], cache.v[layer]  # this layer's part of every slot
+        self.scale = config.head_dim ** -0.5
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
         names = [f"model.layers.{layer}.self_attn.{p}_proj" for p in "qkv"]
         bias = torch.cat([take(f"{n}.bias") for n in names]) if config.qkv_bias else None
@@ -203,24 +220,32 @@ class Attention:
         if step.sees is not None:
             out = self._attend_fixed(q, k, v, self.keys, self.values, step)
         else:
-            out = self._attend_rows(q, k, v, self.keys, self.values, step)
+            out = self._attend_rows(q * self.scale, k, v, step)
         projected: Tensor = self.o_proj(out.transpose(1, 2).reshape(batch, length, heads * dim))
         return projected
 
-    @staticmethod
-    def _attend_rows(q: Tensor, k: Tensor, v: Tensor, keys: Tensor, values: Tensor, step: Step) -> Tensor:
-        length = q.shape[2]
-        ones = [1] * len(step.rows)  # each row attends over its own slot; one row needs no slicing op
-        per_row = [(q, k, v)] if len(ones) == 1 else zip(*(t.split_with_sizes(ones) for t in (q, k, v)), strict=True)
+    def _attend_rows(self, q: Tensor, k: Tensor, v: Tensor, step: Step) -> Tensor:
+        """Each row's new tokens over its own slot, span by span (see `Row.spans`).
+
+        Softmax(q k^T) v as two matrix products and a softmax, not one fused kernel: CPU SDPA splits its work by
+        the number of queries, and its last bits (bfloat16 rounding then amplifies them) changed with it.
+        Each of these is row by row the same whatever the number of rows; a span's keys are fixed by its window.
+        """
+        kv_heads, dim = self.n_kv_heads, self.head_dim
         outs = []
-        for row, mask, (q_row, k_row, v_row) in zip(step.rows, step.masks, per_row, strict=True):
-            end = row.start + length
-            keys[row.slot, :, row.start:end] = k_row
-            values[row.slot, :, row.start:end] = v_row
-            outs.append(F.scaled_dot_product_attention(
-                q_row, keys[row.slot:row.slot + 1, :, :end], values[row.slot:row.slot + 1, :, :end],
-                attn_mask=mask, enable_gqa=True))
-        return outs[0] if len(outs) == 1 else torch.cat(outs)
+        for b, (row, spans) in enumerate(zip(step.rows, step.spans, strict=True)):
+            end = row.start + q.shape[2]
+            self.keys[row.slot, :, row.start:end] = k[b]
+            self.values[row.slot, :, row.start:end] = v[b]
+            for span in spans:
+                n = span.last - span.first
+                keys, values = self.keys[row.slot, :, :span.window], self.values[row.slot, :, :span.window]
+                queries = q[b, :, span.first:span.last].reshape(kv_heads, -1, dim)  # a kv head's query heads
+                scores = torch.matmul(queries, keys.transpose(1, 2)).view(kv_heads, -1, n, span.window)
+                weights = scores.masked_fill_(span.hidden, float("-inf")).softmax(-1).view(kv_heads, -1, span.window)
+                outs.append(torch.matmul(weights, values).view(1, -1, n, dim))
+        joined = outs[0] if len(outs) == 1 else torch.cat(outs, 2)  # 1 x heads x rows * length x dim
+        return joined.view(-1, len(step.rows), q.shape[2], dim).transpose(0, 1)
 
     @staticmethod
     def _attend_fixed(q: Tensor, k: Tensor, v: Tensor, keys: Tensor, values: Tensor, step: Step) -> Tensor:
@@ -357,23 +382,15 @@ class Llama:
 
     def _step(self, rows: list[Row], length: int, dtype: torch.dtype) -> Step:
         device = self.inv_freq.device
-        placed = [r.positions_and_mask(length, device) for r in rows]
-        cos, sin = self._rope(torch.tensor([p for p, _ in placed], device=device), dtype)
-        return Step(cos, sin, [m for _, m in placed], rows)
+        positions = [list(range(r.start, r.start + length)) for r in rows]
+        cos, sin = self._rope(torch.tensor(positions, device=device), dtype)
+        return Step(cos, sin, [r.spans(length, device) for r in rows], rows)
 
     def _rope(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """RoPE factors (cos, and sin negated in its first half) for batch x length positions."""
         angles = (positions[..., None].float() * self.inv_freq)[:, :, None]  # batch x length x 1 x head_dim/2
         cos, sin = angles.cos(), angles.sin()
         return torch.cat((cos, cos), -1).to(dtype), torch.cat((-sin, sin), -1).to(dtype)
-
-    def keep(self, slot: int, start: int, path: list[int]) -> None:
-        """After a tree forward from `start`, move the keys and values of the accepted path (indices of new
-        tokens, root first) to consecutive positions."""
-        for depth, index in enumerate(path):
-            if index != depth:  # indices grow along a path at least as fast as depth: no overwrite
-                self.cache.k[:, slot, :, start + depth] = self.cache.k[:, slot, :, start + index]
-                self.cache.v[:, slot, :, start + depth] = self.cache.v[:, slot, :, start + index]
 
     def copy_slot(self, source: int, target: int, length: int) -> None:
         """Copy the first `length` cached positions of one slot into another (n > 1 samples share a prompt)."""

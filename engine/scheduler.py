@@ -1,9 +1,10 @@
 """The engine loop: one thread owns the model; concurrent requests are prefilled into free KV slots and then
 decoded together, one forward for every active sequence per step.
 
-With a drafter, each step verifies a drafted token tree per sequence in that same forward and commits the
-longest path the model itself would have produced (speculative decoding, lossless: every committed token is
-the argmax, or a sample from the model's own distribution, at its position). How many nodes to verify is
+With a drafter, each step verifies a drafted chain of tokens per sequence (the best path of the drafter's
+tree) in that same forward and commits the longest prefix the model itself would have produced (speculative
+decoding, lossless: every committed token is the argmax, or a sample from the model's own distribution, at its
+position, and the model's logits do not depend on what else a forward holds). How many nodes to verify is
 chosen per step from the drafter's scores and the cost of a forward of k tokens, measured at start-up.
 
 Requests talk to it through `submit` (from any thread) and a callback per sequence; a sequence can be
@@ -253,17 +254,16 @@ class Scheduler:
         length = 1 + max(len(d) for d in drafts)
         tokens, rows = [], []
         for seq, start, draft in zip(running, starts, drafts, strict=True):
-            pad = length - 1 - len(draft)
+            pad = length - 1 - len(draft)  # padding tokens follow the draft: nothing before them sees them
             tokens.append([seq.tokens[-1], *draft.tokens, *[seq.tokens[-1]] * pad])
-            parents = (-1, *(p + 1 for p in draft.parents), *[-1] * pad) if length > 1 else None
-            rows.append(Row(seq.slot, start, parents))
+            rows.append(Row(seq.slot, start))
         logits = self._forward(tokens, rows)
-        for seq, row, draft, out in zip(running, rows, drafts, logits, strict=True):
+        for seq, draft, out in zip(running, drafts, logits, strict=True):
             seq.steps += 1
             if length == 1:
                 self._commit(seq, self._advance(seq, out[0]))
             else:
-                self._verify(seq, row, draft, out)
+                self._verify(seq, draft, out)
 
     def _forward(self, tokens: list[list[int]], rows: list[Row]) -> Tensor:
         """Logits (rows x tokens x vocab) of a decode or verify step: every row has as many tokens."""
@@ -279,8 +279,8 @@ class Scheduler:
             return [Draft() for _ in running]
         drafter = self.drafter
         budgets = [min(room, s.max_tokens - len(s.tokens) - 1) for s in running]
-        full = [drafter.draft(id(s), budget) if s.constraint is None else
-                s.constraint.restrict(drafter.draft(id(s), budget), budget)
+        full = [(drafter.draft(id(s), budget) if s.constraint is None else
+                 s.constraint.restrict(drafter.draft(id(s), budget), budget)).chain()
                 for s, budget in zip(running, budgets, strict=True)]
         ranked = [sorted(draft.scores, reverse=True) for draft in full]
         contexts = [len(s.prompt) + len(s.tokens) for s in running]
@@ -293,25 +293,19 @@ class Scheduler:
                 best, best_rate = k, rate
         return [draft.best(best) for draft in full]
 
-    def _verify(self, seq: Sequence, row: Row, draft: Draft, logits: Tensor) -> None:
-        """Walk the tree from its root, committing the model's own choice at each node while it is a drafted
-        child; keep the keys and values of the accepted path."""
-        children: list[dict[int, int]] = [{} for _ in range(len(draft) + 1)]
-        for i, (token, parent) in enumerate(zip(draft.tokens, draft.parents, strict=True)):
-            children[parent + 1][token] = i + 1
-        path, tries = [0], 0
+    def _verify(self, seq: Sequence, draft: Draft, logits: Tensor) -> None:
+        """Commit the model's own choice after the last token and after each drafted token while the choice is
+        the drafted one (the keys and values of the accepted tokens are already in place)."""
+        accepted = tries = 0
         while True:
-            node = path[-1]
-            chosen = self._advance(seq, logits[node])
+            chosen = self._advance(seq, logits[accepted])
             self._commit(seq, chosen)
-            if chosen is None:
+            if chosen is None or accepted == len(draft):
                 break
-            tries += bool(children[node]) and len(path) > draft.forced  # forced tokens teach nothing on retrieval
-            if chosen not in children[node]:
+            tries += accepted >= draft.forced  # forced tokens teach nothing on retrieval
+            if chosen != draft.tokens[accepted]:
                 break
-            path.append(children[node][chosen])
-        accepted = len(path) - 1
-        self.model.keep(seq.slot, row.start, path)
+            accepted += 1
         seq.drafted, seq.accepted = seq.drafted + len(draft), seq.accepted + accepted
         if self.drafter is not None:
             self.drafter.observe(id(seq), draft, tries, max(0, accepted - draft.forced))

@@ -22,14 +22,13 @@ def _model(device: str) -> Llama:
 
 
 def _steps_agree(model: Llama, forward: FixedForward) -> None:
-    """A batch of a chain row and a tree row, padded to a bucket, gives the row path's logits; and a one-token
+    """A batch of two rows, padded to a bucket, gives the row path's logits; and a one-token
     decode step after it too (the keys and values it wrote are the right ones, in the right places)."""
     device = model.inv_freq.device
     prompts = [list(range(10, 40)), list(range(50, 67))]
     for slot, prompt in enumerate(prompts):
         model(torch.tensor([prompt], device=device), [Row(slot, 0)])
-    tree = Row(1, len(prompts[1]), (-1, 0, 0, 1))
-    rows = [Row(0, len(prompts[0])), tree]
+    rows = [Row(0, len(prompts[0])), Row(1, len(prompts[1]))]
     tokens = [[5, 6, 7, 8], [9, 10, 11, 12]]
     expected = model(torch.tensor(tokens, device=device), rows, all_logits=True)
     for slot, prompt in enumerate(prompts):  # the same cached prompts, written again

@@ -498,12 +498,44 @@ def chat(
 
 
 def _load_model(model: str, **options: Any) -> Any:
-    from baobab.engine import load_llm
-
+    """The model, with a line on stderr that shows what loading a local one is doing; Ctrl-C exits with 130."""
+    loading = _Loading(model.removeprefix("local:"))
     try:
-        return load_llm(model, **options)
+        from baobab.engine import load_llm
+
+        with loading.shown():
+            return load_llm(model, **options, **({"progress": loading.step} if model.startswith("local:") else {}))
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from exc
+    except KeyboardInterrupt:
+        errors.print(f"interrupted while loading {model}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+
+
+class _Loading:
+    """`loading NAME: STEP 1.2 s`, one updating line in a terminal (a line per step in a pipe), then `ready in`."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.what, self.started = name, "starting", time.monotonic()
+        self.stepped = False
+
+    @contextlib.contextmanager
+    def shown(self) -> Iterator[None]:
+        """Show the line while loading; end with how long it took (only for models that report steps)."""
+        with Live(self, console=errors, refresh_per_second=8, transient=True) if errors.is_terminal \
+                else contextlib.nullcontext():
+            yield
+        if self.stepped:
+            errors.print(Text(f"loading {self.name}: ready in {time.monotonic() - self.started:.1f} s"), soft_wrap=True)
+
+    def step(self, what: str) -> None:
+        """Called by the engine thread as each loading step begins."""
+        self.what, self.stepped = what, True
+        if not errors.is_terminal:
+            errors.print(self.__rich__(), soft_wrap=True)
+
+    def __rich__(self) -> Text:
+        return Text(f"loading {self.name}: {self.what} {time.monotonic() - self.started:.1f} s")
 
 
 @threads_app.command("list")

@@ -8,13 +8,13 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import cached_property
 from typing import Any
 
 import torch
 
-from baobab.engine import weights
+from baobab.engine import disk_cache, weights
 from baobab.engine.drafters import Drafter, SuffixDrafter
 from baobab.engine.grammar import ANSWER_PROMPT, Grammars, answers_as_json, callable_tools, tools_prompt
 from baobab.engine.llm import LLM, RequestError
@@ -45,23 +45,29 @@ class LocalLLM(LLM):
     the decode forward (outputs unchanged); False decodes one token per forward, or pass a drafter (a
     `SuffixDrafter` of your own, a `ModelDrafter`: a smaller model with the same tokenizer);
     `fixed_steps` pads decode and verify steps to a few fixed shapes and, on a GPU, replays them as CUDA graphs
-    (a step of a small model is launch-bound there); None: on a GPU only.
+    (a step of a small model is launch-bound there); None: on a GPU only;
+    `progress` is told each loading step as it begins ("reading weights", ...), on the engine thread.
+    Converted weights and measured forward costs are cached on disk (`baobab.engine.disk_cache`): a second
+    start maps the weights and times nothing.
     """
 
     def __init__(self, model: str = weights.DEFAULT_MODEL, *, dtype: str = "float32", weight_dtype: str | None = None,
                  device: str = "cpu", slots: int = 8, context: int = 4096, threads: int | None = None,
                  prefix_cache_mb: int = 512, speculative: bool | Drafter = True,
-                 fixed_steps: bool | None = None) -> None:
+                 fixed_steps: bool | None = None, progress: Callable[[str], None] | None = None) -> None:
         activations, store = dtypes(dtype, weight_dtype, device)
         if threads is not None:
             torch.set_num_threads(threads)
         self.name = f"local:{model}"
         path = weights.resolve(model)
 
-        def load() -> tuple[Llama, PrefixCache | None]:  # runs on the engine thread, like all torch work
+        # runs on the engine thread, like all torch work; `step` reports progress and stops an interrupted start
+        def load(step: Callable[[str], None]) -> tuple[Llama, PrefixCache | None]:
             if threads is not None:
                 torch.set_num_threads(threads)
-            checkpoint = weights.load(path, activations)
+            step("reading weights")
+            checkpoint = disk_cache.checkpoint(path, activations, store)
+            step("building the model")
             self.tokenizer = ChatTokenizer(checkpoint)
             llama = Llama.from_checkpoint(checkpoint, slots=slots, max_len=context, device=device,
                                           weight_dtype=store,
@@ -71,7 +77,8 @@ class LocalLLM(LLM):
             return llama, PrefixCache(capacity) if capacity else None
 
         drafter = SuffixDrafter() if speculative is True else None if speculative is False else speculative
-        self.scheduler = Scheduler(load, self.decode, drafter)
+        costs_key = {"model": disk_cache.model_identity(path), "dtype": activations, "store": store, "device": device}
+        self.scheduler = Scheduler(load, self.decode, drafter, costs_key=costs_key, progress=progress)
         self.model = self.scheduler.model
 
     def decode(self, ids: list[int]) -> str:

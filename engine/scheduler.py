@@ -13,6 +13,7 @@ cancelled at any time and its slot is freed at the next step.
 
 import atexit
 import itertools
+import logging
 import threading
 import time
 import weakref
@@ -24,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 from torch import Tensor
 
+from baobab.engine import disk_cache
 from baobab.engine.drafters import Draft, Drafter
 from baobab.engine.fixed_forward import FixedForward
 from baobab.engine.model import Llama, Row
@@ -32,6 +34,7 @@ from baobab.engine.sampling import SamplingParams, sample
 from baobab.engine.tokenizer import TextStream
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 LONGEST_STEP = 32  # tokens per row of the longest verify step, the last one the start-up measurements time
 _running: "weakref.WeakSet[Scheduler]" = weakref.WeakSet()
 
@@ -41,6 +44,10 @@ def _stop_all() -> None:
     """Stop engine threads before the interpreter finalizes: a thread still in torch then aborts the process."""
     for scheduler in list(_running):
         scheduler.close()
+
+
+class LoadCancelled(Exception):
+    """The model stopped loading because the caller was interrupted."""
 
 
 class Constraint(Protocol):
@@ -95,13 +102,19 @@ class Sequence:
 class Scheduler:
     """Owns the model and its KV slots; runs on its own thread so the event loop never waits on torch."""
 
-    def __init__(self, load: Callable[[], tuple[Llama, PrefixCache | None]],
-                 decode: Callable[[list[int]], str], drafter: Drafter | None = None) -> None:
-        """Start the engine thread and build the model there with `load`; return once it is ready.
+    def __init__(self, load: Callable[[Callable[[str], None]], tuple[Llama, PrefixCache | None]],
+                 decode: Callable[[list[int]], str], drafter: Drafter | None = None, *,
+                 costs_key: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None) -> None:
+        """Start the engine thread and build the model there with `load(step)`; return once it is ready.
 
         Every torch operation runs on that one thread: when a second thread also drives OpenMP, libgomp
         stops its workers spinning and small matrix products run up to 2x slower.
+        `load` calls `step(what)` before each of its steps: `progress(what)` is told, and an interrupted
+        constructor (Ctrl-C) stops the loading there. The measured forward costs are kept in the disk cache under
+        `costs_key` (what they depend on that the scheduler cannot see: the model, its types, the machine);
+        None measures them at every start.
         """
+        self._progress, self._stage = progress, ""
         self.decode, self.drafter = decode, drafter
         self.verify_ms: dict[int, float] = {}  # forward time by number of new tokens in one row, measured at start,
         # what each cached token adds to a row of that many new tokens (one new token takes a faster attention path),
@@ -118,16 +131,30 @@ class Scheduler:
         self._closed = False
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
-        self._thread = threading.Thread(target=self._start, args=(load,), name="baobab-engine", daemon=True)
+        self._thread = threading.Thread(target=self._start, args=(load, costs_key), name="baobab-engine",
+                                        daemon=True)
         self._thread.start()
         _running.add(self)
-        self._ready.wait()
+        try:
+            self._ready.wait()
+        except BaseException:  # Ctrl-C: a thread left inside torch at exit would abort the process
+            self.close()
+            raise
         if self._load_error is not None:
             raise self._load_error
 
-    def _start(self, load: Callable[[], tuple[Llama, PrefixCache | None]]) -> None:
+    def _step(self, what: str) -> None:
+        """Report a loading step (once), or end the loading if the constructor was interrupted."""
+        if self._closed:
+            raise LoadCancelled(what)
+        if self._progress is not None and what != self._stage:
+            self._progress(what)
+        self._stage = what
+
+    def _start(self, load: Callable[[Callable[[str], None]], tuple[Llama, PrefixCache | None]],
+               costs_key: dict[str, Any] | None) -> None:
         try:
-            self.model, self.prefix_cache = load()
+            self.model, self.prefix_cache = load(self._step)
             self.kv = self.model.cache
             self.slots, self.max_len = self.kv.slots, self.kv.max_len
             self._free = list(range(self.slots))
@@ -139,7 +166,7 @@ class Scheduler:
             if self._fixed is not None and self._fixed.graphs:  # captures every graph now, not mid-request
                 self.fixed_ms = self._measure_fixed_costs(LONGEST_STEP if self.drafter is not None else 1)
             elif self.drafter is not None:
-                self.verify_ms, self.context_ms, self.row_ms = self._measure_verify_cost()
+                self.verify_ms, self.context_ms, self.row_ms = self._verify_costs(costs_key)
         except BaseException as exc:  # handed to the constructor, which raises it in the caller's thread
             self._load_error = exc
             return
@@ -327,6 +354,30 @@ class Scheduler:
         cost += (len(contexts) - 1) * self.row_ms[tokens > 1]
         return cost + _interpolated(self.verify_ms, tokens * len(contexts))
 
+    def _verify_costs(self, key: dict[str, Any] | None) -> tuple[dict[int, float], dict[int, float],
+                                                                  tuple[float, float]]:
+        """The forward costs measured on this machine with this model and these settings within the last week
+        (from the disk cache), or measured now and cached: timing them takes seconds of every start."""
+        file = None if key is None else disk_cache.entry(
+            "costs", "json", **key, threads=torch.get_num_threads(), slots=self.slots, max_len=self.max_len,
+            fixed=self._fixed is not None, **disk_cache.machine())
+        cached = None if file is None else disk_cache.read_json(file, disk_cache.STALE_AFTER_S)
+        if cached is not None:
+            try:
+                verify, context = ({int(n): float(ms) for n, ms in cached[name].items()}
+                                   for name in ("verify_ms", "context_ms"))
+                log.info("forward costs from %s", file)
+                return verify, context, (float(cached["row_ms"][0]), float(cached["row_ms"][1]))
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:  # written by other code
+                log.warning("ignoring the unreadable cache file %s: %s", file, exc)
+        self._step("measuring this machine")
+        started = time.perf_counter()
+        verify, context, row = self._measure_verify_cost()
+        log.info("forward costs measured in %.1f s", time.perf_counter() - started)
+        if file is not None:
+            disk_cache.write_json(file, {"verify_ms": verify, "context_ms": context, "row_ms": row})
+        return verify, context, row
+
     def _measure_verify_cost(self) -> tuple[dict[int, float], dict[int, float], tuple[float, float]]:
         """Time forwards of 1..32 tokens in one slot (best of five) on an empty and on a long context, and of
         two rows of one and of two tokens, before any request uses it. (A line through one and 32 tokens
@@ -362,6 +413,7 @@ class Scheduler:
         ones, in ms."""
         best = float("inf")
         for _ in range(repeats):
+            self._step("measuring this machine")  # an interrupted start stops between forwards
             started = time.perf_counter()
             self._forward([[0] * tokens] * rows, [Row(slot, start) for slot in range(rows)])
             if self.kv.k.is_cuda:

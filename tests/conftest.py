@@ -23,6 +23,20 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 STORE_ENV = "BAOBAB_TEST_DB"  # "postgres": every store_url is a PostgreSQL database (.ci/run's last step)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def baobab_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The engine's disk cache (converted weights, measured costs) in a fresh directory for the whole run, for
+    this process and the ones it starts: tests never read or fill the user's cache."""
+    path = tmp_path_factory.mktemp("baobab-cache")
+    previous = os.environ.get("BAOBAB_CACHE")
+    os.environ["BAOBAB_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        del os.environ["BAOBAB_CACHE"]
+    else:
+        os.environ["BAOBAB_CACHE"] = previous
+
+
 @pytest.fixture
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database for the test: a SQLite file, or with $BAOBAB_TEST_DB=postgres a PostgreSQL database."""

@@ -23,9 +23,9 @@ Messages = list[dict[str, str]]
 
 
 def fifty_prompts() -> list[Messages]:
-    """20 Spec-Bench chat turns, 20 agentic requests, 10 SWE-agent development turns (cut to 400 tokens)."""
-    chat = all_prompts()[:-len(agentic_prompts())][::4][:20]
-    agentic = agentic_prompts()[::2][:20]
+    """22 Spec-Bench chat turns, 18 agentic requests, 10 SWE-agent development turns (cut to 400 tokens)."""
+    chat = all_prompts()[:-len(agentic_prompts())][::4]
+    agentic = agentic_prompts()[::2]
     swe = [[{"role": "user", "content": turn["prompt"]}] for turn in swe_turns(10, 400)]
     return chat + agentic + swe
 
@@ -53,6 +53,7 @@ def engines() -> Any:
 def test_greedy_outputs_are_the_plain_ones_alone_cached_and_in_batches(engines: Any) -> None:
     plain, default = engines
     prompts = fifty_prompts()
+    assert len(prompts) == 50
     greedy = {"max_tokens": 32, "temperature": 0}
     want = [_tokens(plain, [m], **greedy)[0] for m in prompts]  # one request at a time, no drafts, no cache
     alone = [default.complete_sync(messages=m, **greedy) for m in prompts]

@@ -61,7 +61,7 @@ def machine() -> dict[str, str]:
     return {"cpu": cpu, "torch": torch.__version__}
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Make `path` with `write(temporary path)` and rename it into place; a failure only logs a warning."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,8 +109,11 @@ def checkpoint(path: Path, dtype: torch.dtype, store: torch.dtype | str) -> Chec
         try:
             with safe_open(str(file), "pt") as f:
                 data = json.loads(f.metadata()["checkpoint"])
-            return Checkpoint(LlamaConfig(**data["config"]), load_file(str(file)), data["tokenizer"],
-                              data["chat_template"], data["source"])
+            # the file stays mapped, and resident, while any of its tensors lives: those the model may keep as
+            # they are (in the activations' type) are copied out, so the projections' pages go once converted
+            tensors = {name: t if t.dtype == store else t.clone() for name, t in load_file(str(file)).items()}
+            return Checkpoint(LlamaConfig(**data["config"]), tensors, data["tokenizer"], data["chat_template"],
+                              data["source"])
         except Exception as exc:  # a truncated or foreign file: load the model itself and write it anew
             log.warning("ignoring the unreadable cache file %s: %s", file, exc)
     loaded = weights.load(path, dtype)

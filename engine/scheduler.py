@@ -18,8 +18,9 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import torch
@@ -36,6 +37,9 @@ from baobab.engine.tokenizer import TextStream
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 LONGEST_STEP = 32  # tokens per row of the longest verify step, the last one the start-up measurements time
+# what forwards of k new tokens cost relative to one, typical of a 2-core CPU with bfloat16 weights: drafts are
+# sized with these until this machine's costs are measured
+PRIOR_VERIFY_MS = {1: 1.0, 2: 1.05, 4: 1.15, 8: 1.4, 16: 2.0, 32: 3.2}
 _running: "weakref.WeakSet[Scheduler]" = weakref.WeakSet()
 
 
@@ -111,8 +115,10 @@ class Scheduler:
         stops its workers spinning and small matrix products run up to 2x slower.
         `load` calls `step(what)` before each of its steps: `progress(what)` is told, and an interrupted
         constructor (Ctrl-C) stops the loading there. The measured forward costs are kept in the disk cache under
-        `costs_key` (what they depend on that the scheduler cannot see: the model, its types, the machine);
-        None measures them at every start.
+        `costs_key` (what they depend on that the scheduler cannot see: the model, its types, the machine). With
+        no such entry (or None) they are measured while the engine is idle, one forward at a time (a request waits
+        for one forward at most), and typical costs (`PRIOR_VERIFY_MS`) serve until then; `costs_measured` is
+        set once they are in.
         """
         self._progress, self._stage = progress, ""
         self.decode, self.drafter = decode, drafter
@@ -123,6 +129,9 @@ class Scheduler:
         self.row_ms: tuple[float, float] = (0.0, 0.0)
         # or, where steps replay CUDA graphs, the time of each padded shape (rows, tokens, window), measured
         self.fixed_ms: dict[tuple[int, int, int], float] = {}
+        self.costs_measured = threading.Event()
+        self._measuring: Iterator[None] | None = None  # the idle-time measurement under way, one forward a step
+        self._costs_file: Path | None = None
         self._groups = itertools.count(1)
         self._calls: deque[tuple[Callable[[], Any], threading.Event, dict[str, Any]]] = deque()
         self._waiting: deque[list[Sequence]] = deque()
@@ -166,7 +175,9 @@ class Scheduler:
             if self._fixed is not None and self._fixed.graphs:  # captures every graph now, not mid-request
                 self.fixed_ms = self._measure_fixed_costs(LONGEST_STEP if self.drafter is not None else 1)
             elif self.drafter is not None:
-                self.verify_ms, self.context_ms, self.row_ms = self._verify_costs(costs_key)
+                self._verify_costs(costs_key)
+            if self._measuring is None:
+                self.costs_measured.set()
         except BaseException as exc:  # handed to the constructor, which raises it in the caller's thread
             self._load_error = exc
             return
@@ -216,13 +227,32 @@ class Scheduler:
             self._wake.notify()
         self._thread.join(timeout=30)
 
+    def fix_costs(self, verify_ms: dict[int, float], context_ms: dict[int, float],
+                  row_ms: tuple[float, float]) -> None:
+        """Price forwards with these costs from now on (a measurement under way is dropped).
+
+        >>> llm.scheduler.fix_costs({1: 1.0, 32: 1.0}, {}, (0.0, 0.0))  # k tokens cost one: draft all  # doctest: +SKIP
+        """
+        def fix() -> None:
+            self._measuring = None
+            self.verify_ms, self.context_ms, self.row_ms = verify_ms, context_ms, row_ms
+            self.costs_measured.set()
+
+        self.run_on_engine(fix)
+
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._closed and not self._waiting and not self._active and not self._calls:
+                while (not self._closed and not self._waiting and not self._active and not self._calls
+                       and self._measuring is None):
                     self._wake.wait()
                 if self._closed:
                     return
+                idle = not self._waiting and not self._active and not self._calls
+            if idle:  # nothing to serve: one forward of the measurement, then look again
+                self._measure_step()
+                continue
+            with self._wake:
                 calls, self._calls = list(self._calls), deque()
                 admitted = []
                 while self._waiting and len(self._waiting[0]) <= len(self._free):
@@ -354,10 +384,11 @@ class Scheduler:
         cost += (len(contexts) - 1) * self.row_ms[tokens > 1]
         return cost + _interpolated(self.verify_ms, tokens * len(contexts))
 
-    def _verify_costs(self, key: dict[str, Any] | None) -> tuple[dict[int, float], dict[int, float],
-                                                                  tuple[float, float]]:
-        """The forward costs measured on this machine with this model and these settings within the last week
-        (from the disk cache), or measured now and cached: timing them takes seconds of every start."""
+    def _verify_costs(self, key: dict[str, Any] | None) -> None:
+        """Take the forward costs measured on this machine with this model and these settings within the last
+        week from the disk cache, or start measuring them (timing them took 6 s of every start, 60 s on a busy
+        machine)."""
+        self.verify_ms, self.context_ms, self.row_ms = dict(PRIOR_VERIFY_MS), {}, (0.0, 0.0)
         file = None if key is None else disk_cache.entry(
             "costs", "json", **key, threads=torch.get_num_threads(), slots=self.slots, max_len=self.max_len,
             fixed=self._fixed is not None, **disk_cache.machine())
@@ -366,54 +397,67 @@ class Scheduler:
             try:
                 verify, context = ({int(n): float(ms) for n, ms in cached[name].items()}
                                    for name in ("verify_ms", "context_ms"))
+                self.verify_ms, self.context_ms = verify, context
+                self.row_ms = (float(cached["row_ms"][0]), float(cached["row_ms"][1]))
                 log.info("forward costs from %s", file)
-                return verify, context, (float(cached["row_ms"][0]), float(cached["row_ms"][1]))
+                return
             except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:  # written by other code
                 log.warning("ignoring the unreadable cache file %s: %s", file, exc)
-        self._step("measuring this machine")
-        started = time.perf_counter()
-        verify, context, row = self._measure_verify_cost()
-        log.info("forward costs measured in %.1f s", time.perf_counter() - started)
-        if file is not None:
-            disk_cache.write_json(file, {"verify_ms": verify, "context_ms": context, "row_ms": row})
-        return verify, context, row
+        self._costs_file, self._measuring = file, self._measure_verify_cost()
 
-    def _measure_verify_cost(self) -> tuple[dict[int, float], dict[int, float], tuple[float, float]]:
+    def _measure_step(self) -> None:
+        """One forward of the idle-time measurement; once it is done, use and cache what it found."""
+        assert self._measuring is not None
+        try:
+            next(self._measuring)
+        except StopIteration:
+            self._measuring = None
+            log.info("forward costs measured")
+            if self._costs_file is not None:
+                disk_cache.write_json(self._costs_file, {"verify_ms": self.verify_ms, "context_ms": self.context_ms,
+                                                         "row_ms": self.row_ms})
+            self.costs_measured.set()
+
+    def _measure_verify_cost(self) -> Iterator[None]:
         """Time forwards of 1..32 tokens in one slot (best of five) on an empty and on a long context, and of
-        two rows of one and of two tokens, before any request uses it. (A line through one and 32 tokens
-        priced 2-8 tokens at 500 cached ones 30-40% low on a CPU, and speculation then lost on hard prompts.)
-        The empty and long forwards alternate: a cached token's cost is their small difference, and a slow
-        spell of the machine over one of them alone tripled it (and 8 rows then never drafted)."""
+        two rows of one and of two tokens, in slots no sequence holds (the engine is idle), pausing after each
+        forward; then price steps with them. (A line through one and 32 tokens priced 2-8 tokens at 500 cached
+        ones 30-40% low on a CPU, and speculation then lost on hard prompts.) The empty and long forwards
+        alternate: a cached token's cost is their small difference, and a slow spell of the machine over one of
+        them alone tripled it (and 8 rows then never drafted)."""
         sizes = [1 << i for i in range(LONGEST_STEP.bit_length()) if 1 << i <= self.max_len]
         long = min(1024, self.max_len - 32)
-        if long >= 256:  # too short a cache for context to matter otherwise
-            self.model(torch.zeros(1, long, dtype=torch.long, device=self.kv.k.device), [Row(0, 0)])
         measured, far = dict.fromkeys(sizes, float("inf")), dict.fromkeys(sizes, float("inf"))
         for _ in range(5):
-            for tokens in sizes:
+            for tokens in sizes:  # a forward's time does not depend on what the cache holds: no prefill
                 measured[tokens] = min(measured[tokens], self._time_forward(tokens, 0, repeats=1))
-                if long >= 256:  # the empty forward wrote at the start of the slot: the long context stays
+                yield
+                if long >= 256:  # too short a cache for context to matter otherwise
                     far[tokens] = min(far[tokens], self._time_forward(tokens, long, repeats=1))
+                    yield
         row = (0.0, 0.0)
         if self.slots > 1 and 4 in measured:
-            row = (max(0.0, self._time_forward(1, 0, rows=2) - measured[2]),
-                   max(0.0, self._time_forward(2, 0, rows=2) - measured[4]))
-        context = {n: max(0.0, far[n] - ms) / long for n, ms in measured.items()} if long >= 256 else {}
-        return measured, context, row
+            one = self._time_forward(1, 0, rows=2)
+            yield
+            row = (max(0.0, one - measured[2]), max(0.0, self._time_forward(2, 0, rows=2) - measured[4]))
+        self.verify_ms, self.row_ms = measured, row
+        self.context_ms = {n: max(0.0, far[n] - ms) / long for n, ms in measured.items()} if long >= 256 else {}
 
     def _measure_fixed_costs(self, longest: int) -> dict[tuple[int, int, int], float]:
         """Capture and time the graph of every shape a step of up to `longest` tokens per row can take (a
         capture costs tens of forwards: done mid-request it would make the first steps of each new shape slow)."""
         assert self._fixed is not None
-        return {(rows, length, window): self._time_forward(length, window - length, rows)
-                for rows, length, window in self._fixed.shapes(longest)}
+        costs = {}
+        for rows, length, window in self._fixed.shapes(longest):
+            self._step("capturing CUDA graphs")  # an interrupted start stops between shapes
+            costs[rows, length, window] = self._time_forward(length, window - length, rows)
+        return costs
 
     def _time_forward(self, tokens: int, start: int, rows: int = 1, repeats: int = 3) -> float:
         """Best of `repeats` forwards of `tokens` new tokens in each of slots 0.. `rows` - 1 after `start` cached
         ones, in ms."""
         best = float("inf")
         for _ in range(repeats):
-            self._step("measuring this machine")  # an interrupted start stops between forwards
             started = time.perf_counter()
             self._forward([[0] * tokens] * rows, [Row(slot, start) for slot in range(rows)])
             if self.kv.k.is_cuda:

@@ -74,7 +74,7 @@ def test_fixed_steps_decode_the_same_tokens(local_llm: Any) -> None:
                                "weight_dtype": "float32", "fixed_steps": True, "device": device}
     fixed_plain, fixed_spec = LocalLLM(speculative=False, **options), LocalLLM(**options)
     spec = fixed_spec.scheduler  # flat costs: draft whatever is found (the graphs' table on a GPU)
-    spec.verify_ms, spec.context_ms, spec.row_ms = {1: 1.0, 32: 1.0}, {}, (0.0, 0.0)
+    spec.fix_costs({1: 1.0, 32: 1.0}, {}, (0.0, 0.0))
     spec.fixed_ms = dict.fromkeys(spec.fixed_ms, 1.0)
     captured = len(spec._fixed._captured) if spec._fixed is not None else 0
     try:

@@ -88,8 +88,7 @@ def test_speculation_gives_the_plain_tokens_in_float32() -> None:
     prompts = all_prompts()[::4]
     plain = LocalLLM(slots=8, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32", speculative=False)
     spec = LocalLLM(slots=8, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32")
-    spec.scheduler.verify_ms = {1: 1.0, 32: 1.0}  # unpacked float32 makes k tokens cost ~k: force the tree path
-    spec.scheduler.context_ms, spec.scheduler.row_ms = {}, (0.0, 0.0)
+    spec.scheduler.fix_costs({1: 1.0, 32: 1.0}, {}, (0.0, 0.0))  # unpacked float32: k tokens cost ~k: draft all
     try:
         expected = run_sync(_answers(plain, prompts, max_tokens=32, temperature=0))
         for _ in range(2):
@@ -122,8 +121,7 @@ def test_a_draft_model_drafts_and_the_outputs_stay_the_targets() -> None:
     plain = LocalLLM(slots=4, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32", speculative=False)
     drafter = ModelDrafter(weight_dtype="float32", depth=4, slots=2, context=1024)
     spec = LocalLLM(slots=4, context=1024, threads=2, prefix_cache_mb=0, weight_dtype="float32", speculative=drafter)
-    spec.scheduler.verify_ms = {1: 1.0, 32: 1.0}  # unpacked float32 makes k tokens cost ~k: force the draft path
-    spec.scheduler.context_ms, spec.scheduler.row_ms = {}, (0.0, 0.0)
+    spec.scheduler.fix_costs({1: 1.0, 32: 1.0}, {}, (0.0, 0.0))  # unpacked float32: k tokens cost ~k: draft all
     try:
         for messages in prompts:
             want = plain.complete_sync(messages=messages, max_tokens=32, temperature=0)

@@ -18,7 +18,10 @@ import logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
 from baobab.engine.local import LocalLLM
 llm = LocalLLM(slots=2, context=512, progress=lambda step: print(step, flush=True))
-print(llm.complete_sync(prompt="The capital of France is", max_tokens=3, temperature=0).text)
+answer = llm.complete_sync(prompt="The capital of France is", max_tokens=3, temperature=0).text
+print("measured before the answer:", llm.scheduler.costs_measured.is_set())
+assert llm.scheduler.costs_measured.wait(600)  # measured while idle, after the answer
+print(answer)
 """
 
 
@@ -30,11 +33,13 @@ def start(cache: Path, code: str = START) -> subprocess.CompletedProcess[str]:
 def test_a_second_start_reads_the_cache_and_times_nothing(tmp_path: Path) -> None:
     first = start(tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "forward costs measured" in first.stderr and "measuring this machine" in first.stdout
+    assert "forward costs measured" in first.stderr
+    assert "measured before the answer: False" in first.stdout  # the request did not wait for the measurement
     assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["costs", "weights"]
     second = start(tmp_path)
     assert second.returncode == 0, second.stderr
-    assert "forward costs from" in second.stderr and "measuring this machine" not in second.stdout
+    assert "forward costs from" in second.stderr and "forward costs measured" not in second.stderr
+    assert "measured before the answer: True" in second.stdout
     assert second.stdout.splitlines()[-1] == first.stdout.splitlines()[-1]  # the same answer from mapped weights
 
 

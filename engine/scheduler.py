@@ -12,6 +12,8 @@ cancelled at any time and its slot is freed at the next step.
 """
 
 import atexit
+import ctypes
+import ctypes.util
 import itertools
 import logging
 import threading
@@ -164,6 +166,7 @@ class Scheduler:
                costs_key: dict[str, Any] | None) -> None:
         try:
             self.model, self.prefix_cache = load(self._step)
+            _return_freed_memory()
             self.kv = self.model.cache
             self.slots, self.max_len = self.kv.slots, self.kv.max_len
             self._free = list(range(self.slots))
@@ -531,6 +534,16 @@ class Scheduler:
                         self.drafter.end(id(seq), seq.tokens)
             self._free.extend(s.slot for s in done)
             self._free.sort()
+
+
+def _return_freed_memory() -> None:
+    """Hand the pages that loading freed back to the OS: glibc keeps them (the GGUF's float32 copy of every
+    weight), and the first start then held 1.1 GB resident where 0.78 GB is in use."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError) as exc:  # not glibc: its allocator returns memory its own way
+        log.debug("malloc_trim unavailable: %s", exc)
 
 
 def _interpolated(table: dict[int, float], size: int) -> float:

@@ -405,6 +405,9 @@ def serve(
                                                    "drafts (same outputs, fewer forwards).")] = True,
     max_pending: Annotated[int, typer.Option(min=1, help="Completions in progress at most; more are answered "
                                                          "503 with Retry-After at once.")] = 64,
+    alias: Annotated[list[str] | None, typer.Option(
+        "--alias", help="Another model name to answer to (e.g. gpt-4o-mini); repeatable. Other names get 404.")]
+    = None,
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models)."""
     import uvicorn
@@ -412,8 +415,10 @@ def serve(
     from baobab.engine.server import create_app
 
     llm = _load_model(model, **({} if speculative or not model.startswith("local:") else {"speculative": False}))
-    errors.print(f"serving [bold]{llm.name}[/] on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
-    uvicorn.run(create_app(llm, api_key=api_key, max_pending=max_pending), host=host, port=port, log_level="warning")
+    errors.print(f"serving [bold]{llm.name}[/] on http://{host}:{port}/v1" + (" (API key required)" if api_key else "")
+                 + (f", also as {', '.join(alias)}" if alias else ""))
+    uvicorn.run(create_app(llm, api_key=api_key, aliases=alias or (), max_pending=max_pending), host=host, port=port,
+                log_level="warning")
 
 
 AppsOption = Annotated[list[str] | None, typer.Option(

@@ -229,14 +229,15 @@ class _Loop:
                 if ended is not None:
                     return ended
                 continue
-            answered = self._answer(choice.text)
+            answered = self._answer(choice.text, cut_off=choice.incomplete_json)
             if answered is not None:
                 return answered
         # out of steps, or calling the same tool again: one last call without tools, for the best answer
         why = "You already have that result." if self.repeated else "You have used all your steps."
         self.messages.append(Message(role="user", content=f"{why} Give your final answer now."))
         while True:
-            answered = self._answer((await self._ask(tools=False)).text)
+            choice = (await self._ask(tools=False)).choices[0]
+            answered = self._answer(choice.text, cut_off=choice.incomplete_json)
             if answered is not None:
                 return answered
 
@@ -290,15 +291,21 @@ class _Loop:
         emit(ToolCalled(self.agent.name, self.steps, call, observation, time.perf_counter() - started))
         return observation
 
-    def _answer(self, text: str, call: ToolCall | None = None) -> AgentResult | None:
-        """The result for an answer, or None after asking the model to repair an answer that does not validate."""
+    def _answer(self, text: str, call: ToolCall | None = None, *, cut_off: bool = False) -> AgentResult | None:
+        """The result for an answer, or None after asking the model to repair an answer that does not validate;
+        `cut_off`: its JSON stopped at max_tokens (Choice.incomplete_json), which the repair says plainly."""
         output = self.agent.output
         if output is None:
             return self._result(text)
         try:
             return self._result(output.model_validate_json(text))
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors())
+            if cut_off:
+                problems = f"answer: cut off after {self.agent.max_tokens} tokens, before its JSON was complete; " \
+                           "give a shorter answer"
+            else:
+                problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}"
+                                     for e in exc.errors())
             if self.repairs >= self.agent.repairs:
                 raise AgentError(f"agent {self.agent.name!r}: the answer did not validate against "
                                  f"{output.__name__} after {self.repairs} repairs: {problems}") from exc

@@ -1,7 +1,8 @@
 """Constrained decoding with xgrammar: JSON that follows a schema, and tool calls as schema-checked JSON.
 
 Each sequence gets a matcher; before sampling, tokens that would break the grammar are masked out, so
-even a 135M model can only produce valid output.
+even a 135M model can only produce valid output. A schema's strings, arrays and numbers get default bounds
+where it sets none (`bounded`), so the grammar always lets the output end within a known length.
 """
 
 import json
@@ -80,8 +81,48 @@ class Grammars:
                 return None
             compiled = self.compiler.compile_builtin_json_grammar()
         else:
-            compiled = self.compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+            compiled = self.compiler.compile_json_schema(json.dumps(bounded(schema)), any_whitespace=False)
         return JsonConstraint(compiled, self.vocab_size)
+
+
+MAX_STRING = 2000  # characters of a string without maxLength: a long paragraph, not a ramble to max_tokens
+MAX_ITEMS = 64  # items of an array without maxItems: a model repeating an item stops within a known length
+MAX_DIGITS = 15  # digits of a number without minimum/maximum: a digit-after-digit loop ends; still exact in a double
+_LARGEST = 10**MAX_DIGITS - 1
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")  # name -> subschema
+_SUBSCHEMAS = ("items", "prefixItems", "additionalProperties", "contains", "not", "anyOf", "oneOf", "allOf",
+               "if", "then", "else")  # a subschema or a list of them
+
+
+def bounded(schema: Any) -> Any:
+    """A copy of `schema` whose strings, arrays, integers and numbers, in every subschema, get `MAX_STRING`,
+    `MAX_ITEMS` and `MAX_DIGITS` where they set no bound of their own: a small model writing digits or items
+    without end would otherwise run to max_tokens and leave JSON that never closes (`schema` is not changed)."""
+    if isinstance(schema, list):
+        return [bounded(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema  # true/false, or a keyword's value
+    out = {key: _bounded_keyword(key, value) for key, value in schema.items()}
+    kinds = set(out["type"]) if isinstance(out.get("type"), list) else {out.get("type")}
+    free = not {"enum", "const"} & out.keys()  # a fixed set of values is bounded already
+    if "string" in kinds and free and not {"pattern", "format"} & out.keys():
+        out.setdefault("maxLength", max(MAX_STRING, out.get("minLength", 0)))
+    if "array" in kinds:
+        out.setdefault("maxItems", max(MAX_ITEMS, out.get("minItems", 0)))
+    if {"integer", "number"} & kinds and free:
+        low, high = out.get("minimum", out.get("exclusiveMinimum")), out.get("maximum", out.get("exclusiveMaximum"))
+        if low is None and (high is None or high > -_LARGEST):
+            out["minimum"] = -_LARGEST
+        if high is None and (low is None or low < _LARGEST):
+            out["maximum"] = _LARGEST
+    return out
+
+
+def _bounded_keyword(key: str, value: Any) -> Any:
+    """A schema keyword's value with the subschemas in it bounded."""
+    if key in _SCHEMA_MAPS and isinstance(value, dict):
+        return {name: bounded(s) for name, s in value.items()}
+    return bounded(value) if key in _SUBSCHEMAS else value
 
 
 ANSWER = {"type": "object", "additionalProperties": False, "required": ["content"],

@@ -1,5 +1,6 @@
 """The one interface every model has: `await llm.complete(request)`, `llm.stream(request)`, sync wrappers."""
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -52,7 +53,16 @@ class LLM(ABC):
         completion = await self._complete(request)
         for choice in completion.choices:
             yield Chunk(index=choice.index, text=choice.text, finish_reason=choice.finish_reason,
-                        tool_calls=choice.tool_calls, usage=completion.usage)
+                        tool_calls=choice.tool_calls, incomplete_json=choice.incomplete_json, usage=completion.usage)
+
+
+def parses_as_json(text: str) -> bool:
+    """Whether `text` is one whole JSON value: how a JSON answer that stopped early is told from a complete one."""
+    try:
+        json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return False
+    return True
 
 
 def as_request(request: Request | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> Request:

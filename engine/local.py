@@ -17,7 +17,7 @@ import torch
 from baobab.engine import disk_cache, weights
 from baobab.engine.drafters import Drafter, SuffixDrafter
 from baobab.engine.grammar import ANSWER_PROMPT, Grammars, answers_as_json, callable_tools, tools_prompt
-from baobab.engine.llm import LLM, RequestError
+from baobab.engine.llm import LLM, RequestError, parses_as_json
 from baobab.engine.model import Llama, dtypes
 from baobab.engine.prefix_cache import PrefixCache, token_bytes
 from baobab.engine.sampling import SamplingParams
@@ -49,6 +49,12 @@ class LocalLLM(LLM):
     `progress` is told each loading step as it begins ("reading weights", ...), on the engine thread.
     Converted weights and measured forward costs are cached on disk (`baobab.engine.disk_cache`): a second
     start maps the weights and times nothing.
+
+    A JSON schema (response_format or tool parameters) is followed while decoding. Where it sets no bound of its
+    own, strings get at most 2000 characters, arrays 64 items, and integers and numbers at most 15 digits
+    (numbers then at most 6 decimals; `baobab.engine.grammar.bounded`), so a small model writing digits without
+    end still closes its JSON. JSON cut short by max_tokens comes back with finish_reason "length" and
+    `Choice.incomplete_json` set.
     """
 
     def __init__(self, model: str = weights.DEFAULT_MODEL, *, dtype: str = "float32", weight_dtype: str | None = None,
@@ -112,18 +118,16 @@ class LocalLLM(LLM):
         return self.tokenizer.encode(self.tokenizer.render(messages))
 
     async def _complete(self, request: Request) -> Completion:
-        texts = [""] * request.n
-        finishes: list[Any] = ["stop"] * request.n
-        tokens: list[list[int] | None] = [None] * request.n
+        choices = [Choice(index=i) for i in range(request.n)]
         usage = Usage()
         async for chunk in self._generate(request):
-            texts[chunk.index] += chunk.text
+            choice = choices[chunk.index]
+            choice.text += chunk.text
             if chunk.finish_reason is not None:
-                finishes[chunk.index], tokens[chunk.index] = chunk.finish_reason, chunk.token_ids
+                choice.finish_reason, choice.token_ids = chunk.finish_reason, chunk.token_ids
+                choice.incomplete_json = chunk.incomplete_json
             if chunk.usage is not None:
                 usage = chunk.usage
-        choices = [Choice(index=i, text=text, finish_reason=finish, token_ids=tokens[i])
-                   for i, (text, finish) in enumerate(zip(texts, finishes, strict=True))]
         if _json_reply(request):
             choices = [_tool_choice(c, {t.name for t in callable_tools(request)}) for c in choices]
         return Completion(id=f"cmpl-{uuid.uuid4().hex}", model=self.name, choices=choices, usage=usage)
@@ -172,8 +176,10 @@ class LocalLLM(LLM):
                 if finished.error is not None:
                     raise EngineError(f"{self.name} failed: {finished.error}") from finished.error
                 usage = _usage(prompt, group, started) if remaining == 0 else None
+                cut = finished.constraint is not None and not finished.constraint.done() \
+                    and not parses_as_json(finished.text)  # a last "}" may end max_tokens before the grammar's stop
                 yield Chunk(index=index, finish_reason=finished.finish_reason,  # type: ignore[arg-type]
-                            token_ids=finished.tokens, usage=usage)
+                            token_ids=finished.tokens, incomplete_json=cut, usage=usage)
         finally:
             if remaining:
                 self.scheduler.cancel(group)

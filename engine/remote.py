@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
-from baobab.engine.llm import LLM, RequestError
+from baobab.engine.llm import LLM, RequestError, parses_as_json
 from baobab.engine.types import Choice, Chunk, Completion, Request, ToolCall, Usage
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the cost map from the network
@@ -61,7 +61,7 @@ class RemoteLLM(LLM):
         call = litellm.atext_completion if request.prompt is not None else litellm.acompletion
         async with self._limit():
             response = await self._retrying(lambda: call(**kwargs))
-        return _completion(response, self.name, started)
+        return _completion(response, request, self.name, started)
 
     async def _stream(self, request: Request) -> AsyncIterator[Chunk]:
         started = time.perf_counter()
@@ -233,17 +233,27 @@ def _finish(reason: str | None) -> Any:
     return reason if reason in ("stop", "length", "tool_calls") else "stop"
 
 
-def _completion(response: Any, name: str, started: float) -> Completion:
+def _completion(response: Any, request: Request, name: str, started: float) -> Completion:
     choices = []
     for c in response.choices:
         message = getattr(c, "message", None)
         calls = [ToolCall(id=t.id, name=t.function.name, arguments=t.function.arguments or "{}")
                  for t in (getattr(message, "tool_calls", None) or [])]
         text = (message.content if message is not None else getattr(c, "text", "")) or ""
-        choices.append(Choice(index=c.index, text=text, tool_calls=calls, finish_reason=_finish(c.finish_reason)))
+        finish = _finish(c.finish_reason)
+        choices.append(Choice(index=c.index, text=text, tool_calls=calls, finish_reason=finish,
+                              incomplete_json=finish == "length" and _cut_json(request, text, calls)))
     usage = _usage(getattr(response, "usage", None), started, 0.0, name)
     return Completion(id=getattr(response, "id", None) or f"remote-{uuid.uuid4().hex}", model=name,
                       choices=choices, usage=usage)
+
+
+def _cut_json(request: Request, text: str, calls: list[ToolCall]) -> bool:
+    """Whether JSON the request asked for (a response_format's, or tool calls' arguments) does not parse."""
+    if calls:
+        return not all(parses_as_json(c.arguments) for c in calls)
+    asked = (request.response_format or {}).get("type") in ("json_object", "json_schema")
+    return asked and not parses_as_json(text)
 
 
 def _usage(usage: Any, started: float, first: float, model: str) -> Usage:

@@ -1,15 +1,16 @@
 """An OpenAI-compatible HTTP server for any Baobab model: /v1/models, /v1/chat/completions, /v1/completions.
 
-    baobab serve --model local:smollm2-135m --port 8000 [--api-key KEY]
+    baobab serve --model local:smollm2-135m --port 8000 [--api-key KEY] [--alias gpt-4o-mini]
 
-Bad requests get OpenAI-shaped 400 errors naming the field; a missing or wrong key gets 401.
+Bad requests get OpenAI-shaped 400 errors naming the field; a missing or wrong key gets 401; a `model` that is
+neither the served model's name nor one of its aliases gets 404 (model_not_found), as OpenAI answers it.
 """
 
 import json
 import secrets
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -73,14 +74,19 @@ class _CompletionBody(_Wire):
 
 
 class _HttpError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"):
+    def __init__(self, status: int, message: str, param: str | None = None, kind: str = "invalid_request_error",
+                 code: str | None = None):
         super().__init__(message)
-        self.status, self.message, self.param, self.kind = status, message, param, kind
+        self.status, self.message, self.param, self.kind, self.code = status, message, param, kind, code
 
 
 def create_app(llm: LLM, *, api_key: str | None = None, model_name: str | None = None,
-               max_pending: int = 64) -> Starlette:
+               aliases: Sequence[str] = (), max_pending: int = 64) -> Starlette:
     """The ASGI app serving `llm`; with `api_key`, requests need `Authorization: Bearer KEY`.
+
+    Requests name the model `model_name` (default: `llm.name`) or one of `aliases` (so a client written for
+    another provider, e.g. asking for gpt-4o-mini, can be pointed here on purpose); another name gets 404, and a
+    request without `model` is served too. /v1/models lists the name, then the aliases.
 
     At most `max_pending` completions are in progress (queued in the engine or generating); one more is
     answered 503 with Retry-After at once, so a client never waits on a queue without bound.
@@ -88,6 +94,7 @@ def create_app(llm: LLM, *, api_key: str | None = None, model_name: str | None =
     >>> app = create_app(load_llm("scripted:hi"))  # doctest: +SKIP
     """
     name = model_name or llm.name
+    names = list(dict.fromkeys([name, *aliases]))
     capacity = _Capacity(max_pending)
 
     def check_key(request: HttpRequest) -> None:
@@ -104,13 +111,13 @@ def create_app(llm: LLM, *, api_key: str | None = None, model_name: str | None =
         except _HttpError as exc:
             return _error(exc)
         return JSONResponse({"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "baobab"}]})
+            {"id": n, "object": "model", "created": 0, "owned_by": "baobab"} for n in names]})
 
     async def chat(request: HttpRequest) -> Response:
-        return await _serve(request, check_key, llm, name, capacity, chat=True)
+        return await _serve(request, check_key, llm, names, capacity, chat=True)
 
     async def completions(request: HttpRequest) -> Response:
-        return await _serve(request, check_key, llm, name, capacity, chat=False)
+        return await _serve(request, check_key, llm, names, capacity, chat=False)
 
     return Starlette(routes=[
         Route("/v1/models", models, methods=["GET"]),
@@ -135,11 +142,15 @@ class _Capacity:
         self.busy -= 1
 
 
-async def _serve(http: HttpRequest, check_key: Any, llm: LLM, name: str, capacity: _Capacity, *,
+async def _serve(http: HttpRequest, check_key: Any, llm: LLM, names: list[str], capacity: _Capacity, *,
                  chat: bool) -> Response:
+    """One completion request, answered under the served model's name (`names[0]`) whichever of `names` it asked."""
+    name = names[0]
     try:
         check_key(http)
         body = await _body(http, _ChatBody if chat else _CompletionBody)
+        if body.model and body.model not in names:
+            raise _HttpError(404, f"The model '{body.model}' does not exist", "model", code="model_not_found")
         request = _to_request(body)
         capacity.take()
     except _HttpError as exc:
@@ -304,5 +315,5 @@ def _event(data: dict[str, Any]) -> str:
 
 def _error(exc: _HttpError) -> JSONResponse:
     retry = {"Retry-After": str(RETRY_AFTER)} if exc.status == 503 else None
-    return JSONResponse({"error": {"message": exc.message, "type": exc.kind, "param": exc.param, "code": None}},
+    return JSONResponse({"error": {"message": exc.message, "type": exc.kind, "param": exc.param, "code": exc.code}},
                         status_code=exc.status, headers=retry)

@@ -96,6 +96,9 @@ class Choice(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     finish_reason: FinishReason = "stop"
     token_ids: list[int] | None = None  # what a local model generated, when it can tell
+    # the request asked for JSON (a response_format schema or object, or tools) and the output stopped before the
+    # JSON was complete (finish_reason "length": max_tokens or the context ran out): `text` is a cut-off fragment
+    incomplete_json: bool = False
 
 
 class Usage(BaseModel):
@@ -143,4 +146,5 @@ class Chunk(BaseModel):
     finish_reason: FinishReason | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
     token_ids: list[int] | None = None  # on a local model's last chunk of a choice: all its tokens
+    incomplete_json: bool = False  # on a choice's last chunk: as `Choice.incomplete_json`
     usage: Usage | None = None

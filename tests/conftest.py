@@ -153,10 +153,11 @@ def server_key() -> str:
 
 @pytest.fixture(scope="session")
 def server(server_key: str) -> Iterator[str]:
-    """`baobab serve` on the real embedded model, with an API key; yields its /v1 URL."""
+    """`baobab serve` on the real embedded model, with an API key and the alias gpt-4o-mini; yields its /v1 URL."""
     port = free_port()
     env = {**os.environ, "BAOBAB_API_KEY": server_key, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(["baobab", "serve", "--model", "local:smollm2-135m", "--port", str(port)],
+    proc = subprocess.Popen(["baobab", "serve", "--model", "local:smollm2-135m", "--port", str(port),
+                             "--alias", "gpt-4o-mini"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/v1"
     wait_until_serving(proc, f"{url}/models", headers={"Authorization": f"Bearer {server_key}"}, timeout=120)

@@ -5,8 +5,9 @@ one repeats): "ok", "429" (Retry-After: 1), "500"/"503"/"400", "hang" (5 s befor
 "garbage" (a body that is not JSON), "stall" (a stream that sends two chunks and then nothing),
 "stall-first" (a stream that sends its headers and then nothing),
 "stream-reset" (two chunks, then the connection is reset), "stream-garbage" (a chunk, then one that is not
-JSON), "tool" (a tool call), "tool-truncated" (a tool call whose arguments are cut off). "ok" and "tool" stream when
-asked to ("tool" as OpenAI does: its arguments in fragments).
+JSON), "tool" (a tool call), "tool-truncated" (a tool call whose arguments are cut off), "json-length" (JSON
+cut off by max_tokens: finish_reason "length"). "ok" and "tool" stream when asked to ("tool" as OpenAI does:
+its arguments in fragments).
 /SCENARIO/v1/models names the model "fake", so `load_llm(f"{base}/SCENARIO/v1")` works too.
 """
 
@@ -103,6 +104,8 @@ class FaultServer:
             return JSONResponse(tool_call('{"n": 1}'))
         if step == "tool-truncated":
             return JSONResponse(tool_call('{"n": 1'))
+        if step == "json-length":
+            return JSONResponse(answer({"content": '{"n": 1'}, "length"))
         return JSONResponse(answer({"content": "fine"}))
 
     async def _stall(self) -> AsyncIterator[str]:

@@ -67,6 +67,15 @@ def test_structured_output_is_validated_and_repaired() -> None:
     assert "value: Input should be a valid integer" in repair and "unit: Field required" in repair
 
 
+def test_structured_output_cut_off_at_max_tokens_is_repaired() -> None:
+    cut = Choice(text='{"value": 123456789', finish_reason="length", incomplete_json=True)
+    llm = ScriptedLLM([cut, '{"value": 3, "unit": "kg"}'])
+    result = Agent("measure", model=llm, output=Answer, max_tokens=8).run("How heavy?")
+    assert result.output == Answer(value=3, unit="kg") and result.steps == 2
+    repair = (llm.requests[1].messages or [])[-1].content or ""
+    assert "cut off after 8 tokens" in repair
+
+
 def test_structured_output_gives_up_after_its_repairs() -> None:
     llm = ScriptedLLM(["not json"], cycle=True)
     with pytest.raises(AgentError, match=r"did not validate against Answer after 2 repairs"):

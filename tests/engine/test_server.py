@@ -14,46 +14,55 @@ from fault_server import FaultServer
 from starlette.requests import ClientDisconnect
 
 from baobab.aio import run_sync
-from baobab.engine import RequestError, load_llm
+from baobab.engine import Choice, RequestError, ScriptedLLM, load_llm
 from baobab.engine.remote import RemoteError, RemoteLLM
 from baobab.engine.server import create_app
+
+MODEL = "local:smollm2-135m"
 
 
 def test_openai_client_chat_and_stream(server: str, server_key: str) -> None:
     client = openai.OpenAI(base_url=server, api_key=server_key)
-    assert [m.id for m in client.models.list().data] == ["local:smollm2-135m"]
+    assert [m.id for m in client.models.list().data] == [MODEL, "gpt-4o-mini"]  # --alias
     messages: Any = [{"role": "user", "content": "What is the capital of France?"}]
-    reply = client.chat.completions.create(model="local:smollm2-135m", messages=messages, max_tokens=20,
-                                           temperature=0)
+    reply = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=20, temperature=0)
     assert "Paris" in (reply.choices[0].message.content or "") and reply.usage is not None
     assert reply.usage.prompt_tokens > 10 and reply.usage.completion_tokens > 0
-    pieces = client.chat.completions.create(model="x", messages=messages, max_tokens=20, temperature=0, stream=True)
+    pieces = client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=20, temperature=0,
+                                            stream=True)
     text = "".join(p.choices[0].delta.content or "" for p in pieces if p.choices)
     assert text == reply.choices[0].message.content
+    with pytest.raises(openai.NotFoundError, match="The model 'gpt-5' does not exist") as missing:
+        client.chat.completions.create(model="gpt-5", messages=messages, max_tokens=5)
+    assert missing.value.code == "model_not_found"
 
 
 def test_openai_client_n_stop_json_schema_tools_and_completions(server: str, server_key: str) -> None:
     client = openai.OpenAI(base_url=server, api_key=server_key)
-    many = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "Say a word."}],
+    many = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say a word."}],
                                           max_tokens=8, temperature=1.0, n=3, seed=1)
     assert [c.index for c in many.choices] == [0, 1, 2]
     schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"],
               "additionalProperties": False}
     structured = client.chat.completions.create(
-        model="x", messages=[{"role": "user", "content": "Name a city."}], max_tokens=30, temperature=0,
+        model=MODEL, messages=[{"role": "user", "content": "Name a city."}], max_tokens=30, temperature=0,
         response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}})
     assert set(json.loads(structured.choices[0].message.content or "")) == {"city"}
     tools: Any = [{"type": "function", "function": {"name": "add", "description": "Add numbers.", "parameters": {
         "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
         "required": ["a", "b"], "additionalProperties": False}}}]
-    called = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "Add 2 and 3."}],
+    called = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Add 2 and 3."}],
                                             tools=tools, tool_choice="required", max_tokens=40, temperature=0)
     call = called.choices[0].message.tool_calls[0]  # type: ignore[index]
     assert called.choices[0].finish_reason == "tool_calls" and call.function.name == "add"  # type: ignore[union-attr]
     assert set(json.loads(call.function.arguments)) == {"a", "b"}  # type: ignore[union-attr]
-    plain = client.completions.create(model="x", prompt="The capital of France is", max_tokens=10, temperature=0,
+    plain = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=10, temperature=0,
                                       stop=["."])
     assert plain.choices[0].text == " Paris" and plain.choices[0].finish_reason == "stop"
+    cut = client.chat.completions.create(  # JSON cut short by max_tokens: "length", as the engine says
+        model=MODEL, messages=[{"role": "user", "content": "Name a city."}], max_tokens=3, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}})
+    assert cut.choices[0].finish_reason == "length"
 
 
 def test_litellm_path_to_the_server(server: str, server_key: str) -> None:
@@ -129,7 +138,7 @@ def test_malformed_json_is_retried_like_a_5xx_then_named(faulty: FaultServer) ->
 
 def test_a_stream_whose_client_left_before_its_first_byte_gives_its_place_back() -> None:
     app = create_app(load_llm("scripted:hi"), max_pending=1)
-    body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
+    body = json.dumps({"model": "scripted", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
     scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
              "method": "POST", "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
              "query_string": b"", "root_path": "", "headers": [(b"content-type", b"application/json")],
@@ -162,6 +171,14 @@ def test_a_streamed_tool_call_arrives_whole_with_its_finish(faulty: FaultServer)
     assert [(c.id, c.name, json.loads(c.arguments)) for c in finished[0].tool_calls] == [("call_1", "count", {"n": 1})]
 
 
+def test_remote_json_cut_off_by_max_tokens_is_flagged(faulty: FaultServer) -> None:
+    llm = faulty.remote("json-length", ["json-length"])
+    asked = llm.complete_sync(messages=[{"role": "user", "content": "n?"}], response_format={"type": "json_object"})
+    assert asked.choices[0].finish_reason == "length" and asked.choices[0].incomplete_json
+    plain = llm.complete_sync(messages=[{"role": "user", "content": "n?"}])  # no JSON asked: only "length"
+    assert plain.choices[0].finish_reason == "length" and not plain.choices[0].incomplete_json
+
+
 def test_a_bad_request_fails_at_once(faulty: FaultServer) -> None:
     refused = faulty.remote("refused", ["400"])
     with pytest.raises(RequestError, match="refused the request"):
@@ -177,3 +194,45 @@ def test_baobab_chat_streams_answers_in_the_terminal(tmp_path: Any) -> None:
                          env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
     assert "you>" in out.stdout and "model>" in out.stdout and "Paris" in out.stdout
+
+
+# ---- which model names the server answers to (a scripted model behind it) ---------------------------------
+
+def serve(app: Any, calls: list[tuple[str, str, dict[str, Any] | None]]) -> list[httpx.Response]:
+    """Each (method, path, body) sent to `app` in turn, without a socket."""
+    async def scenario() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            return [await http.request(method, path, json=body) for method, path, body in calls]
+
+    return run_sync(scenario())
+
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_an_unknown_model_gets_openai_shaped_404s() -> None:
+    app = create_app(load_llm("scripted:hi"))
+    responses = serve(app, [("POST", "/v1/chat/completions", {"model": "gpt-4o-mini", **CHAT}),
+                            ("POST", "/v1/completions", {"model": "gpt-4o-mini", "prompt": "x"})])
+    for response in responses:
+        assert response.status_code == 404 and response.json() == {"error": {
+            "message": "The model 'gpt-4o-mini' does not exist", "type": "invalid_request_error", "param": "model",
+            "code": "model_not_found"}}
+
+
+def test_the_model_its_aliases_and_no_model_at_all_are_served() -> None:
+    app = create_app(load_llm("scripted:hi"), aliases=["gpt-4o-mini", "scripted"])
+    listed, *answered = serve(app, [("GET", "/v1/models", None),
+                                    ("POST", "/v1/chat/completions", {"model": "scripted", **CHAT}),
+                                    ("POST", "/v1/chat/completions", {"model": "gpt-4o-mini", **CHAT}),
+                                    ("POST", "/v1/chat/completions", CHAT),
+                                    ("POST", "/v1/completions", {"model": "gpt-4o-mini", "prompt": "x"})])
+    assert [m["id"] for m in listed.json()["data"]] == ["scripted", "gpt-4o-mini"]  # once each, the model first
+    assert [r.status_code for r in answered] == [200] * 4
+    assert {r.json()["model"] for r in answered} == {"scripted"}  # answered as the model it is
+
+
+def test_a_completion_cut_short_says_length() -> None:
+    app = create_app(ScriptedLLM([Choice(text='{"n": 12', finish_reason="length", incomplete_json=True)], cycle=True))
+    chat, plain = serve(app, [("POST", "/v1/chat/completions", CHAT), ("POST", "/v1/completions", {"prompt": "x"})])
+    assert chat.json()["choices"][0]["finish_reason"] == "length" == plain.json()["choices"][0]["finish_reason"]

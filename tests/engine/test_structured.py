@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from baobab.engine.grammar import ANSWER, request_schema
+from baobab.engine.grammar import ANSWER, MAX_DIGITS, MAX_ITEMS, MAX_STRING, bounded, request_schema
+from baobab.engine.llm import parses_as_json
 from baobab.engine.local import _tool_choice
 from baobab.engine.types import Choice, Request, Tool
 
@@ -79,6 +80,51 @@ def test_fifty_varied_prompts_all_validate_against_their_schema(local_llm: Any) 
     for model, text, finish in results:
         assert finish == "stop", (model.__name__, text)
         model.model_validate_json(text)  # raises if the JSON does not fit the schema
+
+
+NUMBER = {"type": "json_schema", "json_schema": {"name": "n", "schema": {
+    "type": "object", "properties": {"n": {"type": "integer"}}}}}
+BIG = [{"role": "user", "content": "Write a very large number."}]  # unbounded, the model writes 1000000... to the end
+
+
+def test_json_cut_short_says_length_and_is_flagged(local_llm: Any) -> None:
+    cut = local_llm.complete_sync(messages=BIG, max_tokens=5, temperature=0, response_format=NUMBER).choices[0]
+    assert cut.finish_reason == "length" and cut.incomplete_json and not parses_as_json(cut.text)
+    last = list(local_llm.stream_sync(messages=BIG, max_tokens=5, temperature=0, response_format=NUMBER))[-1]
+    assert last.finish_reason == "length" and last.incomplete_json
+    tools = [{"name": "add", "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}}}]
+    call = local_llm.complete_sync(messages=[{"role": "user", "content": "Add 2 and 3."}], max_tokens=3,
+                                   temperature=0, tools=tools, tool_choice="required").choices[0]
+    assert call.finish_reason == "length" and call.incomplete_json and not call.tool_calls
+    whole = local_llm.complete_sync(messages=BIG, max_tokens=80, temperature=0, response_format=NUMBER).choices[0]
+    assert not whole.incomplete_json
+
+
+def test_an_unbounded_integer_ends_within_the_default_digits(local_llm: Any) -> None:
+    choice = local_llm.complete_sync(messages=BIG, max_tokens=80, temperature=0, response_format=NUMBER).choices[0]
+    assert choice.finish_reason == "stop", choice.text
+    assert 0 < abs(json.loads(choice.text)["n"]) < 10**MAX_DIGITS
+
+
+def test_default_bounds_fill_only_what_the_schema_leaves_open() -> None:
+    schema = {"type": "object", "properties": {
+        "name": {"type": "string", "maxLength": 12}, "notes": {"type": "string"}, "code": {"type": "string",
+                                                                                        "pattern": "[A-Z]+"},
+        "tags": {"type": "array", "items": {"$ref": "#/$defs/Tag"}}, "size": {"type": ["number", "null"]},
+        "age": {"type": "integer", "minimum": 0}, "kind": {"type": "string", "enum": ["a", "b"]},
+        "either": {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "string"}, "minItems": 100}]}},
+        "$defs": {"Tag": {"type": "string"}}}
+    before = json.dumps(schema)
+    done = bounded(schema)
+    assert json.dumps(schema) == before  # the caller's schema is not changed
+    props = done["properties"]
+    assert props["name"] == {"type": "string", "maxLength": 12} and props["notes"]["maxLength"] == MAX_STRING
+    assert "maxLength" not in props["code"] and props["kind"] == schema["properties"]["kind"]  # type: ignore[index]
+    assert props["tags"]["maxItems"] == MAX_ITEMS and done["$defs"]["Tag"]["maxLength"] == MAX_STRING
+    largest = 10**MAX_DIGITS - 1
+    assert (props["size"]["minimum"], props["size"]["maximum"]) == (-largest, largest)
+    assert (props["age"]["minimum"], props["age"]["maximum"]) == (0, largest)
+    assert props["either"]["anyOf"][0]["maximum"] == largest and props["either"]["anyOf"][1]["maxItems"] == 100
 
 
 def test_json_object_mode_gives_json(local_llm: Any) -> None:

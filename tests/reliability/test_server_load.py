@@ -47,7 +47,7 @@ def rss_mb(pid: int) -> float:
 
 
 def prompt(i: int) -> dict[str, object]:
-    return {"model": "m", "max_tokens": 8, "temperature": 0,
+    return {"model": "local:smollm2-135m", "max_tokens": 8, "temperature": 0,
             "messages": [{"role": "user", "content": f"Say a word about the number {i}."}]}
 
 
@@ -160,7 +160,7 @@ def test_a_baobab_client_waits_out_a_full_server(small_server: tuple[str, int]) 
     """RemoteLLM against `baobab serve` with every place taken: it waits each 503's Retry-After, and is served
     once a place frees."""
     url, _ = small_server
-    long = {"model": "m", "max_tokens": 1000, "temperature": 0, "stream": True,
+    long = {"model": "local:smollm2-135m", "max_tokens": 1000, "temperature": 0, "stream": True,
             "messages": [{"role": "user", "content": "Count from 1 to 1000, one number a line."}]}
 
     async def scenario() -> tuple[str, int, float]:

@@ -54,17 +54,18 @@ class Row:
     slot: int
     start: int
 
-    def spans(self, length: int, device: torch.device) -> list["Span"]:
+    def spans(self, length: int, group: int, dtype: torch.dtype, device: torch.device) -> list["Span"]:
         """The row's new tokens cut where their key window changes: each token attends over the cache's first
         `window(position)` keys, a function of its position alone, so its attention never depends on what else
-        is in the forward."""
+        is in the forward. `group`: query heads per key head (the mask is repeated for each)."""
         spans, first = [], self.start
         end = self.start + length
         while first < end:
             size = window(first)
             last = min(end, size)  # every position below `size` has this window
             hidden = torch.arange(size, device=device) > torch.arange(first, last, device=device)[:, None]
-            spans.append(Span(first - self.start, last - self.start, size, hidden))
+            bias = torch.zeros(hidden.shape, dtype=dtype, device=device).masked_fill_(hidden, float("-inf"))
+            spans.append(Span(first - self.start, last - self.start, size, bias.repeat(group, 1)))
             first = last
         return spans
 
@@ -81,13 +82,13 @@ def window(position: int) -> int:
 
 @dataclass(frozen=True)
 class Span:
-    """New tokens `first`..`last` - 1 of a row, attending over `window` keys; `hidden` marks the keys each does
-    not see (after it)."""
+    """New tokens `first`..`last` - 1 of a row, attending over `window` keys; `bias` is -inf at the keys each
+    does not see (after it) and 0 elsewhere, for each query head of a key head."""
 
     first: int
     last: int
     window: int
-    hidden: Tensor  # (last - first) x window, bool
+    bias: Tensor  # group * (last - first) x window
 
 
 class Linear:
@@ -241,9 +242,8 @@ class Attention:
                 n = span.last - span.first
                 keys, values = self.keys[row.slot, :, :span.window], self.values[row.slot, :, :span.window]
                 queries = q[b, :, span.first:span.last].reshape(kv_heads, -1, dim)  # a kv head's query heads
-                scores = torch.matmul(queries, keys.transpose(1, 2)).view(kv_heads, -1, n, span.window)
-                weights = scores.masked_fill_(span.hidden, float("-inf")).softmax(-1).view(kv_heads, -1, span.window)
-                outs.append(torch.matmul(weights, values).view(1, -1, n, dim))
+                scores = torch.baddbmm(span.bias, queries, keys.transpose(1, 2))  # the mask added in the product
+                outs.append(torch.bmm(scores.softmax(-1), values).view(1, -1, n, dim))
         joined = outs[0] if len(outs) == 1 else torch.cat(outs, 2)  # 1 x heads x rows * length x dim
         return joined.view(-1, len(step.rows), q.shape[2], dim).transpose(0, 1)
 
@@ -384,7 +384,8 @@ class Llama:
         device = self.inv_freq.device
         positions = [list(range(r.start, r.start + length)) for r in rows]
         cos, sin = self._rope(torch.tensor(positions, device=device), dtype)
-        return Step(cos, sin, [r.spans(length, device) for r in rows], rows)
+        group = self.config.n_heads // self.config.n_kv_heads
+        return Step(cos, sin, [r.spans(length, group, dtype, device) for r in rows], rows)
 
     def _rope(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """RoPE factors (cos, and sin negated in its first half) for batch x length positions."""

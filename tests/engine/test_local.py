@@ -29,7 +29,7 @@ def chat_ids(llm: Any, text: str) -> list[int]:
 def test_logits_match_transformers_in_fp32(local_llm: Any, hf_model: Any) -> None:
     for text in PROMPTS[:4]:
         ids = torch.tensor([chat_ids(local_llm, text)])
-        ours = local_llm.model(ids, [Row(slot=7, start=0)], all_logits=True)
+        ours = local_llm.scheduler.run_on_engine(lambda i=ids: local_llm.model(i, [Row(7, 0)], all_logits=True))
         with torch.no_grad():
             ref = hf_model(ids).logits
         assert ((ours - ref).abs().max() / ref.abs().max()).item() < 1e-4

@@ -74,7 +74,7 @@ def test_real_model_reuses_history_and_answers_the_same(local_llm: Any) -> None:
     ids = torch.tensor([prompt])
     from baobab.engine.model import Row
 
-    logits = local_llm.model(ids, [Row(slot=7, start=0)], all_logits=False)  # no cache: recompute
+    logits = local_llm.scheduler.run_on_engine(lambda: local_llm.model(ids, [Row(7, 0)]))  # no cache: recompute
     assert int(logits[0].argmax()) == (turn.choices[0].token_ids or [-1])[0]
 
 

@@ -45,7 +45,10 @@ def test_a_hugging_face_directory_gives_the_same_model(tmp_path: Path, local_llm
     text = "Hello, how are you?"
     assert directory.tokenizer.encode(text) == local_llm.tokenizer.encode(text)
     ids = torch.tensor([local_llm.tokenizer.encode(text)])
-    assert torch.allclose(directory.model(ids, [Row(0, 0)]), local_llm.model(ids, [Row(7, 0)]), atol=1e-5)
+    # on each engine's thread: an idle engine may be measuring forwards in its slot 0
+    ours = directory.scheduler.run_on_engine(lambda: directory.model(ids, [Row(0, 0)]))
+    reference = local_llm.scheduler.run_on_engine(lambda: local_llm.model(ids, [Row(7, 0)]))
+    assert torch.allclose(ours, reference, atol=1e-5)
     messages = [{"role": "user", "content": "Hi"}]
     assert directory.tokenizer.render(messages) == local_llm.tokenizer.render(messages)
     assert isinstance(directory.model, Llama)
@@ -71,7 +74,8 @@ def test_narrow_weights_stay_close_in_decode_and_prefill(local_llm: Any, store: 
     assert narrow.embed_tokens.dtype == torch.float32
     text = "The quick brown fox jumps over the lazy dog. Then it ran into the forest, where the old owls sleep."
     ids = torch.tensor([local_llm.tokenizer.encode(text)])
-    prefill, ref = narrow(ids, [Row(0, 0)], all_logits=True), local_llm.model(ids, [Row(7, 0)], all_logits=True)
+    prefill = narrow(ids, [Row(0, 0)], all_logits=True)
+    ref = local_llm.scheduler.run_on_engine(lambda: local_llm.model(ids, [Row(7, 0)], all_logits=True))
     decode = torch.stack([narrow(ids[:, i:i + 1], [Row(0, i)]) for i in range(ids.shape[1])], dim=1)
     for ours in (prefill, decode):
         assert ours.dtype == torch.float32

@@ -34,16 +34,16 @@ class Table(BaseModel):
 
 def build(model: str = DEFAULT_MODEL) -> Graph:
     """The graph: `work` does the next row, then loops until every row is done."""
-    # the task names n apart from the formula: a 135M model then copies one number into the worked example's
-    # program (rows 1-30 right) instead of rewriting the arithmetic ("What is 3 * 3 + 1?": 4 of rows 1-10 wrong)
+    # the task spells out the program: a 135M model copies it into the tool call (rows 1-40 right, greedy);
+    # asked to "compute n * n + 1 for n = 2" it rewrote the arithmetic ("n = 2*n + 1") on every row
     analyst = Agent("analyst", role="a calculator", instructions="Compute with the python tool, then reply with "
                     "the number it printed.", model=model, tools=builtin_tools("python"), max_steps=2, max_tokens=64,
-                    examples=[Example(task="Compute n * n + 1 for n = 12.", answer="145", calls=[
-                        ExampleCall(tool="python", arguments={"code": "n = 12\nprint(n * n + 1)"}, result="145")])])
+                    examples=[Example(task="Run print(12 * 12 + 1) and reply with its output.", answer="145", calls=[
+                        ExampleCall(tool="python", arguments={"code": "print(12 * 12 + 1)"}, result="145")])])
 
     async def work(table: Table) -> dict[str, list[Row]]:
         n = len(table.done) + 1
-        result = await analyst.arun(f"Compute n * n + 1 for n = {n}.")
+        result = await analyst.arun(f"Run print({n} * {n} + 1) and reply with its output.")
         return {"done": [Row(n=n, answer=result.text)]}
 
     def more(table: Table) -> str:

@@ -6,27 +6,32 @@ where it sets none (`bounded`), so the grammar always lets the output end within
 """
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import xgrammar as xgr
 from torch import Tensor
 
 from baobab.engine.drafters import Draft
 from baobab.engine.types import Request, Tool
+
+if TYPE_CHECKING:  # imported where a grammar is first made: xgrammar brings transformers, 0.9 s of every start
+    import xgrammar as xgr
 
 
 class JsonConstraint:
     """One sequence's grammar state (implements the scheduler's Constraint)."""
 
     def __init__(self, compiled: "xgr.CompiledGrammar", vocab_size: int) -> None:
+        import xgrammar as xgr
+
         self.matcher = xgr.GrammarMatcher(compiled)
         self.bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+        self.apply_bitmask = xgr.apply_token_bitmask_inplace
 
     def mask(self, logits: Tensor) -> Tensor:
         """Logits with every token the grammar forbids next set to -inf."""
         self.matcher.fill_next_token_bitmask(self.bitmask)
         logits = logits.float().clone()[None]
-        xgr.apply_token_bitmask_inplace(logits, self.bitmask.to(logits.device))
+        self.apply_bitmask(logits, self.bitmask.to(logits.device))
         return logits[0]
 
     def accept(self, token: int) -> None:
@@ -68,6 +73,8 @@ class Grammars:
     """
 
     def __init__(self, vocab: list[str], stop_ids: set[int]) -> None:
+        import xgrammar as xgr
+
         self.vocab_size = len(vocab)
         info = xgr.TokenizerInfo(vocab, xgr.VocabType.BYTE_LEVEL, vocab_size=len(vocab),
                                  stop_token_ids=sorted(stop_ids))
@@ -75,14 +82,27 @@ class Grammars:
 
     def for_request(self, request: Request) -> JsonConstraint | None:
         """The constraint a request's response_format or tools ask for, or None for free text."""
-        schema = request_schema(request)
-        if schema is None:
-            if not request.response_format or request.response_format.get("type") != "json_object":
-                return None
+        wanted = wanted_json(request)
+        if wanted is False:
+            return None
+        if wanted is True:
             compiled = self.compiler.compile_builtin_json_grammar()
         else:
-            compiled = self.compiler.compile_json_schema(json.dumps(bounded(schema)), any_whitespace=False)
+            compiled = self.compiler.compile_json_schema(json.dumps(bounded(wanted)), any_whitespace=False)
         return JsonConstraint(compiled, self.vocab_size)
+
+
+def wanted_json(request: Request) -> dict[str, Any] | bool:
+    """The schema a request's output must follow, True for any JSON (response_format json_object), or False for
+    free text.
+
+    >>> wanted_json(Request(prompt="x"))
+    False
+    """
+    schema = request_schema(request)
+    if schema is not None:
+        return schema
+    return bool(request.response_format) and request.response_format.get("type") == "json_object"
 
 
 MAX_STRING = 2000  # characters of a string without maxLength: a long paragraph, not a ramble to max_tokens

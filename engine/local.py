@@ -16,7 +16,7 @@ import torch
 
 from baobab.engine import disk_cache, weights
 from baobab.engine.drafters import Drafter, SuffixDrafter
-from baobab.engine.grammar import ANSWER_PROMPT, Grammars, answers_as_json, callable_tools, tools_prompt
+from baobab.engine.grammar import ANSWER_PROMPT, Grammars, answers_as_json, callable_tools, tools_prompt, wanted_json
 from baobab.engine.llm import LLM, RequestError, parses_as_json
 from baobab.engine.model import Llama, dtypes
 from baobab.engine.prefix_cache import PrefixCache, token_bytes
@@ -154,7 +154,8 @@ class LocalLLM(LLM):
             return lambda seq: loop.call_soon_threadsafe(queue.put_nowait, (index, "", seq))
 
         try:
-            constraints = [self.grammars.for_request(request) for _ in range(request.n)]
+            constraints = ([self.grammars.for_request(request) for _ in range(request.n)]
+                           if wanted_json(request) is not False else [None] * request.n)  # no grammar made
         except (ValueError, RuntimeError) as exc:  # a schema xgrammar cannot compile, an unknown tool
             raise RequestError(f"response_format/tools: {exc}") from exc
         group = [Sequence(prompt, request.max_tokens, params, self.tokenizer.eos_ids, request.stop,

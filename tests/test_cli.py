@@ -22,6 +22,12 @@ def test_version(tmp_path: Path) -> None:
     assert out.returncode == 0 and out.stdout.strip() == "baobab 0.1.0"
 
 
+def test_serve_help_gives_the_local_model_sizing(tmp_path: Path) -> None:
+    out = baobab("serve", "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    assert "MB resident" in out.stdout and "KB of KV cache" in out.stdout and "--alias" in out.stdout
+
+
 def test_run_then_list_and_show_the_thread(tmp_path: Path) -> None:
     text = "Baobabs live long. They store water in their trunks."
     out = baobab("run", EXAMPLE, "--input", json.dumps({"text": text}), "--thread", "demo", cwd=tmp_path)

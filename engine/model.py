@@ -25,6 +25,7 @@ from baobab.engine.weights import Checkpoint, LlamaConfig, WeightsError
 
 WIDEN_ABOVE_ROWS = 8  # a narrow unpacked weight is widened once for longer inputs (prefill)
 KEY_WINDOW = 64  # attention windows are multiples of this many keys (see `window`)
+Q8_BLOCK = 32  # values per scale of an 8-bit table (GGUF Q8_0)
 INT4_GROUP = 32  # weights per 4-bit group (one scale and one offset each): GGUF Q4_0 and Q4_1 blocks
 Store = torch.dtype | Literal["int4"]  # how projection weights are kept: a float type, or 4-bit groups
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -160,6 +161,29 @@ class RMSNorm:
     def __call__(self, x: Tensor) -> Tensor:
         width = x.shape[-1]
         return F.layer_norm(torch.cat([x, -x], -1), self.weight.shape, self.weight, None, self.eps)[..., :width]
+
+
+class Embedding:
+    """The token embedding table; kept as 8-bit codes and a scale per 32 values where every block of the table
+    is exactly such (a GGUF Q8_0 table: SmolLM2's takes 32 MB, not 113 in float32), so a looked-up row is the same
+    bits either way (a float16 scale times an integer of 8 bits is exact in float32)."""
+
+    def __init__(self, table: Tensor) -> None:
+        self.table: Tensor | None = table
+        self.codes = self.scales = None
+        if table.dtype == torch.float32 and table.shape[1] % Q8_BLOCK == 0:
+            blocks = table.view(table.shape[0], -1, Q8_BLOCK)
+            scales = blocks.abs().amax(-1, keepdim=True) / 127  # Q8_0's scale: the largest magnitude is 127 codes
+            codes = (blocks / scales.clamp(min=torch.finfo(torch.float32).tiny)).round()
+            if torch.equal(codes * scales, blocks) and codes.abs().max() <= 127:
+                self.codes, self.scales, self.table = codes.to(torch.int8).view_as(table), scales, None
+
+    def __call__(self, tokens: Tensor) -> Tensor:
+        if self.table is not None:
+            return F.embedding(tokens, self.table)
+        assert self.codes is not None and self.scales is not None
+        rows = F.embedding(tokens, self.codes).view(*tokens.shape, -1, Q8_BLOCK).float()
+        return (rows * self.scales[tokens]).flatten(-2)
 
 
 class KVCache:
@@ -311,11 +335,12 @@ class Llama:
 
     def __init__(self, config: LlamaConfig, take: TensorSource, store: Store, cache: KVCache) -> None:
         self.config, self.cache = config, cache
-        self.embed_tokens = take("model.embed_tokens.weight")
+        table = take("model.embed_tokens.weight")
+        self.embedding = Embedding(table)
         self.layers = [Block(config, i, take, store, cache) for i in range(config.n_layers)]
         self.norm = RMSNorm(take("model.norm.weight"), config.norm_eps)
         # 4-bit projections leave the output layer at 16 bits: GGUF Q4 files keep it at 8, and 4 bits cost accuracy
-        self.lm_head = Linear(self.embed_tokens if config.tie_embeddings else take("lm_head.weight"), None,
+        self.lm_head = Linear(table if config.tie_embeddings else take("lm_head.weight"), None,
                               torch.float16 if store == "int4" else store)
         self.inv_freq = rope_frequencies(config, take.tensors.pop("rope_freqs.weight", None)).to(take.device)
 
@@ -353,7 +378,7 @@ class Llama:
         length = tokens.shape[1]
         if any(r.start + length > self.cache.max_len for r in rows):
             raise ValueError(f"sequence longer than the KV cache ({self.cache.max_len} tokens)")
-        x = F.embedding(tokens, self.embed_tokens)
+        x = self.embedding(tokens)
         step = self._step(rows, length, x.dtype)
         for block in self.layers:
             x = block(x, step)
@@ -372,7 +397,7 @@ class Llama:
         batch x length; `slots` is each row's slot; `sees` (batch x 1 x length x window, bool) says which of
         the slot's first `window` positions each token attends to, after this forward's own writes.
         """
-        x = F.embedding(tokens, self.embed_tokens)
+        x = self.embedding(tokens)
         cos, sin = self._rope(positions, x.dtype)
         step = Step(cos, sin, [], [], slots, write_slots, write_at, sees)
         for block in self.layers:

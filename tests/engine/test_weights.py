@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from baobab.aio import run_sync
 from baobab.engine import weights
 from baobab.engine.local import LocalLLM
-from baobab.engine.model import INT4_GROUP, Linear, Llama, Row, Store
+from baobab.engine.model import INT4_GROUP, Embedding, Linear, Llama, Row, Store
 from baobab.engine.tokenizer import ChatTokenizer
 from baobab.engine.weights import WeightsError
 
@@ -71,7 +71,7 @@ def test_narrow_weights_stay_close_in_decode_and_prefill(local_llm: Any, store: 
     checkpoint = weights.load(weights.resolve(weights.DEFAULT_MODEL))
     narrow = Llama.from_checkpoint(checkpoint, slots=1, max_len=128, weight_dtype=store)
     assert narrow.lm_head.weight.dtype == (torch.float16 if store == "int4" else store)
-    assert narrow.embed_tokens.dtype == torch.float32
+    assert narrow.embedding.codes is not None  # the GGUF's 8-bit table, whatever the projections' store
     text = "The quick brown fox jumps over the lazy dog. Then it ran into the forest, where the old owls sleep."
     ids = torch.tensor([local_llm.tokenizer.encode(text)])
     prefill = narrow(ids, [Row(0, 0)], all_logits=True)
@@ -108,3 +108,16 @@ def test_int4_weights_answer_and_read_a_quarter_of_the_bytes() -> None:
         assert down.scales is not None and down.weight.numel() * 2 == 576 * 1536  # two 4-bit codes a byte
     finally:
         run_sync(llm.aclose())
+
+
+def test_an_8_bit_embedding_table_stays_8_bit_and_gives_the_same_rows() -> None:
+    """The GGUF's Q8_0 token table is kept as codes and scales (a quarter of float32's bytes): every row it gives
+    is bit for bit the float32 row; a table that is not 8-bit blocks is kept as it is."""
+    table = weights.load(weights.resolve(weights.DEFAULT_MODEL)).tensors["model.embed_tokens.weight"]
+    embedding = Embedding(table)
+    assert embedding.table is None and embedding.codes is not None and embedding.codes.dtype == torch.int8
+    assert torch.equal(embedding(torch.arange(table.shape[0])), table)
+    ids = torch.tensor([[0, 1, 500, 49151], [7, 7, 8, 9]])
+    assert torch.equal(embedding(ids), torch.nn.functional.embedding(ids, table))
+    other = torch.randn(10, 64)
+    assert Embedding(other).table is other

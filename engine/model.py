@@ -173,9 +173,10 @@ class Embedding:
         self.codes = self.scales = None
         if table.dtype == torch.float32 and table.shape[1] % Q8_BLOCK == 0:
             blocks = table.view(table.shape[0], -1, Q8_BLOCK)
-            scales = blocks.abs().amax(-1, keepdim=True) / 127  # Q8_0's scale: the largest magnitude is 127 codes
-            codes = (blocks / scales.clamp(min=torch.finfo(torch.float32).tiny)).round()
-            if torch.equal(codes * scales, blocks) and codes.abs().max() <= 127:
+            largest = torch.maximum(blocks.amax(-1, keepdim=True), blocks.amin(-1, keepdim=True).neg())
+            scales = largest / 127  # Q8_0's scale: the largest magnitude is 127 codes
+            codes = (blocks / scales.clamp(min=torch.finfo(torch.float32).tiny)).round_()
+            if torch.equal(codes * scales, blocks):
                 self.codes, self.scales, self.table = codes.to(torch.int8).view_as(table), scales, None
 
     def __call__(self, tokens: Tensor) -> Tensor:

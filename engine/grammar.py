@@ -102,7 +102,8 @@ def wanted_json(request: Request) -> dict[str, Any] | bool:
     schema = request_schema(request)
     if schema is not None:
         return schema
-    return bool(request.response_format) and request.response_format.get("type") == "json_object"
+    response_format = request.response_format or {}
+    return response_format.get("type") == "json_object"
 
 
 MAX_STRING = 2000  # characters of a string without maxLength: a long paragraph, not a ramble to max_tokens

@@ -177,6 +177,7 @@ def test_usage_reports_speculation_and_it_can_be_turned_off(pair: Any) -> None:
     assert on.accepted_per_step > 0.5
     assert off.drafted_tokens == off.accepted_tokens == 0 and off.steps == off.completion_tokens - 1
     scheduler = spec.scheduler  # the cost model knows that a long context makes a big tree dear
+    assert scheduler.costs_measured.wait(600)  # measured while the engine was idle
     context_cost = [scheduler._cost(tokens, [1500]) - scheduler._cost(tokens, [0]) for tokens in (32, 1)]
     assert context_cost[0] > context_cost[1] >= 0
     assert scheduler._cost(8, [0] * 4) > scheduler._cost(8, [0])  # rows share a forward, not its price

@@ -25,6 +25,7 @@ from baobab.engine.weights import Checkpoint, LlamaConfig
 log = logging.getLogger(__name__)
 STALE_AFTER_S = 7 * 24 * 3600  # measured costs older than this are measured again (a busier machine, a new kernel)
 NARROW = ("_proj.weight", "lm_head.weight")  # the projections `Linear` stores in the weights' type
+KEEP_WEIGHTS = 4  # weights files kept, the most recently used: each is a model's size, and upgrades make new ones
 
 
 def directory() -> Path:
@@ -76,6 +77,21 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
         log.warning("could not write the cache file %s: %s", path, exc)
 
 
+def prune(kind: str, keep: int) -> None:
+    """Delete all but the `keep` most recently used entries of `kind` (use sets a file's modification time)."""
+    dated = []
+    for file in directory().glob(f"{kind}-*"):
+        try:
+            dated.append((file.stat().st_mtime, file))
+        except FileNotFoundError:  # pruned meanwhile by another process
+            continue
+    for _, file in sorted(dated, reverse=True)[keep:]:
+        try:
+            file.unlink(missing_ok=True)  # a process that maps it keeps its pages
+        except OSError as exc:
+            log.warning("could not delete the old cache file %s: %s", file, exc)
+
+
 def read_json(path: Path, max_age_s: float | None = None) -> dict[str, Any] | None:
     """A JSON entry written by `write_json`, or None when absent, older than `max_age_s` or unreadable."""
     try:
@@ -112,6 +128,7 @@ def checkpoint(path: Path, dtype: torch.dtype, store: torch.dtype | str) -> Chec
             # the file stays mapped, and resident, while any of its tensors lives: those the model may keep as
             # they are (in the activations' type) are copied out, so the projections' pages go once converted
             tensors = {name: t if t.dtype == store else t.clone() for name, t in load_file(str(file)).items()}
+            os.utime(file)  # used: the last file `prune` deletes
             return Checkpoint(LlamaConfig(**data["config"]), tensors, data["tokenizer"], data["chat_template"],
                               data["source"])
         except Exception as exc:  # a truncated or foreign file: load the model itself and write it anew
@@ -122,4 +139,5 @@ def checkpoint(path: Path, dtype: torch.dtype, store: torch.dtype | str) -> Chec
     meta = {"checkpoint": json.dumps({"config": loaded.config.__dict__, "tokenizer": loaded.tokenizer,
                                       "chat_template": loaded.chat_template, "source": loaded.source})}
     write_atomic(file, lambda temporary: save_file(loaded.tensors, str(temporary), metadata=meta))
+    prune("weights", KEEP_WEIGHTS)
     return loaded

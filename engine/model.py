@@ -21,11 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from baobab.engine.weights import Checkpoint, LlamaConfig, WeightsError
+from baobab.engine.weights import EMBEDDING, Q8_BLOCK, Checkpoint, LlamaConfig, WeightsError
 
 WIDEN_ABOVE_ROWS = 8  # a narrow unpacked weight is widened once for longer inputs (prefill)
 KEY_WINDOW = 64  # attention windows are multiples of this many keys (see `window`)
-Q8_BLOCK = 32  # values per scale of an 8-bit table (GGUF Q8_0)
 INT4_GROUP = 32  # weights per 4-bit group (one scale and one offset each): GGUF Q4_0 and Q4_1 blocks
 Store = torch.dtype | Literal["int4"]  # how projection weights are kept: a float type, or 4-bit groups
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -164,27 +163,36 @@ class RMSNorm:
 
 
 class Embedding:
-    """The token embedding table; kept as 8-bit codes and a scale per 32 values where every block of the table
-    is exactly such (a GGUF Q8_0 table: SmolLM2's takes 32 MB, not 113 in float32), so a looked-up row is the same
-    bits either way (a float16 scale times an integer of 8 bits is exact in float32)."""
+    """The token embedding table: a float table, or a GGUF Q8_0 table kept as 8-bit codes and a scale per 32
+    values (SmolLM2's takes 32 MB, not 113 in float32), whose looked-up rows are bit for bit the dequantized ones
+    (a float16 scale times an integer of 8 bits is exact in float32), then cast to the activations' type.
 
-    def __init__(self, table: Tensor) -> None:
-        self.table: Tensor | None = table
-        self.codes = self.scales = None
-        if table.dtype == torch.float32 and table.shape[1] % Q8_BLOCK == 0:
-            blocks = table.view(table.shape[0], -1, Q8_BLOCK)
-            largest = torch.maximum(blocks.amax(-1, keepdim=True), blocks.amin(-1, keepdim=True).neg())
-            scales = largest / 127  # Q8_0's scale: the largest magnitude is 127 codes
-            codes = (blocks / scales.clamp(min=torch.finfo(torch.float32).tiny)).round_()
-            if torch.equal(codes * scales, blocks):
-                self.codes, self.scales, self.table = codes.to(torch.int8).view_as(table), scales, None
+    >>> Embedding(torch.eye(3))(torch.tensor([2])).tolist()
+    [[0.0, 0.0, 1.0]]
+    """
+
+    def __init__(self, table: Tensor | None = None, codes: Tensor | None = None, scales: Tensor | None = None,
+                 dtype: torch.dtype = torch.float32) -> None:
+        if (table is None) == (codes is None or scales is None):
+            raise ValueError("Embedding needs a table, or 8-bit codes and their scales")
+        self.table, self.codes, self.scales, self.dtype = table, codes, scales, dtype
 
     def __call__(self, tokens: Tensor) -> Tensor:
         if self.table is not None:
             return F.embedding(tokens, self.table)
         assert self.codes is not None and self.scales is not None
-        rows = F.embedding(tokens, self.codes).view(*tokens.shape, -1, Q8_BLOCK).float()
-        return (rows * self.scales[tokens]).flatten(-2)
+        return self._dequantize(F.embedding(tokens, self.codes), self.scales[tokens])
+
+    def dense(self) -> Tensor:
+        """The whole table in the activations' type (a tied output layer's weight)."""
+        if self.table is not None:
+            return self.table
+        assert self.codes is not None and self.scales is not None
+        return self._dequantize(self.codes, self.scales)
+
+    def _dequantize(self, codes: Tensor, scales: Tensor) -> Tensor:
+        blocks = codes.view(*codes.shape[:-1], -1, Q8_BLOCK).float()
+        return (blocks * scales).flatten(-2).to(self.dtype)
 
 
 class KVCache:
@@ -336,12 +344,15 @@ class Llama:
 
     def __init__(self, config: LlamaConfig, take: TensorSource, store: Store, cache: KVCache) -> None:
         self.config, self.cache = config, cache
-        table = take("model.embed_tokens.weight")
-        self.embedding = Embedding(table)
+        if f"{EMBEDDING}.codes" in take.tensors:  # a GGUF's Q8_0 table, as stored
+            self.embedding = Embedding(None, take(f"{EMBEDDING}.codes"), take(f"{EMBEDDING}.scales"),
+                                       take.tensors["model.norm.weight"].dtype)
+        else:
+            self.embedding = Embedding(take(f"{EMBEDDING}.weight"))
         self.layers = [Block(config, i, take, store, cache) for i in range(config.n_layers)]
         self.norm = RMSNorm(take("model.norm.weight"), config.norm_eps)
         # 4-bit projections leave the output layer at 16 bits: GGUF Q4 files keep it at 8, and 4 bits cost accuracy
-        self.lm_head = Linear(table if config.tie_embeddings else take("lm_head.weight"), None,
+        self.lm_head = Linear(self.embedding.dense() if config.tie_embeddings else take("lm_head.weight"), None,
                               torch.float16 if store == "int4" else store)
         self.inv_freq = rope_frequencies(config, take.tensors.pop("rope_freqs.weight", None)).to(take.device)
 
@@ -355,7 +366,7 @@ class Llama:
         Activations and the cache use the checkpoint's dtype; `weight_dtype` stores the projections' weights
         narrower (float16, bfloat16, or "int4" on a CPU).
         """
-        dtype, device = checkpoint.tensors["model.embed_tokens.weight"].dtype, torch.device(device)
+        dtype, device = checkpoint.tensors["model.norm.weight"].dtype, torch.device(device)
         take = TensorSource(checkpoint.tensors, checkpoint.source or "checkpoint", device)
         cache = KVCache(checkpoint.config, slots, min(max_len, checkpoint.config.max_seq_len), dtype, device,
                         spare_slots)

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 
 DEFAULT_MODEL = "smollm2-135m"
+EMBEDDING = "model.embed_tokens"  # the token table: `.weight`, or a GGUF Q8_0 table's `.codes` and `.scales`
+Q8_BLOCK = 32  # values per scale of a GGUF Q8_0 tensor
 
 
 class WeightsError(ValueError):
@@ -126,6 +128,9 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> Checkpoint:
     )
     tensors: dict[str, torch.Tensor] = {}
     for t in reader.tensors:
+        if t.name == "token_embd.weight" and t.tensor_type == gguf.GGMLQuantizationType.Q8_0:
+            tensors[f"{EMBEDDING}.codes"], tensors[f"{EMBEDDING}.scales"] = _q8_0(t.data)
+            continue
         array = dequantize(t.data, t.tensor_type)
         tensor = torch.from_numpy(array.copy()).to(dtype)
         name = _hf_name(t.name)
@@ -141,6 +146,14 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> Checkpoint:
     template = reader.fields["tokenizer.chat_template"].contents() if "tokenizer.chat_template" in reader.fields \
         else None
     return Checkpoint(config, tensors, token_fields, template, str(path))
+
+
+def _q8_0(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Q8_0 tensor's 8-bit codes (rows x columns) and its float32 scales (rows x blocks x 1), as stored: each
+    block of a row is a float16 scale and 32 codes."""
+    blocks = torch.from_numpy(data.copy()).view(data.shape[0], -1, 2 + Q8_BLOCK)
+    scales = blocks[..., :2].contiguous().view(torch.float16).float()
+    return blocks[..., 2:].contiguous().view(torch.int8).flatten(1), scales
 
 
 def _hf_name(name: str) -> str:

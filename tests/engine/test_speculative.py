@@ -153,15 +153,20 @@ def test_a_draft_model_refuses_bad_settings() -> None:
 def test_same_seed_same_samples_and_the_same_distribution(pair: Any) -> None:
     """Lossless sampling in the default bfloat16 weights: every seed gives the very plain sample (a verify
     forward's logits are bit for bit a one-token forward's), and pooled second tokens match by chi-square."""
-    plain, spec = pair
+    plain = pair[0]
+    spec = LocalLLM(slots=8, context=2048, threads=2, prefix_cache_mb=0)
+    spec.scheduler.fix_costs({1: 1.0, 32: 1.0}, {}, (0.0, 0.0))  # drafts however loaded the machine: k cost one
     prompt = [{"role": "user", "content": "Say yes or no, then repeat it: yes yes no yes no no yes."}]
     options: dict[str, Any] = {"max_tokens": 12, "temperature": 1.0, "top_k": 8, "n": 8}
     want, got = [], []
-    for seed in range(16):
-        want += plain.complete_sync(messages=prompt, seed=seed, **options).choices
-        got += spec.complete_sync(messages=prompt, seed=seed, **options).choices
-    assert [c.token_ids for c in got] == [c.token_ids for c in want]
-    assert sum(c.usage.accepted_tokens for c in [spec.complete_sync(messages=prompt, seed=0, **options)]) > 0
+    try:
+        for seed in range(16):
+            want += plain.complete_sync(messages=prompt, seed=seed, **options).choices
+            got += spec.complete_sync(messages=prompt, seed=seed, **options).choices
+        assert [c.token_ids for c in got] == [c.token_ids for c in want]
+        assert spec.complete_sync(messages=prompt, seed=0, **options).usage.accepted_tokens > 0
+    finally:
+        run_sync(spec.aclose())
     a, b = (Counter(tuple(c.token_ids[1:2]) for c in samples) for samples in (want, got))  # (): ended at one
     statistic = sum((a[k] - b[k]) ** 2 / (a[k] + b[k]) for k in set(a) | set(b))
     assert statistic < chi2_critical(len(set(a) | set(b)) - 1)

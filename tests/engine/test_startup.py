@@ -108,4 +108,20 @@ def test_an_unreadable_weights_file_is_replaced(tmp_path: Path, monkeypatch: pyt
     for name, tensor in loaded.tensors.items():
         assert torch.equal(mapped.tensors[name], tensor) and torch.equal(again.tensors[name], tensor), name
     assert mapped.tensors["model.layers.0.mlp.up_proj.weight"].dtype == torch.bfloat16  # stored as `Linear` keeps it
-    assert mapped.tensors["model.embed_tokens.weight"].dtype == torch.float32
+    assert mapped.tensors["model.embed_tokens.codes"].dtype == torch.int8  # the GGUF's 8-bit table, as it is
+
+
+def test_old_weights_files_are_deleted_the_most_recently_used_kept(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each upgrade or dtype makes a new weights file of a model's size: only the last `KEEP_WEIGHTS` used stay."""
+    monkeypatch.setenv("BAOBAB_CACHE", str(tmp_path))
+    for age in range(6):
+        file = tmp_path / f"weights-{age}.safetensors"
+        file.write_bytes(b"x")
+        os.utime(file, (1000 - age, 1000 - age))
+    (tmp_path / "costs-0.json").write_text("{}")
+    os.utime(tmp_path / "weights-5.safetensors")  # the oldest file, used just now
+    disk_cache.prune("weights", 4)
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        "costs-0.json", "weights-0.safetensors", "weights-1.safetensors", "weights-2.safetensors",
+        "weights-5.safetensors"]

@@ -38,7 +38,10 @@ def test_a_hugging_face_directory_gives_the_same_model(tmp_path: Path, local_llm
         "num_attention_heads": c.n_heads, "num_key_value_heads": c.n_kv_heads, "intermediate_size": c.hidden_dim,
         "rms_norm_eps": c.norm_eps, "rope_theta": c.rope_theta, "max_position_embeddings": c.max_seq_len,
         "tie_word_embeddings": True}))
-    save_file({k: v.contiguous() for k, v in checkpoint.tensors.items()}, str(tmp_path / "model.safetensors"))
+    tensors = dict(checkpoint.tensors)  # a Hugging Face file holds the token table in float
+    codes, scales = tensors.pop("model.embed_tokens.codes"), tensors.pop("model.embed_tokens.scales")
+    tensors["model.embed_tokens.weight"] = Embedding(None, codes, scales).dense()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp_path / "model.safetensors"))
     ChatTokenizer(checkpoint).tokenizer.save(str(tmp_path / "tokenizer.json"))
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": checkpoint.chat_template}))
     directory = LocalLLM(str(tmp_path), slots=1, context=256, prefix_cache_mb=0, weight_dtype="float32")
@@ -112,12 +115,20 @@ def test_int4_weights_answer_and_read_a_quarter_of_the_bytes() -> None:
 
 def test_an_8_bit_embedding_table_stays_8_bit_and_gives_the_same_rows() -> None:
     """The GGUF's Q8_0 token table is kept as codes and scales (a quarter of float32's bytes): every row it gives
-    is bit for bit the float32 row; a table that is not 8-bit blocks is kept as it is."""
-    table = weights.load(weights.resolve(weights.DEFAULT_MODEL)).tensors["model.embed_tokens.weight"]
-    embedding = Embedding(table)
-    assert embedding.table is None and embedding.codes is not None and embedding.codes.dtype == torch.int8
-    assert torch.equal(embedding(torch.arange(table.shape[0])), table)
+    is bit for bit the row the gguf package dequantizes, then cast to the activations' type."""
+    import gguf
+    from gguf.quants import dequantize
+
+    path = weights.resolve(weights.DEFAULT_MODEL)
+    stored = next(t for t in gguf.GGUFReader(path).tensors if t.name == "token_embd.weight")
+    table = torch.from_numpy(dequantize(stored.data, stored.tensor_type).copy())
+    tensors = weights.load(path).tensors
+    assert "model.embed_tokens.weight" not in tensors and tensors["model.embed_tokens.codes"].dtype == torch.int8
+    embedding = Embedding(None, tensors["model.embed_tokens.codes"], tensors["model.embed_tokens.scales"])
+    assert torch.equal(embedding.dense(), table)
     ids = torch.tensor([[0, 1, 500, 49151], [7, 7, 8, 9]])
     assert torch.equal(embedding(ids), torch.nn.functional.embedding(ids, table))
-    other = torch.randn(10, 64)
-    assert Embedding(other).table is other
+    narrow = Embedding(None, embedding.codes, embedding.scales, torch.bfloat16)
+    assert torch.equal(narrow(ids), torch.nn.functional.embedding(ids, table.to(torch.bfloat16)))
+    with pytest.raises(ValueError, match="a table, or 8-bit codes and their scales"):
+        Embedding(table, embedding.codes, embedding.scales)

@@ -15,10 +15,28 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from baobab import __version__
 
-app = typer.Typer(help="Baobab: agent graphs with durable, resumable runs.", no_args_is_help=True)
+
+class _Commands(TyperGroup):
+    """The `baobab` command group: a StoreError from any command (a corrupt database file, a full disk) is one
+    line on stderr and exit status 1, not a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # click's Context, vendored by newer typers as typer._click
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            # whatever raised a StoreError imported the store; importing it here would slow every command down
+            store = sys.modules.get("baobab.store.db")
+            if store is None or not isinstance(exc, store.StoreError):
+                raise
+            print_error(str(exc))
+            raise typer.Exit(1) from exc
+
+
+app = typer.Typer(help="Baobab: agent graphs with durable, resumable runs.", no_args_is_help=True, cls=_Commands)
 threads_app = typer.Typer(help="List and inspect stored threads.", no_args_is_help=True)
 graph_app = typer.Typer(help="Draw graphs.", no_args_is_help=True)
 search_app = typer.Typer(help="Look at stored searches.", no_args_is_help=True)
@@ -395,12 +413,13 @@ ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model string: l
 
 
 SERVE_SIZING = (
-    "Sizing, local models: the embedded SmolLM2-135M holds about 600 MB resident once it has answered (torch "
-    "itself about 230 MB of it; llama.cpp holds 208 MB for the same GGUF; python benchmarks/engine_startup.py). "
+    "Sizing, local models: the embedded SmolLM2-135M holds about 570 MB resident once it has answered (torch "
+    "itself about 230 MB of it; llama.cpp holds 207 MB for the same GGUF; python benchmarks/engine_startup.py). "
     "Each token a request keeps costs 45 KB of KV cache, taken from the OS as used: 8 concurrent requests of "
     "4,096 tokens reserve 1.5 GB of address space, a chat uses a few MB. The prefix cache keeps at most 512 MB "
-    "of earlier prompts. The first start converts the weights and caches them on disk (330 MB in "
-    "$BAOBAB_CACHE or ~/.cache/baobab); a start with that cache answers in about 2 s on 2 CPU cores.")
+    "of earlier prompts. The first start converts the weights and caches them on disk (250 MB in "
+    "$BAOBAB_CACHE or ~/.cache/baobab; the 4 last used such files are kept); a start with that cache answers in "
+    "about 1.5 s on 2 CPU cores.")
 
 
 @app.command(epilog=SERVE_SIZING)
@@ -448,6 +467,10 @@ def ui(
     apps: AppsOption = None,
     memory: Annotated[str | None, typer.Option(help="Memory database URL for the memory view (default: --db).")]
     = None,
+    allow_host: Annotated[list[str] | None, typer.Option(
+        "--allow-host", help="Also answer requests for this host name (repeatable). Only loopback names and --host "
+                             "are answered otherwise: another site's page cannot reach the viewer by pointing its "
+                             "own name at this machine (DNS rebinding).")] = None,
 ) -> None:
     """The trace viewer in the browser: threads, searches, agent runs; graph, timeline, diff, fork; live."""
     import uvicorn
@@ -456,8 +479,11 @@ def ui(
     from baobab.ui.app import create_app
 
     store = Store(db)
+    # the address it listens on is a name browsers use for it; a wildcard address is no one's name
+    hosts = [*(allow_host or ()), *([host] if host not in ("0.0.0.0", "::") else [])]
     errors.print(f"trace viewer on http://{host}:{port}/ for {store.safe_url}")
-    uvicorn.run(create_app(store, _apps(apps, db), memory), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(store, _apps(apps, db), memory, allow_hosts=hosts), host=host, port=port,
+                log_level="warning")
 
 
 @trace_app.command("export")

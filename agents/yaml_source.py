@@ -20,6 +20,7 @@ _TYPE_TAG = re.compile(r"^([A-Z]\w*|str|int|float|bool|list|dict|\[key\]|literal
 Loc = tuple[str | int, ...]  # where a value is: its keys and list indexes from the top
 Problem = tuple[Loc, str]  # a value and what was expected of it
 MAX_VALUES = 100_000  # far more than any config; bounds what aliases can expand to
+MERGE_TAG = "tag:yaml.org,2002:merge"  # what PyYAML resolves a plain `<<` key to
 
 
 class ConfigError(ValueError):
@@ -34,6 +35,7 @@ class YamlSource:
         self.places: dict[Loc, str] = {}
         self._loader = yaml.SafeLoader("")  # builds scalars and keys from composed nodes
         self._open: set[int] = set()  # the collections being built: an alias to one of them is a cycle
+        self._built = 0  # values built from the file being read, merged ones included
 
     @classmethod
     def read(cls, path: str | Path) -> "YamlSource":
@@ -121,6 +123,7 @@ class YamlSource:
         if root is None:
             return
         places: dict[Loc, str] = {}
+        self._built = 0
         try:
             data = self._value(root, file, (), places)
         except RecursionError:
@@ -144,7 +147,8 @@ class YamlSource:
     def _value(self, node: yaml.Node, file: Path, path: Loc, places: dict[Loc, str]) -> Any:
         where = f"{file}:{node.start_mark.line + 1}"
         places[path] = where
-        if len(places) > MAX_VALUES:  # aliases can multiply a small file into billions of values
+        self._built += 1
+        if self._built > MAX_VALUES:  # aliases can multiply a small file into billions of values
             raise ConfigError(f"{where}: more than {MAX_VALUES} values (aliases repeated too often?)")
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             if id(node) in self._open:
@@ -162,19 +166,39 @@ class YamlSource:
 
     def _collection(self, node: yaml.MappingNode | yaml.SequenceNode, file: Path, path: Loc,
                     places: dict[Loc, str]) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                key = self._loader.construct_object(key_node)
-                if not isinstance(key, str | int):
-                    raise ConfigError(f"{file}:{key_node.start_mark.line + 1}: keys must be strings, got {key!r}")
-                key = str(key)
-                if key in out:
-                    raise ConfigError(f"{file}:{key_node.start_mark.line + 1}: {'.'.join(map(str, (*path, key)))}: "
-                                      f"duplicate key")
-                out[key] = self._value(value_node, file, (*path, key), places)
-            return out
-        return [self._value(item, file, (*path, i), places) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.SequenceNode):
+            return [self._value(item, file, (*path, i), places) for i, item in enumerate(node.value)]
+        out: dict[str, Any] = {}
+        merges: list[yaml.Node] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == MERGE_TAG:
+                merges += value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                continue
+            key = self._loader.construct_object(key_node)
+            if not isinstance(key, str | int):
+                raise ConfigError(f"{file}:{key_node.start_mark.line + 1}: keys must be strings, got {key!r}")
+            key = str(key)
+            if key in out:
+                raise ConfigError(f"{file}:{key_node.start_mark.line + 1}: {'.'.join(map(str, (*path, key)))}: "
+                                  f"duplicate key")
+            out[key] = self._value(value_node, file, (*path, key), places)
+        return {**self._merged(merges, file, path, places, out), **out} if merges else out
+
+    def _merged(self, sources: list[yaml.Node], file: Path, path: Loc, places: dict[Loc, str],
+                own: dict[str, Any]) -> dict[str, Any]:
+        """What YAML 1.1 merge keys (`<<: *base`, `<<: [*a, *b]`) bring into a mapping: an earlier mapping's key
+        wins over a later one's, and the mapping's `own` keys over all; a merged value keeps its own line."""
+        merged: dict[str, Any] = {}
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                raise ConfigError(f"{file}:{source.start_mark.line + 1}: {'.'.join(map(str, path)) or '(top)'}: "
+                                  f"`<<` merges a mapping or a list of mappings, got {source.tag.rpartition(':')[2]}")
+            found: dict[Loc, str] = {}
+            for key, item in self._value(source, file, path, found).items():
+                if key not in own and key not in merged:
+                    merged[key] = item
+                    places.update((loc, at) for loc, at in found.items() if loc[len(path):len(path) + 1] == (key,))
+        return merged
 
     def _interpolate(self, text: str, where: str, path: Loc) -> str:
         def fill(match: re.Match[str]) -> str:

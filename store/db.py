@@ -37,6 +37,10 @@ _CAUSES = [  # (text in the driver's message, what it means for the user)
                                      "read-only file system)"),
     ("disk i/o error", ""),  # SQLite cannot tell why a write failed: _io_cause() looks
 ]
+_DAMAGE = [  # (text in the driver's message, what it means): the file itself is damaged, whatever the statement
+    ("file is not a database", "the file is not a SQLite database (another kind of file, or its header is damaged)"),
+    ("database disk image is malformed", "the database file is corrupt or truncated"),
+]
 
 
 def default_url(data_dir: str | Path | None = None) -> str:
@@ -101,6 +105,8 @@ class Store:
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:":
+                if Path(database).is_dir():  # SQLite would only say "unable to open database file"
+                    raise StoreError(f"{self.safe_url}: {database} is a folder, not a database file")
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             else:  # one shared connection, or every connection would see its own empty database
                 kwargs["poolclass"] = StaticPool
@@ -164,12 +170,17 @@ class Store:
         try:
             yield
         except (DBAPIError, self.engine.dialect.loaded_dbapi.Error) as exc:
+            said = " ".join(str(getattr(exc, "orig", exc)).split())
+            damage = next((why for cause, why in _DAMAGE if cause in str(exc).lower()), None)
+            if damage is not None:
+                raise StoreError(f"{self.safe_url}: {damage} ({said}); restore it from a backup or move it aside "
+                                 f"to start a new one") from exc
             reason = next((why for cause, why in _CAUSES if cause in str(exc).lower()), None)
             if reason is None:
                 raise
             reason = reason or _io_cause(self.engine.url.database if self.dialect == "sqlite" else None)
-            raise StoreError(f"{self.safe_url}: {reason} ({' '.join(str(getattr(exc, 'orig', exc)).split())}); "
-                             f"the transaction was rolled back, nothing of it was written") from exc
+            raise StoreError(f"{self.safe_url}: {reason} ({said}); the transaction was rolled back, nothing of it "
+                             f"was written") from exc
 
     def close(self) -> None:
         """Release the connections."""

@@ -13,13 +13,14 @@ from typing import Any
 from sqlalchemy import func, select
 
 from baobab.graphs import App, Checkpointer
-from baobab.graphs.checkpoint import Write
+from baobab.graphs.checkpoint import LoadedCheckpoint, Write
 from baobab.search.persist import read_run
 from baobab.store import Store
 from baobab.store.schema import checkpoints, search_nodes, search_runs, spans, threads, writes
 from baobab.store.trace import FLUSH_SECONDS, tracer_for
 
 Apps = Mapping[str, App]  # compiled graphs by graph name: exact state replay and validated fork updates
+MAX_ID = 2**63 - 1  # ids are 64-bit SQL integers: a larger number names nothing (and SQLite cannot bind it)
 
 
 class NotFound(LookupError):
@@ -88,10 +89,7 @@ def state(store: Store, checkpoint: int, apps: Apps | None = None) -> dict[str, 
     """The state at `checkpoint` as JSON: replayed by the graph's App when given, else by the reducers'
     names recorded with the run (append and merge; any other reducer replaces, and `exact` says so)."""
     cp = Checkpointer(store)
-    try:
-        loaded = cp.load(checkpoint)
-    except Exception as exc:
-        raise NotFound(str(exc)) from exc
+    loaded = _load(cp, checkpoint)
     info = cp.thread(loaded.info.thread)
     app = (apps or {}).get(info.graph) if info is not None else None
     if app is not None:
@@ -114,6 +112,16 @@ def state(store: Store, checkpoint: int, apps: Apps | None = None) -> dict[str, 
     return {"checkpoint": checkpoint, "step": loaded.info.step, "state": values, "exact": exact}
 
 
+def _load(cp: Checkpointer, checkpoint: int) -> LoadedCheckpoint:
+    """Checkpoint `checkpoint` from `cp`, or NotFound naming it."""
+    if not 0 <= checkpoint <= MAX_ID:
+        raise NotFound(f"no checkpoint with id {checkpoint}")
+    try:
+        return cp.load(checkpoint)
+    except Exception as exc:
+        raise NotFound(str(exc)) from exc
+
+
 def fork(store: Store, checkpoint: int, update: dict[str, Any] | None = None, name: str | None = None,
          apps: Apps | None = None) -> str:
     """A new pending thread from `checkpoint` (App.fork when the graph's App is given); its name.
@@ -121,10 +129,7 @@ def fork(store: Store, checkpoint: int, update: dict[str, Any] | None = None, na
     Without the App, `update` is stored as given and validated when the thread is resumed.
     """
     cp = Checkpointer(store)
-    try:
-        source = cp.load(checkpoint)
-    except Exception as exc:
-        raise NotFound(str(exc)) from exc
+    source = _load(cp, checkpoint)
     info = cp.thread(source.info.thread)
     graph = info.graph if info is not None else ""
     app = (apps or {}).get(graph)

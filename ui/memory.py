@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
-from baobab.ui.data import NotFound
+from baobab.ui.data import MAX_ID, NotFound
 
 
 def memory_available() -> bool:
@@ -34,7 +34,9 @@ def memory_view(memory: Any) -> dict[str, Any]:
 
 def memory_history(memory: Any, note: str) -> dict[str, Any]:
     """How note `note` evolved: its earlier versions, oldest first, as `memory.history()` gives them."""
-    if not note.isdigit():  # ids travel as text in URLs; the store's note ids are integers
+    if not (note.isascii() and note.isdigit()) or int(note) > MAX_ID:  # ids travel as text; the store's are int64
         raise NotFound(f"no note {note!r} in the memory (note ids are numbers)")
     history = memory.history(int(note))
+    if not history and not memory.notes([int(note)]):  # a deleted note may still have earlier versions
+        raise NotFound(f"no note {note} in the memory")
     return {"note": note, "history": to_jsonable_python(history, fallback=repr)}

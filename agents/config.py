@@ -503,7 +503,7 @@ def _option_problems(factory: Callable[..., Any], options: Mapping[str, Any], wh
     >>> from baobab.tools.python import python
     >>> _option_problems(python, {"colour": "red"}, "built-in tool python")
     [(('colour',), 'unknown option of built-in tool python (its options: workspace, time_limit, memory_mb, \
-output_limit, network)')]
+output_limit, network, call_disk_mb, workspace_disk_mb)')]
     """
     model = _options_model(factory)
     try:

@@ -18,7 +18,7 @@ FLOW = "workflow: {type: sequential, agents: [a]}\n"
 TASK_Q = "workflow: {type: sequential, agents: [a], task: 'Answer {q}'}\n"
 GRAPH = "workflow:\n  type: graph\n  nodes: {n: {agent: a}}\n"
 KNOWN_BUILTINS = sorted(BUILTINS)
-PYTHON_OPTIONS = "workspace, time_limit, memory_mb, output_limit, network"
+PYTHON_OPTIONS = "workspace, time_limit, memory_mb, output_limit, network, call_disk_mb, workspace_disk_mb"
 NO_PROVIDER = ("litellm knows no provider 'foo' (expected a litellm model name such as openai/gpt-4o-mini, "
                "anthropic/claude-3-5-haiku-latest or ollama/llama3)")
 NO_FILE = ("no such file or directory (expected a .gguf file, a Hugging Face model directory, or "

@@ -9,6 +9,7 @@ import ctypes
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -130,8 +131,8 @@ def swap():
         swaps[0] += 1
 swapper = threading.Thread(target=swap)
 swapper.start()
-end = time.monotonic() + 2
-while time.monotonic() < end:
+start = time.monotonic()  # 2 s, and up to 10 while the hook has not been raced past (rare on a loaded machine)
+while time.monotonic() < start + 2 or ("[Errno 13] Permission denied" not in seen and time.monotonic() < start + 10):
     try:
         if mode == "read":
             text = open("L").read()
@@ -203,7 +204,10 @@ def test_a_program_that_rewrites_the_audit_hooks_globals_and_builtins_is_still_c
     code = TAMPER.format(private=str(outside / "private.txt"), planted=str(outside / "planted.txt"))
     result = sandbox.run_sync({"code": code})
     assert "private data" not in result.content and "built-in function fork_exec" not in result.content
-    assert result.content.count("Permission denied") == 3, result.content  # the kernel refused all three
+    # the kernel refused all three (as root, a workspace in a folder closed to the sandbox's uid is reached through
+    # bind mounts, and a rename across two of them is refused as such before Landlock looks)
+    refused = result.content.count("Permission denied") + result.content.count("Invalid cross-device link")
+    assert refused == 3, result.content
     assert "importing _posixsubprocess is not allowed" in result.content  # the hook's closure is out of reach
     untouched(outside)
     still_works(sandbox)
@@ -296,7 +300,7 @@ def test_processes_cannot_be_started_or_signalled(sandbox: Tool, attack: str, sa
     ("x = bytearray(8 * 2**30)", "memory limit"),
     ("x = []\nwhile True: x.append(' ' * 2**20)", "memory limit"),
     ("import threading, time\nwhile True: threading.Thread(target=time.sleep, args=(60,)).start()",
-     "can't start new thread"),
+     "can't start new thread|MemoryError"),  # which comes first depends on the stacks mapped by then
     ("while True: pass", "time limit"),
     ("import time; time.sleep(60)", "time limit"),
     ("while True: print('spam' * 1000)", "time limit"),
@@ -308,7 +312,7 @@ def test_resource_bombs_end_within_their_limits(sandbox: Tool, attack: str, said
     result = sandbox.run_sync({"code": attack})
     took = time.monotonic() - started
     print(f"{took:.2f} s")
-    assert result.error and said in result.content, result.content[-300:]
+    assert result.error and re.search(said, result.content), result.content[-300:]
     assert took < 8, took  # the 3 s limit and the teardown
     assert len(result.content) < 2 * 2000 + 200  # output is cut to its limit
     still_works(sandbox)

@@ -433,6 +433,8 @@ def serve(
                                                    "drafts (same outputs, fewer forwards).")] = True,
     max_pending: Annotated[int, typer.Option(min=1, help="Completions in progress at most; more are answered "
                                                          "503 with Retry-After at once.")] = 64,
+    max_body: Annotated[int, typer.Option(min=1, help="Largest request body in bytes (default 4 MiB); a larger one is "
+                                                      "answered 413 before it is read.")] = 4 * 2**20,
     alias: Annotated[list[str] | None, typer.Option(
         "--alias", help="Another model name to answer to (e.g. gpt-4o-mini); repeatable. Other names get 404.")]
     = None,
@@ -445,8 +447,8 @@ def serve(
     llm = _load_model(model, **({} if speculative or not model.startswith("local:") else {"speculative": False}))
     errors.print(f"serving [bold]{llm.name}[/] on http://{host}:{port}/v1" + (" (API key required)" if api_key else "")
                  + (f", also as {', '.join(alias)}" if alias else ""))
-    uvicorn.run(create_app(llm, api_key=api_key, aliases=alias or (), max_pending=max_pending), host=host, port=port,
-                log_level="warning")
+    uvicorn.run(create_app(llm, api_key=api_key, aliases=alias or (), max_pending=max_pending, max_body=max_body),
+                host=host, port=port, log_level="warning")
 
 
 AppsOption = Annotated[list[str] | None, typer.Option(

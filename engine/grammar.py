@@ -65,20 +65,25 @@ class JsonConstraint:
         return draft.keep(sorted(kept)).with_forced(forced).best(budget)
 
 
+CACHE_BYTES = 128 * 2**20  # compiled grammars kept, least recently used first out: hundreds of typical schemas
+# (0.1-1 MB each for a 49k vocabulary), where one enum of 20,000 strings takes 69 MB
+
+
 class Grammars:
-    """Compiles grammars for one tokenizer (xgrammar caches them by schema).
+    """Compiles grammars for one tokenizer; xgrammar keeps them by schema, at most `cache_bytes` of them (least
+    recently used first out). Safe to call from several threads.
 
     >>> grammars = Grammars(tokenizer.vocab, {2})  # doctest: +SKIP
     >>> grammars.for_request(Request(prompt="x", response_format={"type": "json_object"}))  # doctest: +SKIP
     """
 
-    def __init__(self, vocab: list[str], stop_ids: set[int]) -> None:
+    def __init__(self, vocab: list[str], stop_ids: set[int], cache_bytes: int = CACHE_BYTES) -> None:
         import xgrammar as xgr
 
         self.vocab_size = len(vocab)
         info = xgr.TokenizerInfo(vocab, xgr.VocabType.BYTE_LEVEL, vocab_size=len(vocab),
                                  stop_token_ids=sorted(stop_ids))
-        self.compiler = xgr.GrammarCompiler(info, cache_enabled=True)
+        self.compiler = xgr.GrammarCompiler(info, cache_enabled=True, cache_limit_bytes=cache_bytes)
 
     def for_request(self, request: Request) -> JsonConstraint | None:
         """The constraint a request's response_format or tools ask for, or None for free text."""
@@ -124,19 +129,34 @@ def bounded(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema  # true/false, or a keyword's value
     out = {key: _bounded_keyword(key, value) for key, value in schema.items()}
-    kinds = set(out["type"]) if isinstance(out.get("type"), list) else {out.get("type")}
+    types = out["type"] if isinstance(out.get("type"), list) else [out.get("type")]
+    kinds = {kind for kind in types if isinstance(kind, str)}  # anything else is for the compiler to refuse
     free = not {"enum", "const"} & out.keys()  # a fixed set of values is bounded already
     if "string" in kinds and free and not {"pattern", "format"} & out.keys():
-        out.setdefault("maxLength", max(MAX_STRING, out.get("minLength", 0)))
+        out.setdefault("maxLength", max(MAX_STRING, _number(out, "minLength") or 0))
     if "array" in kinds:
-        out.setdefault("maxItems", max(MAX_ITEMS, out.get("minItems", 0)))
+        out.setdefault("maxItems", max(MAX_ITEMS, _number(out, "minItems") or 0))
     if {"integer", "number"} & kinds and free:
-        low, high = out.get("minimum", out.get("exclusiveMinimum")), out.get("maximum", out.get("exclusiveMaximum"))
+        low = _number(out, "minimum") if "minimum" in out else _number(out, "exclusiveMinimum")
+        high = _number(out, "maximum") if "maximum" in out else _number(out, "exclusiveMaximum")
         if low is None and (high is None or high > -_LARGEST):
             out["minimum"] = -_LARGEST
         if high is None and (low is None or low < _LARGEST):
             out["maximum"] = _LARGEST
     return out
+
+
+def _number(schema: dict[str, Any], key: str) -> float | None:
+    """A bound keyword's number, None where the schema has none; ValueError if it is not a number.
+
+    >>> _number({"minLength": "3"}, "minLength")
+    Traceback (most recent call last):
+    ValueError: minLength must be a number, not '3'
+    """
+    value = schema.get(key)
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"{key} must be a number, not {value!r}")
 
 
 def _bounded_keyword(key: str, value: Any) -> Any:

@@ -6,6 +6,7 @@
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -16,7 +17,15 @@ import torch
 
 from baobab.engine import disk_cache, weights
 from baobab.engine.drafters import Drafter, SuffixDrafter
-from baobab.engine.grammar import ANSWER_PROMPT, Grammars, answers_as_json, callable_tools, tools_prompt, wanted_json
+from baobab.engine.grammar import (
+    ANSWER_PROMPT,
+    Grammars,
+    JsonConstraint,
+    answers_as_json,
+    callable_tools,
+    tools_prompt,
+    wanted_json,
+)
 from baobab.engine.llm import LLM, RequestError, parses_as_json
 from baobab.engine.model import Llama, dtypes
 from baobab.engine.prefix_cache import PrefixCache, token_bytes
@@ -84,6 +93,8 @@ class LocalLLM(LLM):
 
         drafter = SuffixDrafter() if speculative is True else None if speculative is False else speculative
         costs_key = {"model": disk_cache.model_identity(path), "dtype": activations, "store": store, "device": device}
+        self._grammars: Grammars | None = None
+        self._grammars_made = threading.Lock()
         self.scheduler = Scheduler(load, self.decode, drafter, costs_key=costs_key, progress=progress)
         self.model = self.scheduler.model
 
@@ -94,7 +105,7 @@ class LocalLLM(LLM):
     def prompt_ids(self, request: Request) -> list[int]:
         """The tokens the model sees for a request: the prompt, or the messages through the chat template."""
         if request.prompt is not None:
-            return self.tokenizer.encode(request.prompt)
+            return self.encode_prompt(request.prompt)
         assert request.messages is not None
         messages: list[dict[str, Any]] = []
         tools, json_answers = callable_tools(request), answers_as_json(request)
@@ -115,7 +126,25 @@ class LocalLLM(LLM):
                 messages[0]["content"] = f"{messages[0]['content']}\n\n{note}"
             else:
                 messages.insert(0, {"role": "system", "content": note})
-        return self.tokenizer.encode(self.tokenizer.render(messages))
+        return self.encode_prompt(self.tokenizer.render(messages))
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Token ids of a prompt, refused before tokenising if it cannot fit the context: no token spans more bytes
+        than the vocabulary's longest (tokenising a 10 MB message took 10 s of CPU and hundreds of MB).
+
+        >>> llm.encode_prompt("x" * 10**7)  # doctest: +SKIP
+        RequestError: a prompt of 10,000,000 bytes cannot fit the context of 4,096 tokens
+        """
+        size = len(text.encode())
+        if size > self.scheduler.max_len * self.longest_token:
+            raise RequestError(f"a prompt of {size:,} bytes cannot fit the context of {self.scheduler.max_len:,} "
+                               f"tokens")
+        return self.tokenizer.encode(text)
+
+    @cached_property
+    def longest_token(self) -> int:
+        """Bytes of the vocabulary's longest token (as UTF-8: byte-level tokens count at most double)."""
+        return max(len(token.encode()) for token in self.tokenizer.vocab)
 
     async def _complete(self, request: Request) -> Completion:
         choices = [Choice(index=i) for i in range(request.n)]
@@ -142,7 +171,8 @@ class LocalLLM(LLM):
 
     async def _generate(self, request: Request) -> AsyncIterator[Chunk]:
         started = time.perf_counter()
-        prompt = self.prompt_ids(request)
+        # tokenising and compiling a grammar can take seconds (both release the GIL): the event loop serves others
+        prompt, constraints = await asyncio.to_thread(self._prepare, request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[int, str, Sequence | None]] = asyncio.Queue()
         params = SamplingParams(request.temperature, request.top_p, request.top_k)
@@ -153,11 +183,6 @@ class LocalLLM(LLM):
         def on_finish(index: int) -> Any:
             return lambda seq: loop.call_soon_threadsafe(queue.put_nowait, (index, "", seq))
 
-        try:
-            constraints = ([self.grammars.for_request(request) for _ in range(request.n)]
-                           if wanted_json(request) is not False else [None] * request.n)  # no grammar made
-        except (ValueError, RuntimeError) as exc:  # a schema xgrammar cannot compile, an unknown tool
-            raise RequestError(f"response_format/tools: {exc}") from exc
         group = [Sequence(prompt, request.max_tokens, params, self.tokenizer.eos_ids, request.stop,
                           on_token(i), on_finish(i), generator=_generator(request.seed, i, params),
                           constraint=constraints[i])
@@ -185,10 +210,26 @@ class LocalLLM(LLM):
             if remaining:
                 self.scheduler.cancel(group)
 
-    @cached_property
+    def _prepare(self, request: Request) -> tuple[list[int], list[JsonConstraint | None]]:
+        """A request's prompt tokens and each sample's grammar (None: free text), on a worker thread."""
+        try:
+            prompt = self.prompt_ids(request)
+        except ValueError as exc:  # tool_choice naming no tool (RequestError is one too)
+            raise RequestError(str(exc)) from exc
+        if wanted_json(request) is False:
+            return prompt, [None] * request.n  # no grammar made
+        try:
+            return prompt, [self.grammars.for_request(request) for _ in range(request.n)]
+        except (ValueError, RuntimeError) as exc:  # a schema xgrammar cannot compile, or deeper than Python's stack
+            raise RequestError(f"response_format/tools: {exc}") from exc
+
+    @property
     def grammars(self) -> Grammars:
-        """Grammar compilation for this tokenizer, made on first use."""
-        return Grammars(self.tokenizer.vocab, self.tokenizer.eos_ids)
+        """Grammar compilation for this tokenizer, made on first use (once: requests prepare on several threads)."""
+        with self._grammars_made:
+            if self._grammars is None:
+                self._grammars = Grammars(self.tokenizer.vocab, self.tokenizer.eos_ids)
+            return self._grammars
 
     async def aclose(self) -> None:
         """Stop the engine thread."""
@@ -203,7 +244,7 @@ def _generator(seed: int | None, index: int, params: SamplingParams) -> torch.Ge
     if seed is None:
         generator.seed()
     else:
-        generator.manual_seed(seed * 1000003 + index)
+        generator.manual_seed((seed * 1000003 + index) % 2**64)  # any int: torch takes 64 bits
     return generator
 
 

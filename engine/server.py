@@ -3,28 +3,39 @@
     baobab serve --model local:smollm2-135m --port 8000 [--api-key KEY] [--alias gpt-4o-mini]
 
 Bad requests get OpenAI-shaped 400 errors naming the field; a missing or wrong key gets 401; a `model` that is
-neither the served model's name nor one of its aliases gets 404 (model_not_found), as OpenAI answers it.
+neither the served model's name nor one of its aliases gets 404 (model_not_found), as OpenAI answers it; a body
+larger than `max_body` gets 413 before it is read. A client that disconnects cancels its generation, streamed
+or not, and its place is free at once.
 """
 
+import asyncio
+import contextlib
 import json
 import secrets
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Any, Literal
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
 
-from baobab.engine.llm import LLM, RequestError
+from baobab.engine.llm import LLM, RequestError, parses_as_json
 from baobab.engine.types import Chunk, Completion, Message, Request, Tool, ToolCall
 
 API_KEY_ENV = "BAOBAB_API_KEY"
 RETRY_AFTER = 1  # seconds a client turned away at capacity is told to wait
+MAX_BODY = 4 * 2**20  # bytes of a request body at most, by default: a long document, not a memory attack
+LARGE_BODY = 2**20  # bytes of a body after which the memory its copies took is handed back to the OS
+INT64 = 2**63  # seeds are int64, as OpenAI documents them
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Wire(BaseModel):
@@ -38,7 +49,7 @@ class _Wire(BaseModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=64)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-INT64, lt=INT64)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     user: str | None = None
@@ -52,19 +63,63 @@ class _Wire(BaseModel):
     store: bool | None = None
 
 
+class _WirePart(BaseModel):
+    type: str
+    text: str = ""  # only text parts are understood
+
+
+class _WireCallFunction(BaseModel):
+    name: str
+    arguments: str = "{}"
+
+    @field_validator("arguments")
+    @classmethod
+    def _json_text(cls, value: str) -> str:
+        if not parses_as_json(value):  # the local engine shows earlier calls to the model as JSON
+            raise ValueError("must be a string of JSON, as the model wrote the call's arguments")
+        return value
+
+
+class _WireToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: _WireCallFunction
+
+
 class _WireMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[_WirePart] | None = None
     name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[_WireToolCall] | None = None
     tool_call_id: str | None = None
+
+
+class _WireFunction(BaseModel):
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class _WireTool(BaseModel):
+    type: Literal["function"] = "function"
+    function: _WireFunction
+
+
+class _WireNamed(BaseModel):
+    name: str
+
+
+class _WireToolChoice(BaseModel):
+    type: Literal["function"] = "function"
+    function: _WireNamed
 
 
 class _ChatBody(_Wire):
     messages: list[_WireMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     response_format: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[_WireTool] | None = None
     tool_choice: str | dict[str, Any] | None = None
 
 
@@ -81,7 +136,7 @@ class _HttpError(Exception):
 
 
 def create_app(llm: LLM, *, api_key: str | None = None, model_name: str | None = None,
-               aliases: Sequence[str] = (), max_pending: int = 64) -> Starlette:
+               aliases: Sequence[str] = (), max_pending: int = 64, max_body: int = MAX_BODY) -> Starlette:
     """The ASGI app serving `llm`; with `api_key`, requests need `Authorization: Bearer KEY`.
 
     Requests name the model `model_name` (default: `llm.name`) or one of `aliases` (so a client written for
@@ -89,9 +144,13 @@ def create_app(llm: LLM, *, api_key: str | None = None, model_name: str | None =
     request without `model` is served too. /v1/models lists the name, then the aliases.
 
     At most `max_pending` completions are in progress (queued in the engine or generating); one more is
-    answered 503 with Retry-After at once, so a client never waits on a queue without bound.
+    answered 503 with Retry-After at once, so a client never waits on a queue without bound. A body of more
+    than `max_body` bytes is answered 413 as soon as that is known (from Content-Length, or while it is read).
+    Served with its lifespan (uvicorn), the event loop's worker threads, where a model prepares requests
+    (tokenising, compiling grammars), number `max_pending`: slow ones never hold up the others' (asyncio's
+    default is min(32, CPUs + 4) threads).
 
-    >>> app = create_app(load_llm("scripted:hi"))  # doctest: +SKIP
+    >>> app = create_app(load_llm("scripted:hi"), max_body=2**20)  # doctest: +SKIP
     """
     name = model_name or llm.name
     names = list(dict.fromkeys([name, *aliases]))
@@ -114,16 +173,45 @@ def create_app(llm: LLM, *, api_key: str | None = None, model_name: str | None =
             {"id": n, "object": "model", "created": 0, "owned_by": "baobab"} for n in names]})
 
     async def chat(request: HttpRequest) -> Response:
-        return await _serve(request, check_key, llm, names, capacity, chat=True)
+        return await _serve(request, check_key, llm, names, capacity, max_body, chat=True)
 
     async def completions(request: HttpRequest) -> Response:
-        return await _serve(request, check_key, llm, names, capacity, chat=False)
+        return await _serve(request, check_key, llm, names, capacity, max_body, chat=False)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        asyncio.get_running_loop().set_default_executor(  # the loop shuts it down when it closes
+            ThreadPoolExecutor(max_pending, thread_name_prefix="baobab-prepare"))
+        yield
 
     return Starlette(routes=[
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
-    ])
+    ], middleware=[Middleware(_HandsBackMemory)], lifespan=lifespan)
+
+
+class _HandsBackMemory:
+    """ASGI middleware: once a request whose body was large is answered (its copies freed), the memory they took
+    goes back to the OS, which glibc would keep (16 bodies of 3 MB at once left +48 MB resident; +4 MB so)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        received = 0
+
+        async def counted() -> AsgiMessage:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counted, send)
+        if received > LARGE_BODY:
+            from baobab.engine.scheduler import return_freed_memory  # torch's: loaded already for a local model
+
+            await asyncio.to_thread(return_freed_memory)
 
 
 class _Capacity:
@@ -142,13 +230,14 @@ class _Capacity:
         self.busy -= 1
 
 
-async def _serve(http: HttpRequest, check_key: Any, llm: LLM, names: list[str], capacity: _Capacity, *,
-                 chat: bool) -> Response:
+async def _serve(http: HttpRequest, check_key: Callable[[HttpRequest], None], llm: LLM, names: list[str],
+                 capacity: _Capacity, max_body: int, *, chat: bool) -> Response:
     """One completion request, answered under the served model's name (`names[0]`) whichever of `names` it asked."""
     name = names[0]
     try:
         check_key(http)
-        body = await _body(http, _ChatBody if chat else _CompletionBody)
+        data = _json(await _read(http, max_body))
+        body: _ChatBody | _CompletionBody = _validated(_ChatBody, data) if chat else _validated(_CompletionBody, data)
         if body.model and body.model not in names:
             raise _HttpError(404, f"The model '{body.model}' does not exist", "model", code="model_not_found")
         request = _to_request(body)
@@ -156,52 +245,95 @@ async def _serve(http: HttpRequest, check_key: Any, llm: LLM, names: list[str], 
     except _HttpError as exc:
         return _error(exc)
     created, ident = int(time.time()), f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
-    if body.stream:
-        usage = bool((body.stream_options or {}).get("include_usage"))
-        return _HeldStream(_sse(llm.stream(request), ident, created, name, chat, usage), capacity)
-    try:
-        completion = await llm.complete(request)
-    except RequestError as exc:
-        return _error(_HttpError(400, str(exc)))
-    finally:
-        capacity.give()
-    return JSONResponse(_completion_json(completion, ident, created, name, chat))
+
+    async def reply() -> Response | AsyncGenerator[str, None]:
+        if body.stream:
+            usage = bool((body.stream_options or {}).get("include_usage"))
+            return _sse(llm.stream(request), ident, created, name, chat, usage)
+        try:
+            completion = await llm.complete(request)
+        except RequestError as exc:
+            return _error(_HttpError(400, str(exc)))
+        return JSONResponse(_completion_json(completion, ident, created, name, chat))
+
+    return _Held(reply, capacity)
 
 
-class _HeldStream(StreamingResponse):
-    """An event stream that gives its request's place back however it ends: a client gone before the first
-    byte means the body never starts, so a `finally` inside it would never run."""
+class _Held(StreamingResponse):
+    """The answer to a completion request: `reply()` makes it (a whole response, or the events of a stream), and
+    Starlette listens for the client's disconnect meanwhile, as it does for every stream, and cancels it then:
+    streamed or not, a client that leaves stops its generation at the engine's next step. However it ends, the
+    request's place in `capacity` is given back at once and a stream's events are closed (a client gone before
+    the first byte never started them, so a `finally` inside them would never run)."""
 
-    def __init__(self, events: AsyncGenerator[str, None], capacity: _Capacity) -> None:
-        super().__init__(events, media_type="text/event-stream")
-        self.events, self.capacity = events, capacity
+    def __init__(self, reply: Callable[[], Awaitable[Response | AsyncGenerator[str, None]]],
+                 capacity: _Capacity) -> None:
+        super().__init__(())  # no content of its own: `stream_response` sends the reply's
+        self.reply, self.capacity = reply, capacity
+        self.events: AsyncGenerator[str, None] | None = None
+
+    async def stream_response(self, send: Send) -> None:
+        reply = await self.reply()
+        if isinstance(reply, Response):
+            await send({"type": "http.response.start", "status": reply.status_code, "headers": reply.raw_headers})
+            await send({"type": "http.response.body", "body": reply.body})
+            return
+        self.events = reply
+        await StreamingResponse(reply, media_type="text/event-stream").stream_response(send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             self.capacity.give()
-            await self.events.aclose()  # a stream left midway stops generating now, not when collected
+            if self.events is not None:
+                await self.events.aclose()  # a stream left midway stops generating now, not when collected
 
 
-async def _body(http: HttpRequest, model: type[_Wire]) -> Any:
+async def _read(http: HttpRequest, limit: int) -> bytes:
+    """The request's body, or 413 once it is known to exceed `limit` bytes: from Content-Length before reading
+    anything, else as soon as the bytes read pass it (a chunked body declares no length)."""
+    declared = http.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in http.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> _HttpError:
+    return _HttpError(413, f"the body is larger than this server's limit of {limit:,} bytes (baobab serve "
+                           f"--max-body)", code="request_too_large")
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 saying why it is not one."""
     try:
-        data = json.loads(await http.body())
+        data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _HttpError(400, f"the body is not valid JSON: {exc}") from exc
     except RecursionError:  # "[[[[..." deeper than Python's stack
         raise _HttpError(400, "the body is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise _HttpError(400, "the body must be a JSON object")
+    return data
+
+
+def _validated(model: type[M], data: Any, where: str = "") -> M:
+    """`data` as a `model`, or a 400 naming the first field at fault (its path, under `where`)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"])
+        param = ".".join(str(p) for p in (where, *first["loc"]) if p != "") or "request"
         raise _HttpError(400, f"{param}: {first['msg']}", param) from exc
 
 
-def _to_request(body: Any) -> Request:
+def _to_request(body: _ChatBody | _CompletionBody) -> Request:
     fields: dict[str, Any] = {
         "temperature": body.temperature, "top_p": body.top_p, "n": body.n, "seed": body.seed,
         "stop": body.stop or [], "max_tokens": getattr(body, "max_completion_tokens", None) or body.max_tokens or 256,
@@ -209,48 +341,43 @@ def _to_request(body: Any) -> Request:
     if isinstance(body, _ChatBody):
         fields["messages"] = [_message(m, i) for i, m in enumerate(body.messages)]
         fields["response_format"] = body.response_format
-        if body.tools:
-            fields["tools"] = [_tool(t, i) for i, t in enumerate(body.tools)]
-        if isinstance(body.tool_choice, dict):
-            fields["tool_choice"] = (body.tool_choice.get("function") or {}).get("name", "auto")
-        elif body.tool_choice is not None:
-            fields["tool_choice"] = body.tool_choice
+        tools = [_tool(t) for t in body.tools or ()]
+        if tools:
+            fields["tools"] = tools
+        if body.tool_choice is not None:
+            fields["tool_choice"] = _tool_choice(body.tool_choice, tools)
     else:
         fields["prompt"], fields["top_k"] = body.prompt, body.top_k
-    try:
-        return Request.model_validate(fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or "request"
-        raise _HttpError(400, f"{param}: {first['msg']}", param) from exc
+    return _validated(Request, fields)
 
 
 def _message(m: _WireMessage, index: int) -> Message:
     content = m.content
     if isinstance(content, list):  # content parts: only text is understood
-        texts = [p.get("text", "") for p in content if p.get("type") == "text"]
-        if len(texts) != len(content):
+        if any(p.type != "text" for p in content):
             raise _HttpError(400, f"messages.{index}.content: only text parts are supported", f"messages.{index}")
-        content = "".join(texts)
-    calls = None
-    if m.tool_calls:
-        try:
-            calls = [ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"].get("arguments", "{}"))
-                     for c in m.tool_calls]
-        except (KeyError, TypeError) as exc:
-            raise _HttpError(400, f"messages.{index}.tool_calls: expected id and function.name",
-                             f"messages.{index}.tool_calls") from exc
+        content = "".join(p.text for p in content)
+    calls = [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments) for c in m.tool_calls or ()]
     role = "system" if m.role == "developer" else m.role
-    return Message(role=role, content=content, name=m.name, tool_calls=calls, tool_call_id=m.tool_call_id)
+    return Message(role=role, content=content, name=m.name, tool_calls=calls or None, tool_call_id=m.tool_call_id)
 
 
-def _tool(spec: dict[str, Any], index: int) -> Tool:
-    function = spec.get("function")
-    if spec.get("type", "function") != "function" or not isinstance(function, dict) or "name" not in function:
-        raise _HttpError(400, f"tools.{index}: expected {{'type': 'function', 'function': {{'name': ...}}}}",
-                         f"tools.{index}")
-    return Tool(name=function["name"], description=function.get("description", ""),
-                parameters=function.get("parameters") or {"type": "object", "properties": {}})
+def _tool(spec: _WireTool) -> Tool:
+    function = spec.function
+    return Tool(name=function.name, description=function.description,
+                parameters=function.parameters or {"type": "object", "properties": {}})
+
+
+def _tool_choice(choice: str | dict[str, Any], tools: list[Tool]) -> str:
+    """auto, none, required, or the name of one of `tools` (given as it, or as OpenAI's {"type": "function",
+    "function": {"name": NAME}})."""
+    if choice in ("auto", "none", "required"):
+        return str(choice)
+    name = choice if isinstance(choice, str) else _validated(_WireToolChoice, choice, "tool_choice").function.name
+    if name not in {t.name for t in tools}:
+        offered = ", ".join(repr(t.name) for t in tools) or "none"
+        raise _HttpError(400, f"tool_choice: {name!r} names no tool in tools (offered: {offered})", "tool_choice")
+    return name
 
 
 def _completion_json(completion: Completion, ident: str, created: int, name: str, chat: bool) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh SQLite file per test, a real PostgreSQL server started once per session, and
 `baobab serve` on the embedded model on a loopback port."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -9,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -136,6 +138,32 @@ def wait_until_serving(proc: subprocess.Popen[str], url: str, *, headers: dict[s
 def serving() -> Callable[..., None]:
     """`wait_until_serving`, for tests and fixtures (conftest modules cannot be imported)."""
     return wait_until_serving
+
+
+@contextlib.contextmanager
+def served(options: list[str], log: Path) -> Iterator[tuple[str, int]]:
+    """`baobab serve` on the embedded model with `options`, on a free loopback port, its output in `log`: yields its
+    /v1 URL and process id; on leaving, checks that it still runs, then stops it."""
+    port = free_port()
+    with log.open("w") as out:  # a file, not a pipe: a pipe nobody reads would block a server that logs a lot
+        proc = subprocess.Popen(["baobab", "serve", "--model", "local:smollm2-135m", "--port", str(port), *options],
+                                env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_until_serving(proc, f"{url}/models", timeout=120)
+    except AssertionError as exc:
+        proc.kill()
+        raise AssertionError(f"{exc}\n{log.read_text()[-3000:]}") from None
+    yield url, proc.pid
+    assert proc.poll() is None, f"the server died:\n{log.read_text()[-3000:]}"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def serve_local() -> Callable[[list[str], Path], AbstractContextManager[tuple[str, int]]]:
+    """`served`, for fixtures (conftest modules cannot be imported)."""
+    return served
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,7 @@ def test_api_key_and_openai_shaped_400s(server: str, server_key: str) -> None:
         ({"messages": [{"role": "user", "content": "hi"}], "temperature": 5}, "temperature"),
         ({"messages": [{"role": "user", "content": "hi"}], "temprature": 0}, "temprature"),
         ({"messages": []}, "messages"),
-        ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, "tools.0"),
+        ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, "tools.0.function"),
     ]
     for payload, param in cases:
         response = httpx.post(f"{server}/chat/completions", json=payload, headers=auth)

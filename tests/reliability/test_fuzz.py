@@ -1,11 +1,13 @@
-"""Fuzzing: random YAML configs, graph definitions, tool arguments and server request bodies get only the
-documented, clear errors; never a traceback of ours, a 500 or a hang. `pytest -m long` runs many more."""
+"""Fuzzing: random YAML configs, graph definitions, tool arguments and server request bodies (to a scripted model,
+and, for seeds, tools, tool calls, tool_choice and schemas, to the embedded one) get only the documented, clear
+errors; never a traceback of ours, a 500, a stream cut short or a hang. `pytest -m long` runs many more."""
 
 import asyncio
 import contextlib
 import json
 import random
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from baobab.agents import ConfigError, read_config
-from baobab.engine import ScriptedLLM
+from baobab.engine import LLM, ScriptedLLM, load_llm
 from baobab.engine.server import create_app
 from baobab.graphs import END, START, Graph, GraphError, GraphRecursionError
 from baobab.tools import tool
@@ -171,21 +173,63 @@ def test_tool_arguments_are_validated_into_observations() -> None:
 
 # ---- server request bodies --------------------------------------------------------------------------------
 
+def shaped(fields: dict[str, Any]) -> Any:
+    """Objects with some of these fields (each a strategy), or any JSON value in their place."""
+    return st.fixed_dictionaries({}, optional=fields) | json_values
+
+
+NAMED = st.sampled_from(["add", "mul", ""]) | json_values  # "add" is the tool TOOLS offer most
+SCHEMAS = st.sampled_from([
+    {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}, {}, {"type": "string"},
+    {"type": "string", "minLength": "3"}, {"type": "integer", "maximum": "big"}, {"type": ["string", [1]]},
+    {"type": {"a": 1}}, {"type": "array", "items": [1]}, {"enum": []}, {"type": "nothing"}, {"$ref": "#/nowhere"},
+    {"type": "object", "properties": {"a": {"type": "integer", "minimum": 5, "maximum": 1}}}]) | json_values
+FUNCTIONS = shaped({"name": NAMED, "description": st.text(max_size=8) | json_values, "parameters": SCHEMAS})
+TOOLS = st.lists(shaped({"type": st.just("function") | json_values, "function": FUNCTIONS}), max_size=2) | json_values
+TOOL_CALLS = st.lists(shaped({"id": st.just("call_1") | json_values, "type": st.just("function") | json_values,
+                              "function": shaped({"name": NAMED, "arguments": st.sampled_from(
+                                  ['{"a": 1}', "{}", "[1]", "null", "not json", '{"a": ', "[" * 3000])
+                                  | json_values})}), max_size=2) | json_values
+TOOL_CHOICES = st.sampled_from(["auto", "none", "required"]) | NAMED | shaped({
+    "type": st.just("function") | json_values, "function": shaped({"name": NAMED})})
+SEEDS = st.integers() | st.sampled_from([2**45, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64]) | json_values
 MESSAGES = st.lists(st.fixed_dictionaries({}, optional={
     "role": st.sampled_from(["system", "user", "assistant", "tool", "developer", "robot"]) | json_values,
-    "content": json_values, "tool_calls": json_values, "tool_call_id": json_values, "name": json_values}), max_size=3)
+    "content": json_values | st.lists(shaped({"type": st.just("text") | json_values, "text": json_values})),
+    "tool_calls": TOOL_CALLS, "tool_call_id": json_values, "name": json_values}), max_size=3)
 BODIES = st.fixed_dictionaries({}, optional={
     "model": json_values, "messages": MESSAGES | json_values, "prompt": json_values, "max_tokens": json_values,
     "max_completion_tokens": json_values, "temperature": json_values, "top_p": json_values, "n": json_values,
-    "stop": json_values, "seed": json_values, "stream": st.booleans() | json_values, "stream_options": json_values,
-    "response_format": json_values, "tools": json_values, "tool_choice": json_values})
+    "stop": json_values, "seed": SEEDS, "stream": st.booleans() | json_values, "stream_options": json_values,
+    "response_format": json_values, "tools": TOOLS, "tool_choice": TOOL_CHOICES})
 
 
-async def post(path: str, content: bytes, headers: dict[str, bytes], key: str | None) -> httpx.Response:
-    app = create_app(ScriptedLLM(["ok"], cycle=True), api_key=key)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        async with asyncio.timeout(10):
-            return await client.post(path, content=content, headers=headers)
+async def post(path: str, content: bytes, headers: dict[str, bytes], key: str | None,
+               llm: LLM | None = None) -> tuple[httpx.Response, list[str]]:
+    """The response to one request to a server of `llm` (a scripted model by default), and its events if it is a
+    stream."""
+    app = create_app(llm or ScriptedLLM(["ok"], cycle=True), api_key=key)
+    async with (httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+                asyncio.timeout(60 if llm else 10),
+                client.stream("POST", path, content=content, headers=headers) as response):
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            await response.aread()
+            return response, []
+        return response, [line async for line in response.aiter_lines() if line.startswith("data: ")]
+
+
+def check_answer(response: httpx.Response, events: list[str], refused: bool = False) -> None:
+    """A result, or an OpenAI-shaped 4xx; a stream that ends with [DONE], any error in it OpenAI-shaped."""
+    assert response.status_code in ((401,) if refused else (200, 400, 404)), (response.status_code, response.text[:300])
+    if response.status_code != 200:
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and isinstance(error["message"], str)
+        assert error["message"] and error["type"] == ("authentication_error" if refused else "invalid_request_error")
+    elif events or response.headers["content-type"].startswith("text/event-stream"):
+        assert events and events[-1] == "data: [DONE]", events[-3:]
+        for event in events[:-1]:
+            data = json.loads(event.removeprefix("data: "))
+            assert "choices" in data or set(data["error"]) == {"message", "type", "param", "code"}, data
 
 
 @given(path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]),
@@ -196,20 +240,50 @@ async def post(path: str, content: bytes, headers: dict[str, bytes], key: str | 
 def fuzz_server_bodies(path: str, body: bytes, content_type: str, key: str | None, authorization: str) -> None:
     headers = {"content-type": content_type, "authorization": authorization}
     headers = {name: value.encode() for name, value in headers.items() if value}  # bytes: "é" goes as UTF-8
-    response = asyncio.run(post(path, body, headers, key))
-    refused = key is not None and authorization.removeprefix("Bearer ") != key  # the bare key is accepted too
-    assert response.status_code in ((401,) if refused else (200, 400, 404)), (response.status_code, response.text[:300])
-    if response.status_code != 200:
-        error = response.json()["error"]
-        assert set(error) == {"message", "type", "param", "code"} and isinstance(error["message"], str)
-        assert error["message"] and error["type"] == ("authentication_error" if refused else "invalid_request_error")
+    response, events = asyncio.run(post(path, body, headers, key))
+    check_answer(response, events, refused=key is not None and authorization.removeprefix("Bearer ") != key)
 
 
 def test_server_bodies_get_a_result_or_an_openai_shaped_4xx() -> None:
     FEW(fuzz_server_bodies)()
 
 
+@pytest.fixture(scope="module")
+def local_llm() -> Iterator[LLM]:
+    """The embedded model, small: 2 slots, a context of 1,024 tokens."""
+    llm = load_llm("local:smollm2-135m", slots=2, context=1024)
+    yield llm
+    asyncio.run(llm.aclose())
+
+
+CONVERSATIONS = st.lists(st.sampled_from([
+    {"role": "user", "content": "Add 2 and 3."}, {"role": "tool", "tool_call_id": "call_1", "content": "5"}])
+    | st.fixed_dictionaries({"role": st.just("assistant"), "content": st.none() | st.just("ok"),
+                             "tool_calls": TOOL_CALLS}), min_size=1, max_size=3)
+
+
+def fuzz_engine_bodies(llm: LLM) -> Any:
+    """Bodies that pass the server's checks more often (a conversation, a short answer), fuzzed in the fields the
+    model reads: the seed it samples with, the tools it is told of and may call, earlier calls and schemas."""
+
+    @given(body=st.fixed_dictionaries({"messages": CONVERSATIONS, "max_tokens": st.integers(1, 3),
+                                       "temperature": st.sampled_from([0, 1.0]), "stream": st.booleans()}, optional={
+        "seed": SEEDS, "tools": TOOLS, "tool_choice": TOOL_CHOICES, "n": st.integers(1, 3),
+        "response_format": shaped({"type": st.sampled_from(["json_object", "json_schema"]) | json_values,
+                                   "json_schema": shaped({"name": st.just("s"), "schema": SCHEMAS})})}))
+    def engine_bodies(body: dict[str, Any]) -> None:
+        content = json.dumps(body).encode()
+        check_answer(*asyncio.run(post("/v1/chat/completions", content, {}, None, llm)))
+
+    return engine_bodies
+
+
+def test_bodies_reaching_the_local_model_get_a_result_or_an_openai_shaped_4xx(local_llm: LLM) -> None:
+    settings(FEW, deadline=None)(fuzz_engine_bodies(local_llm))()  # a model's first steps are slow; post() times out
+
+
 @pytest.mark.long
-def test_many_more_fuzz_examples(tmp_path: Path) -> None:
+def test_many_more_fuzz_examples(tmp_path: Path, local_llm: LLM) -> None:
     for target in [*fuzz_configs(tmp_path), fuzz_graphs, fuzz_tool_arguments, fuzz_server_bodies]:
         MANY(target)()
+    settings(MANY, deadline=None)(fuzz_engine_bodies(local_llm))()

@@ -5,11 +5,10 @@ free again. Prints throughput and p99 latency. `pytest -m long` runs a longer, h
 
 import asyncio
 import contextlib
-import os
-import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -21,24 +20,10 @@ CAPACITY = 8
 
 
 @pytest.fixture(scope="module")
-def small_server(port_finder: Callable[[], int], serving: Callable[..., None],
+def small_server(serve_local: Callable[..., AbstractContextManager[tuple[str, int]]],
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    port = port_finder()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with log.open("w") as out:  # a file, not a pipe: a pipe nobody reads would block a server that logs a lot
-        proc = subprocess.Popen(["baobab", "serve", "--model", "local:smollm2-135m", "--port", str(port),
-                                 "--max-pending", str(CAPACITY)], env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        serving(proc, f"{url}/models", timeout=120)
-    except AssertionError as exc:
-        proc.kill()
-        raise AssertionError(f"{exc}\n{log.read_text()[-3000:]}") from None
-    yield url, proc.pid
-    assert proc.poll() is None, f"the server died under load:\n{log.read_text()[-3000:]}"
-    proc.terminate()
-    proc.wait(timeout=30)
+    with serve_local(["--max-pending", str(CAPACITY)], tmp_path_factory.mktemp("serve") / "serve.log") as server:
+        yield server
 
 
 def rss_mb(pid: int) -> float:

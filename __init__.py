@@ -15,15 +15,16 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Graph": "baobab.graphs", "App": "baobab.graphs", "START": "baobab.graphs", "END": "baobab.graphs",
     "Send": "baobab.graphs", "Retry": "baobab.graphs", "RunContext": "baobab.graphs",
-    "append": "baobab.graphs", "merge": "baobab.graphs", "Store": "baobab.store",
+    "append": "baobab.graphs", "merge": "baobab.graphs", "Store": "baobab.store", "BaobabError": "baobab.errors",
 }
 
 if TYPE_CHECKING:
+    from baobab.errors import BaobabError
     from baobab.graphs import END, START, App, Graph, Retry, RunContext, Send, append, merge
     from baobab.store import Store
 
-__all__ = ["END", "START", "App", "Graph", "Retry", "RunContext", "Send", "Store", "__version__", "append",
-           "merge"]
+__all__ = ["END", "START", "App", "BaobabError", "Graph", "Retry", "RunContext", "Send", "Store", "__version__",
+           "append", "merge"]
 
 
 def __getattr__(name: str) -> Any:

@@ -22,6 +22,7 @@ from baobab.aio import run_sync
 from baobab.engine import DEFAULT_MODEL, LLM, Completion, Message, Request, ToolCall, Usage, load_llm
 from baobab.engine import Tool as ToolSpec
 from baobab.engine.budget import Budget, BudgetedLLM, Spend, current_spend
+from baobab.errors import BaobabError
 from baobab.search.context import lessons_in_scope, lessons_section
 from baobab.store.trace import excerpt, span
 from baobab.tools import Observation, Tool
@@ -54,7 +55,7 @@ async def close_shared_models() -> None:
         await llm.aclose()
 
 
-class AgentError(RuntimeError):
+class AgentError(BaobabError, RuntimeError):
     """An agent could not produce a valid answer (the message says why and after how many tries)."""
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from baobab.errors import BaobabError
+
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # the union and validator tags pydantic puts in error locations, which are not keys of the data
 _TYPE_TAG = re.compile(r"^([A-Z]\w*|str|int|float|bool|list|dict|\[key\]|literal\[.*|function-\w+\[.*)$")
@@ -23,7 +25,7 @@ MAX_VALUES = 100_000  # far more than any config; bounds what aliases can expand
 MERGE_TAG = "tag:yaml.org,2002:merge"  # what PyYAML resolves a plain `<<` key to
 
 
-class ConfigError(ValueError):
+class ConfigError(BaobabError, ValueError):
     """A config that cannot be used; each line of the message is `file:line: field: what was expected`."""
 
 

@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from baobab.engine.llm import LLM
 from baobab.engine.types import Chunk, Completion, Request, Usage
+from baobab.errors import BaobabError
 
 
-class BudgetExceeded(RuntimeError):
+class BudgetExceeded(BaobabError, RuntimeError):
     """A cap was reached: the run stops cleanly (what it has done so far is kept)."""
 
 

@@ -9,9 +9,10 @@ from pydantic import ValidationError
 
 from baobab.aio import run_sync, run_sync_iter
 from baobab.engine.types import Chunk, Completion, Request
+from baobab.errors import BaobabError
 
 
-class RequestError(ValueError):
+class RequestError(BaobabError, ValueError):
     """A request that cannot be served as given; the message names the field."""
 
 

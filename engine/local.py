@@ -33,9 +33,10 @@ from baobab.engine.sampling import SamplingParams
 from baobab.engine.scheduler import Scheduler, Sequence
 from baobab.engine.tokenizer import ChatTokenizer
 from baobab.engine.types import Choice, Chunk, Completion, Request, ToolCall, Usage
+from baobab.errors import BaobabError
 
 
-class EngineError(RuntimeError):
+class EngineError(BaobabError, RuntimeError):
     """The engine failed while generating (the cause is attached)."""
 
 

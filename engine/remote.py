@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from baobab.engine.llm import LLM, RequestError, parses_as_json
 from baobab.engine.types import Choice, Chunk, Completion, Request, ToolCall, Usage
+from baobab.errors import BaobabError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the cost map from the network
 import litellm
@@ -33,7 +34,7 @@ TRANSIENT = (llm_errors.Timeout, llm_errors.RateLimitError, llm_errors.APIConnec
              llm_errors.InternalServerError, llm_errors.ServiceUnavailableError, llm_errors.BadGatewayError)
 
 
-class RemoteError(RuntimeError):
+class RemoteError(BaobabError, RuntimeError):
     """A remote model failed for good (after retries, or at once for a non-transient error)."""
 
 

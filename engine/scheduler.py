@@ -35,6 +35,7 @@ from baobab.engine.model import Llama, Row
 from baobab.engine.prefix_cache import PrefixCache
 from baobab.engine.sampling import SamplingParams, sample
 from baobab.engine.tokenizer import TextStream
+from baobab.errors import BaobabError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def _stop_all() -> None:
         scheduler.close()
 
 
-class LoadCancelled(Exception):
+class LoadCancelled(BaobabError):
     """The model stopped loading because the caller was interrupted."""
 
 

@@ -29,6 +29,7 @@ from starlette.types import Message as AsgiMessage
 
 from baobab.engine.llm import LLM, RequestError, parses_as_json
 from baobab.engine.types import Chunk, Completion, Message, Request, Tool, ToolCall
+from baobab.errors import BaobabError
 
 API_KEY_ENV = "BAOBAB_API_KEY"
 RETRY_AFTER = 1  # seconds a client turned away at capacity is told to wait
@@ -128,7 +129,7 @@ class _CompletionBody(_Wire):
     top_k: int = Field(default=0, ge=0)
 
 
-class _HttpError(Exception):
+class _HttpError(BaobabError):
     def __init__(self, status: int, message: str, param: str | None = None, kind: str = "invalid_request_error",
                  code: str | None = None):
         super().__init__(message)

@@ -12,12 +12,14 @@ from typing import Any
 
 import torch
 
+from baobab.errors import BaobabError
+
 DEFAULT_MODEL = "smollm2-135m"
 EMBEDDING = "model.embed_tokens"  # the token table: `.weight`, or a GGUF Q8_0 table's `.codes` and `.scales`
 Q8_BLOCK = 32  # values per scale of a GGUF Q8_0 tensor
 
 
-class WeightsError(ValueError):
+class WeightsError(BaobabError, ValueError):
     """A checkpoint that cannot be loaded; the message names the file and what was expected."""
 
 

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from baobab.errors import BaobabError
+
 Reducer = Callable[[Any, Any], Any]
 
 
@@ -32,7 +34,7 @@ def merge(current: dict[Any, Any], update: dict[Any, Any]) -> dict[Any, Any]:
     return {**current, **update}
 
 
-class InvalidUpdateError(ValueError):
+class InvalidUpdateError(BaobabError, ValueError):
     """A node returned an update that does not fit the state, or two nodes wrote one plain field."""
 
 

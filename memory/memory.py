@@ -35,6 +35,7 @@ from sqlalchemy import (
 
 from baobab.aio import run_sync
 from baobab.engine import LLM, load_llm
+from baobab.errors import BaobabError
 from baobab.memory import writer
 from baobab.memory.embedders import DEFAULT_EMBEDDER, Embedder, aembed, load_embedder
 from baobab.memory.index import VectorIndex
@@ -68,7 +69,7 @@ _PG_BY_RANK = text(f"SELECT id FROM memory_notes WHERE {_PG_DOCUMENT} @@ to_tsqu
 _UNION_PARTS = 64  # notes whose links, or query terms whose notes, one UNION statement reads (SQLite allows 500)
 
 
-class MemoryError(RuntimeError):
+class MemoryError(BaobabError, RuntimeError):
     """A note is missing, or the memory cannot do what was asked (the message says which note and why)."""
 
 

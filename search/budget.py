@@ -3,6 +3,7 @@
 from pydantic import Field
 
 from baobab.engine.budget import Budget, Spend
+from baobab.errors import BaobabError
 
 
 class SearchBudget(Budget):
@@ -20,7 +21,7 @@ class SearchBudget(Budget):
         return any(value is not None for value in self.model_dump().values())
 
 
-class SearchStopped(Exception):
+class SearchStopped(BaobabError):
     """The search ends early: `reason` is "target" or the limit reached ("max_expansions", "max_model_calls"...)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from baobab.errors import BaobabError
 from baobab.store.schema import SCHEMA_VERSION, metadata, schema_info
 
 DATA_DIR_ENV = "BAOBAB_DATA_DIR"
@@ -24,7 +25,7 @@ URL_ENV = "BAOBAB_DB_URL"
 SCHEMA_LOCK = 0x62616F62  # the PostgreSQL advisory lock taken while the schema is created ("baob")
 
 
-class StoreError(Exception):
+class StoreError(BaobabError):
     """The database cannot be opened or used as Baobab expects."""
 
 

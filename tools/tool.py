@@ -12,6 +12,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
 from baobab.aio import run_sync
+from baobab.errors import BaobabError
 from baobab.tools.docstrings import arg_descriptions, summary
 
 MAX_CHARS = 20_000
@@ -30,7 +31,7 @@ class Observation(BaseModel):
     error: bool = False
 
 
-class ToolError(Exception):
+class ToolError(BaobabError):
     """Raised by a tool to report a clean failure: the observation's content is the message alone."""
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from baobab.errors import BaobabError
 from baobab.graphs import App, Checkpointer
 from baobab.graphs.checkpoint import LoadedCheckpoint, Write
 from baobab.search.persist import read_run
@@ -23,7 +24,7 @@ Apps = Mapping[str, App]  # compiled graphs by graph name: exact state replay an
 MAX_ID = 2**63 - 1  # ids are 64-bit SQL integers: a larger number names nothing (and SQLite cannot bind it)
 
 
-class NotFound(LookupError):
+class NotFound(BaobabError, LookupError):
     """The thread, checkpoint, search or run asked for is not in the store."""
 
 

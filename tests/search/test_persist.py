@@ -87,7 +87,8 @@ def test_an_error_marks_the_run_and_a_rerun_resumes_where_it_stopped(db_url: str
 def test_kill_9_mid_search_then_resume_redoes_nothing_and_loses_nothing(db_url: str, tmp_path: Path,
                                                                          strategy: str) -> None:
     budget, log1, log2 = 40, tmp_path / "first.log", tmp_path / "second.log"
-    proc = subprocess.Popen([sys.executable, str(WORKER), db_url, "job", strategy, str(budget), str(log1), "0.04"],
+    # 0.15 s an expansion: the search outlasts a slow poll of the store (PostgreSQL on a busy machine) by seconds
+    proc = subprocess.Popen([sys.executable, str(WORKER), db_url, "job", strategy, str(budget), str(log1), "0.15"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while True:

@@ -12,15 +12,20 @@ and a read replays at most about one state's worth.
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select, text, update
 
 from baobab.graphs.errors import CheckpointError
 from baobab.graphs.lease import BEATS, LEASE_TIMEOUT, Heartbeat, Owner, lost, this_process
+from baobab.graphs.retention import Removed, delete_threads, prune
 from baobab.store import Store
 from baobab.store.schema import checkpoints, thread_leases, threads, writes
+
+if TYPE_CHECKING:
+    from baobab.graphs.state import StateSchema
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class ThreadInfo:
     created: float
     updated: float
     crashed: bool = False
+    fingerprint: str | None = None  # the state class its rows were written with (baobab.graphs.fingerprint)
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ class LoadedCheckpoint:
     snapshot: str
     writes: list[Write]
     chain_length: int
+    snapshot_fingerprint: str | None = None  # what the snapshot's thread was written with (None: unknown)
+    write_fingerprints: list[str | None] = field(default_factory=list)  # the same for each write
 
 
 class Checkpointer:
@@ -101,7 +109,7 @@ class Checkpointer:
             ["thread", "step", "parent", "pending", "snapshot", "created"])
         self._insert_thread = self.store.compile(
             threads.insert().returning(threads.c.id),
-            ["name", "graph", "status", "detail", "forked_from", "created", "updated"])
+            ["name", "graph", "status", "detail", "forked_from", "created", "updated", "fingerprint"])
         self._select_thread = self.store.compile(_THREADS.where(threads.c.name == bindparam("name")))
         lease = ["host", "machine", "pid", "started", "heartbeat"]
         self._insert_lease = self.store.compile(thread_leases.insert(), ["thread", *lease])
@@ -115,10 +123,11 @@ class Checkpointer:
 
     def create_thread(self, name: str, graph: str, *, pending: dict[str, Any], snapshot: str | None = None,
                       parent: CheckpointInfo | None = None, first_writes: Sequence[Write] = (),
-                      status: str = "running") -> tuple[int, int]:
+                      status: str = "running", fingerprint: str | None = None) -> tuple[int, int]:
         """A new thread and its first checkpoint: at step 0 with a snapshot, or after `parent` (a fork).
 
         A running thread's lease is this process's from the start, so a kill before its first step shows.
+        `fingerprint`: the state class its rows are written with (`StateSchema.fingerprint`).
         """
         now = time.time()
         duplicate = self.store.engine.dialect.loaded_dbapi.IntegrityError
@@ -126,7 +135,8 @@ class Checkpointer:
             try:  # the unique name decides, so two processes creating one thread cannot both succeed
                 cursor.execute(self._insert_thread.text, self._insert_thread.params({
                     "name": name, "graph": graph, "status": status, "detail": None,
-                    "forked_from": parent.id if parent else None, "created": now, "updated": now}))
+                    "forked_from": parent.id if parent else None, "created": now, "updated": now,
+                    "fingerprint": fingerprint}))
             except duplicate as exc:
                 raise CheckpointError(f"thread {name!r} already exists; pick another name or resume it") from exc
             thread_id = cursor.fetchone()[0]
@@ -224,11 +234,12 @@ class Checkpointer:
         """A ThreadInfo from a row of `_THREADS` (the thread's columns in table order, then its lease's), raw or
         SQLAlchemy."""
         status, detail, why = row[3], json.loads(row[4]) if row[4] else None, None
-        if status == "running" and row[8] is not None:  # without a lease (an older Baobab's run) the status stands
-            why = lost(Owner(row[8], row[9], row[10], row[11]), row[12], self.lease_timeout, time.time())
+        lease = row[len(threads.c):]
+        if status == "running" and lease[0] is not None:  # without a lease (an older Baobab's run) the status stands
+            why = lost(Owner(*lease[:4]), lease[4], self.lease_timeout, time.time())
         if why is not None:
             status, detail = "interrupted", {"reason": why}
-        return ThreadInfo(row[0], row[1], row[2], status, detail, row[5], row[6], row[7], why is not None)
+        return ThreadInfo(row[0], row[1], row[2], status, detail, row[5], row[6], row[7], why is not None, row[8])
 
     def latest(self, thread_id: int) -> int:
         """The id of the thread's last checkpoint."""
@@ -258,7 +269,8 @@ class Checkpointer:
         return [Write(*r) for r in rows]
 
     def load(self, checkpoint_id: int) -> LoadedCheckpoint:
-        """A checkpoint with its nearest snapshot and the update writes after it, in one read."""
+        """A checkpoint with its nearest snapshot and the update writes after it, in one read; with the
+        fingerprints they were written with (a fork's chain runs through other threads)."""
         with self.store.transaction() as conn:
             chain = conn.execute(_CHAIN, {"id": checkpoint_id}).all()
             if not chain:
@@ -266,16 +278,74 @@ class Checkpointer:
             base = chain[-1]
             snapshot = conn.execute(select(checkpoints.c.snapshot).where(checkpoints.c.id == base.id)).scalar()
             rows = conn.execute(_CHAIN_WRITES, {"id": checkpoint_id}).all() if len(chain) > 1 else []
-            head = conn.execute(select(checkpoints, threads.c.name).join(threads)
+            head = conn.execute(select(checkpoints, threads.c.name, threads.c.fingerprint).join(threads)
                                 .where(checkpoints.c.id == checkpoint_id)).one()
+            made: dict[int, str | None] = {head.thread: head.fingerprint}
+            others = {r.thread for r in chain} - {head.thread}
+            if others:  # a fork's chain runs into the thread it was forked from
+                made.update((i, f) for i, f in conn.execute(select(threads.c.id, threads.c.fingerprint)
+                                                            .where(threads.c.id.in_(others))))
         if snapshot is None:
             raise CheckpointError(f"checkpoint {checkpoint_id}: its chain has no snapshot (damaged store)")
         pending = json.loads(head.pending)
         return LoadedCheckpoint(
             info=_checkpoint_info(head, head.name, pending), thread_id=head.thread, pending=pending,
             snapshot=snapshot, writes=[Write(r.step, r.task, r.node, "update", r.data) for r in rows],
-            chain_length=len(chain) - 1,
+            chain_length=len(chain) - 1, snapshot_fingerprint=made[base.thread],
+            write_fingerprints=[made[r.thread] for r in rows],
         )
+
+    def upgrade(self, info: ThreadInfo, schema: "StateSchema") -> None:
+        """Bring a thread's stored states and updates to `schema`'s class and record its fingerprint, in one
+        transaction (before a run goes on with it); nothing when they already match.
+
+        Rows written under another fingerprint go through the schema's `migrate` hook; a class that cannot read
+        them without one raises `StateSchemaError` naming the fields, and nothing is changed.
+        """
+        if info.fingerprint == schema.fingerprint:
+            return
+        with self.store.transaction() as conn:
+            if not schema.same_fingerprint(info.fingerprint):
+                old, name = info.fingerprint, info.name
+                states = [{"i": i, "s": schema.load_state(t, old, name).model_dump_json()} for i, t in conn.execute(
+                    select(checkpoints.c.id, checkpoints.c.snapshot)
+                    .where(checkpoints.c.thread == info.id, checkpoints.c.snapshot.is_not(None))).all()]
+                updates = [{"i": i, "d": schema.dump_update(schema.load_update(t, old, name))} for i, t in conn.execute(
+                    select(writes.c.id, writes.c.data).where(writes.c.thread == info.id, writes.c.kind == "update")
+                ).all()]
+                if states:
+                    conn.execute(update(checkpoints).where(checkpoints.c.id == bindparam("i"))
+                                 .values(snapshot=bindparam("s")), states)
+                if updates:
+                    conn.execute(update(writes).where(writes.c.id == bindparam("i")).values(data=bindparam("d")),
+                                 updates)
+            conn.execute(update(threads).where(threads.c.id == info.id).values(fingerprint=schema.fingerprint))
+
+    def prune(self, thread: str | Sequence[str] | None = None, *, keep_last: int | None = None,
+              older_than: float | timedelta | None = None) -> Removed:
+        """Delete old checkpoints (with their writes and snapshots) of `thread`s (default: all), in one transaction.
+
+        Per thread it keeps the last checkpoint, the last `keep_last`, those newer than `older_than` (seconds or a
+        timedelta), what forks and stored graph searches refer to, and what each kept one needs to load to the same
+        state (see `baobab.graphs.retention`). Named threads bring their subgraph threads and branches.
+
+        >>> Checkpointer("sqlite://").prune(keep_last=10).checkpoints
+        0
+        """
+        names = [thread] if isinstance(thread, str) else thread
+        return prune(self.store, names, keep_last=keep_last, older_than=older_than)
+
+    def delete_thread(self, name: str, *others: str) -> Removed:
+        """Delete threads with all their checkpoints, writes and spans, and their subgraph threads and lookahead
+        branches (`name/...`, `name~...`), in one transaction.
+
+        Refused with a CheckpointError naming them when other threads were forked from these, a stored search
+        refers to their checkpoints, or one of them is running.
+
+        >>> cp.delete_thread("t1").checkpoints  # doctest: +SKIP
+        12
+        """
+        return delete_threads(self.store, [name, *others], lease_timeout=self.lease_timeout)
 
     def history(self, thread_id: int, thread_name: str) -> list[CheckpointInfo]:
         """The thread's checkpoints, newest first."""
@@ -297,10 +367,10 @@ WITH RECURSIVE chain(id, thread, step, parent, has_snapshot, depth) AS (
   FROM checkpoints c JOIN chain ON c.id = chain.parent WHERE NOT chain.has_snapshot
 )
 """
-_CHAIN = text(_CHAIN_CTE + "SELECT id, depth FROM chain ORDER BY depth")
+_CHAIN = text(_CHAIN_CTE + "SELECT id, thread, depth FROM chain ORDER BY depth")
 # The update writes of every checkpoint after the snapshot, oldest step first.
 _CHAIN_WRITES = text(_CHAIN_CTE + """
-SELECT w.step, w.task, w.node, w.data FROM writes w
+SELECT w.step, w.task, w.node, w.data, w.thread FROM writes w
 JOIN chain ON w.thread = chain.thread AND w.step = chain.step
 WHERE w.kind = 'update' AND NOT chain.has_snapshot
 ORDER BY chain.depth DESC, w.task, w.id

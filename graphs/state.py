@@ -4,7 +4,9 @@ A field's reducer is a callable in its `Annotated` metadata; it combines the cur
 an update. Fields without one are replaced, and two nodes of one step may not both write them.
 """
 
+import functools
 import inspect
+import json
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
@@ -12,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from baobab.errors import BaobabError
+from baobab.graphs.fingerprint import Migrate, StateSchemaError, changes, fingerprint
 
 Reducer = Callable[[Any, Any], Any]
 
@@ -46,12 +49,16 @@ class StateSchema:
     >>> schema = StateSchema(S)
     >>> schema.apply(S(), [("a", schema.validate_update("a", {"log": ["x"]}))]).log
     ['x']
+
+    `migrate` converts rows stored under another fingerprint as they load (see `baobab.graphs.fingerprint`).
     """
 
-    def __init__(self, model: type[BaseModel]) -> None:
+    def __init__(self, model: type[BaseModel], migrate: Migrate | None = None) -> None:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise TypeError(f"a graph's state must be a pydantic BaseModel subclass, got {model!r}")
         self.model = model
+        self.migrate = migrate
+        self._fingerprints: dict[str, dict[str, Any]] = {}
         self.reducers: dict[str, Reducer] = {}
         update_fields: dict[str, Any] = {}
         for name, field in model.model_fields.items():
@@ -114,9 +121,64 @@ class StateSchema:
         """JSON of the fields the update sets."""
         return update.model_dump_json(exclude_unset=True)
 
-    def load_update(self, text: str) -> BaseModel:
-        """The update back from `dump_update`'s JSON."""
-        return self.update_model.model_validate_json(text)
+    def load_update(self, text: str, stored: str | None = None, thread: str = "") -> BaseModel:
+        """The update back from `dump_update`'s JSON, written under fingerprint `stored` (None: this class's)."""
+        old = self._stored(stored, thread)
+        if old is None:
+            return self.update_model.model_validate_json(text)
+        return self._migrated(self.update_model, text, old, thread)
+
+    def load_state(self, text: str, stored: str | None = None, thread: str = "") -> BaseModel:
+        """A stored state's JSON as the state class, written under fingerprint `stored` (None: this class's).
+
+        Raises `StateSchemaError` naming the changed fields when the class cannot read it and there is no
+        `migrate` hook.
+        """
+        old = self._stored(stored, thread)
+        if old is None:
+            return self.model.model_validate_json(text)
+        return self._migrated(self.model, text, old, thread)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """The state class's fingerprint, stored with each thread it writes (JSON text)."""
+        return fingerprint(self.model, self.reducers)
+
+    def same_fingerprint(self, stored: str | None) -> bool:
+        """Whether rows written under `stored` are in this class's shape exactly (None: unknown, taken as so)."""
+        return stored is None or stored == self.fingerprint or self._parsed(stored)["hash"] == self._parsed(
+            self.fingerprint)["hash"]
+
+    def _stored(self, stored: str | None, thread: str) -> dict[str, Any] | None:
+        """The fingerprint `stored` when its rows need `migrate`; None when they load as they are."""
+        if self.same_fingerprint(stored):
+            return None
+        assert stored is not None
+        old = self._parsed(stored)
+        if self.migrate is not None:
+            return old
+        found = changes(old["fields"], self._parsed(self.fingerprint)["fields"])
+        if not found:
+            return None
+        where = f"thread {thread!r}" if thread else "a thread"
+        raise StateSchemaError(
+            f"{where} was written by state class {old['state']}, which {self.model.__name__} cannot read: "
+            f"{'; '.join(found)}. "
+            f"Give Graph({self.model.__name__}, migrate=fn) to convert its states (fn(old_dict, old_fingerprint) "
+            "-> new dict), or read it with the class it was written with", found)
+
+    def _parsed(self, text: str) -> dict[str, Any]:
+        if text not in self._fingerprints:  # a few distinct ones per schema: parsed once each
+            self._fingerprints[text] = json.loads(text)
+        return self._fingerprints[text]
+
+    def _migrated(self, model: type[BaseModel], text: str, old: dict[str, Any], thread: str) -> BaseModel:
+        assert self.migrate is not None
+        try:
+            return model.model_validate(self.migrate(json.loads(text), old))
+        except ValidationError as exc:
+            raise StateSchemaError(f"migrate returned a {'state' if model is self.model else 'update'} of thread "
+                                   f"{thread!r} that does not fit {self.model.__name__}: {exc}", [str(exc)]) from exc
 
 
 def _update_type(reducer: Reducer, field_type: Any) -> Any:

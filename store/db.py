@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import ClauseElement, Connection, Engine, create_engine, event, func, inspect, select
+from sqlalchemy import ClauseElement, Connection, Engine, create_engine, event, func, inspect, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from baobab.errors import BaobabError
-from baobab.store.schema import SCHEMA_VERSION, metadata, schema_info
+from baobab.store.schema import ADDED_COLUMNS, SCHEMA_VERSION, metadata, schema_info
 
 DATA_DIR_ENV = "BAOBAB_DATA_DIR"
 URL_ENV = "BAOBAB_DB_URL"
@@ -202,9 +202,15 @@ class Store:
                 conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
             if self._schema_complete(conn):  # another process created it while this one waited
                 return
+            version = conn.execute(select(schema_info.c.version)).scalar() if inspect(conn).has_table(
+                schema_info.name) else None
+            if version is not None:
+                _add_columns(conn, version)
             metadata.create_all(conn)
-            if conn.execute(select(schema_info.c.version)).scalar() is None:
+            if version is None:
                 conn.execute(schema_info.insert().values(id=1, version=SCHEMA_VERSION))
+            elif version < SCHEMA_VERSION:
+                conn.execute(update(schema_info).values(version=SCHEMA_VERSION))
 
     def _schema_complete(self, conn: Connection) -> bool:
         """Whether the database has every table at this version; a newer version is refused."""
@@ -216,6 +222,16 @@ class Store:
             raise StoreError(f"{self.safe_url} has schema version {version}, newer than this Baobab's "
                              f"{SCHEMA_VERSION}: upgrade baobab to open it")
         return version == SCHEMA_VERSION and set(metadata.tables) <= tables
+
+
+def _add_columns(conn: Connection, version: int) -> None:
+    """Bring a database at `version` up to this one: the columns added since, to the tables it has."""
+    for added in range(version + 1, SCHEMA_VERSION + 1):
+        for table, name in ADDED_COLUMNS.get(added, []):
+            found = inspect(conn)  # a fresh look each time: an inspector caches what it saw
+            if found.has_table(table) and name not in {c["name"] for c in found.get_columns(table)}:
+                column = metadata.tables[table].c[name]
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {column.type.compile(conn.dialect)}")
 
 
 def _io_cause(database: str | None) -> str:

@@ -6,11 +6,16 @@ writes of its step (the node updates, as the nodes returned them) are the delta,
 state grows does not write its whole state at every step. A search run's tree is one row per node,
 rewritten when the node changes (visits, value, children). Spans time what a run did (nodes, agents,
 model and tool calls) for the trace viewer.
+
+A database of an older version is brought up to this one when it is opened (`baobab.store.Store`): the tables it
+has get the columns added since (`ADDED_COLUMNS`, each nullable so existing rows stay valid), then the version.
 """
 
 from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# version -> the (table, column) pairs it added to tables that older databases already have
+ADDED_COLUMNS: dict[int, list[tuple[str, str]]] = {2: [("threads", "fingerprint"), ("search_runs", "states")]}
 
 metadata = MetaData()
 
@@ -33,6 +38,8 @@ threads = Table(
     Column("forked_from", Integer, nullable=True),  # checkpoint id; no FK, the two tables refer to each other
     Column("created", Float, nullable=False),
     Column("updated", Float, nullable=False),
+    # JSON: the state class its rows were written with (baobab.graphs.fingerprint); None: before version 2
+    Column("fingerprint", Text, nullable=True),
 )
 
 thread_leases = Table(  # who runs a thread: readers tell a live run from one whose process died (kill -9)
@@ -85,6 +92,9 @@ search_runs = Table(
     Column("result", Text, nullable=True),  # JSON: why the search stopped, once it has
     Column("created", Float, nullable=False),
     Column("updated", Float, nullable=False),
+    # "checkpoints": node states and actions are checkpoint ids (a graph search), which pruning keeps;
+    # "values": anything else; None: recorded before version 2, so possibly checkpoints
+    Column("states", String(16), nullable=True),
 )
 
 search_nodes = Table(

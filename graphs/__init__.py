@@ -10,6 +10,7 @@
 ['hi']
 """
 
+from baobab.graphs.branches import Branch
 from baobab.graphs.checkpoint import Checkpointer, CheckpointInfo, ThreadInfo
 from baobab.graphs.errors import CheckpointError, GraphError, GraphRecursionError, NodeError
 from baobab.graphs.events import (
@@ -18,19 +19,22 @@ from baobab.graphs.events import (
     Interrupt,
     NodeEnd,
     NodeFailed,
+    NodeQueued,
     NodeStart,
     Routed,
     RunResult,
+    Token,
 )
 from baobab.graphs.graph import Graph, Route
-from baobab.graphs.node import END, START, Retry, RunContext, Send
+from baobab.graphs.node import END, START, Failure, Retry, RunContext, Send
 from baobab.graphs.routing import Decision, RouteContext, Router
-from baobab.graphs.runtime import App, Branch
+from baobab.graphs.runtime import App
 from baobab.graphs.state import InvalidUpdateError, append, merge
+from baobab.graphs.tokens import token_sink
 
 __all__ = [
     "END", "START", "App", "Branch", "Checkpoint", "CheckpointError", "CheckpointInfo", "Checkpointer", "Decision",
-    "Event", "Graph", "GraphError", "GraphRecursionError", "Interrupt", "InvalidUpdateError", "NodeEnd", "NodeError",
-    "NodeFailed", "NodeStart", "Retry", "Route", "RouteContext", "Routed", "Router", "RunContext", "RunResult", "Send",
-    "ThreadInfo", "append", "merge",
+    "Event", "Failure", "Graph", "GraphError", "GraphRecursionError", "Interrupt", "InvalidUpdateError", "NodeEnd",
+    "NodeError", "NodeFailed", "NodeQueued", "NodeStart", "Retry", "Route", "RouteContext", "Routed", "Router",
+    "RunContext", "RunResult", "Send", "ThreadInfo", "Token", "append", "merge", "token_sink",
 ]

@@ -16,6 +16,28 @@ class NodeStart:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeQueued:
+    """A task is ready but waits for a slot: `limit` tasks (of its node, or of the run) are running."""
+
+    step: int
+    node: str
+    task: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """Text a model streamed inside a running node; `path` says where: node, nested nodes, then the source.
+
+    >>> Token(("research", "writer"), "Hel").path[0]
+    'research'
+    """
+
+    path: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class NodeEnd:
     """A task finished with `update` (the fields it set) after `seconds`."""
 
@@ -38,8 +60,8 @@ class NodeFailed:
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    """After `step`, the router on `source` chose `choice` among `targets` (with `scores` and a `reason`
-    when the router gives them)."""
+    """After `step`, the router on `source` (for its task `task`) chose `choice` among `targets` (with
+    `scores` and a `reason` when the router gives them)."""
 
     step: int
     source: str
@@ -48,6 +70,7 @@ class Routed:
     choice: tuple[str, ...]
     scores: dict[str, float]
     reason: str | None = None
+    task: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,4 +105,4 @@ class RunResult:
     interrupt: Interrupt | None = None
 
 
-Event = NodeStart | NodeEnd | NodeFailed | Routed | Checkpoint | Interrupt | RunResult
+Event = NodeStart | NodeQueued | Token | NodeEnd | NodeFailed | Routed | Checkpoint | Interrupt | RunResult

@@ -11,7 +11,8 @@ from pydantic import BaseModel
 from baobab.graphs.checkpoint import Checkpointer
 from baobab.graphs.errors import GraphError
 from baobab.graphs.export import to_dot, to_mermaid
-from baobab.graphs.node import END, START, NodeSpec, Retry, Send
+from baobab.graphs.fingerprint import Migrate
+from baobab.graphs.node import END, START, NodeSpec, Retry, Send, concurrency_limit
 from baobab.graphs.routing import Decision, RouteContext, Router, router_name
 from baobab.graphs.runtime import App
 from baobab.graphs.state import StateSchema
@@ -53,22 +54,29 @@ class Graph:
     <...Graph...>
     >>> g.compile().run({"n": 1}).state.n
     2
+
+    `migrate(old_dict, old_fingerprint) -> new_dict` converts the stored states and updates of threads written by
+    an earlier version of `state` that it can no longer read (see `baobab.graphs.fingerprint`).
     """
 
-    def __init__(self, state: type[BaseModel], *, name: str | None = None) -> None:
-        self.schema = StateSchema(state)
+    def __init__(self, state: type[BaseModel], *, name: str | None = None, migrate: Migrate | None = None) -> None:
+        self.schema = StateSchema(state, migrate)
         self.name = name or state.__name__
         self.nodes: dict[str, NodeSpec] = {}
         self.edges: list[tuple[tuple[str, ...], str]] = []
         self.routes: list[Route] = []
 
     def node(self, name: str | Callable[..., Any], fn: Callable[..., Any] | App | None = None, *,
-             retry: Retry | None = None, writes: Sequence[str] = (), threaded: bool = False) -> "Graph":
+             retry: Retry | None = None, writes: Sequence[str] = (), threaded: bool = False,
+             on_error: str | None = None, max_concurrency: int | None = None) -> "Graph":
         """Add a node: `fn(state)` or `fn(state, ctx)`, sync or async, returning an update dict or None.
 
         `fn` may be a compiled graph (a subgraph). `retry` names the exceptions to retry on; `writes`
         declares the fields the node sets, so compile() can catch parallel writes to a plain field;
-        `threaded` runs a sync node in a thread even when it runs alone (it blocks on I/O).
+        `threaded` runs a sync node in a thread even when it runs alone (it blocks on I/O). `on_error`
+        names a node that runs next step when this one fails (after its retries) instead of the run
+        failing; it reads what failed in `ctx.failure`. `max_concurrency` caps this node's tasks running
+        at once (a Send fan-out beyond it waits its turn).
 
         >>> g.node("double", lambda s: {"n": s.n * 2})  # doctest: +SKIP
         """
@@ -86,8 +94,9 @@ class Graph:
         if unknown:
             raise GraphError(f"node {name!r} declares writes to {unknown}, which {self.schema.model.__name__} "
                              f"does not have (fields: {self.schema.fields})")
+        concurrency_limit(max_concurrency, f"node {name!r}: max_concurrency")
         call = fn.run_as_node if isinstance(fn, App) else fn
-        self.nodes[name] = NodeSpec(name, call, retry, frozenset(writes), threaded)
+        self.nodes[name] = NodeSpec(name, call, retry, frozenset(writes), threaded, on_error, max_concurrency)
         return self
 
     def edge(self, source: str | Sequence[str], target: str) -> "Graph":
@@ -112,7 +121,7 @@ class Graph:
         return self
 
     def structure(self) -> "nx.DiGraph[Any]":
-        """The graph as a networkx DiGraph; edges carry `kind`: edge, join or route."""
+        """The graph as a networkx DiGraph; edges carry `kind`: edge, join, route or error (to a handler)."""
         g: nx.DiGraph[Any] = nx.DiGraph()
         g.add_node(START)
         g.add_nodes_from(self.nodes)
@@ -124,6 +133,9 @@ class Graph:
             for target in route.targets:
                 if not g.has_edge(route.source, target):
                     g.add_edge(route.source, target, kind="route")
+        for name, spec in self.nodes.items():
+            if spec.on_error is not None and spec.on_error in self.nodes and not g.has_edge(name, spec.on_error):
+                g.add_edge(name, spec.on_error, kind="error")
         return g
 
     def validate(self) -> None:
@@ -145,6 +157,10 @@ class Graph:
                 if target not in known or target == START:
                     raise GraphError(f"router {router_name(route.router)} on {route.source!r} names unknown target "
                                      f"{target!r}; nodes: {sorted(self.nodes)}")
+        for name, spec in self.nodes.items():
+            if spec.on_error is not None and spec.on_error not in self.nodes:
+                raise GraphError(f"node {name!r} has on_error={spec.on_error!r}, which is not a node of the graph; "
+                                 f"nodes: {sorted(self.nodes)}")
         g = self.structure()
         if g.out_degree(START) == 0:
             raise GraphError("nothing follows START: add graph.edge(START, 'first_node')")
@@ -158,9 +174,10 @@ class Graph:
 
     def compile(self, checkpointer: Checkpointer | Store | str | None = None, *,
                 interrupt_before: Sequence[str] = (), interrupt_after: Sequence[str] = (),
-                recursion_limit: int = 100) -> App:
+                recursion_limit: int = 100, max_concurrency: int | None = None) -> App:
         """Validate the graph and make an `App`; with a checkpointer (a URL, Store or Checkpointer)
-        every super-step is committed and runs can be resumed, forked and read back.
+        every super-step is committed and runs can be resumed, forked and read back. `max_concurrency`
+        caps the tasks of a step running at once (the others wait; a run may set its own).
 
         >>> app = g.compile(checkpointer="sqlite:///runs.db", interrupt_before=["publish"])  # doctest: +SKIP
         """
@@ -171,7 +188,7 @@ class Graph:
         if recursion_limit < 1:
             raise GraphError(f"recursion_limit must be at least 1, got {recursion_limit}")
         return App(self, checkpointer, interrupt_before=interrupt_before, interrupt_after=interrupt_after,
-                   recursion_limit=recursion_limit)
+                   recursion_limit=recursion_limit, max_concurrency=max_concurrency)
 
     def to_mermaid(self) -> str:
         """Mermaid flowchart text of the graph."""

@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from baobab.graphs.errors import NodeInterrupt
+from baobab.graphs.errors import GraphError, NodeInterrupt
 
 START = "__start__"
 END = "__end__"
@@ -46,9 +46,38 @@ class Retry:
     max_backoff: float = 10.0
 
 
+def concurrency_limit(value: int | None, what: str) -> int | None:
+    """`value` checked as a limit on tasks running at once: None (no limit) or a positive integer.
+
+    >>> concurrency_limit(4, "max_concurrency")
+    4
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise GraphError(f"{what} must be a positive integer or None, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What failed, for a node's `on_error` handler: the node, its step and task, the error's type and text.
+
+    >>> Failure("fetch", 3, 0, "TimeoutError", "no answer in 5 s").type
+    'TimeoutError'
+    """
+
+    node: str
+    step: int
+    task: int
+    type: str
+    message: str
+
+
 @dataclass
 class RunContext:
-    """What a node may ask of the run: where it is, and `interrupt()` to pause for a human's value."""
+    """What a node may ask of the run: where it is, and `interrupt()` to pause for a human's value.
+
+    In an `on_error` handler, `failure` says which node failed and how.
+    """
 
     thread: str
     step: int
@@ -57,6 +86,7 @@ class RunContext:
     resumed: bool = False
     resume: Any = None
     checkpointer: Any = None  # the run's Checkpointer, for subgraphs
+    failure: Failure | None = None
 
     def interrupt(self, payload: Any = None) -> Any:
         """Pause the run showing `payload`; once resumed with `value`, the re-run node gets `value` here.
@@ -79,6 +109,8 @@ class NodeSpec:
     retry: Retry | None = None
     writes: frozenset[str] = frozenset()
     threaded: bool = False
+    on_error: str | None = None  # the node a failure goes to, after the retries
+    max_concurrency: int | None = None  # tasks of this node running at once (Send fan-out waits beyond it)
     is_async: bool = field(init=False)
     takes_context: bool = field(init=False)
     arg_type: Any = field(init=False, default=None)

@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from baobab.graphs.node import Send
 
 if TYPE_CHECKING:
-    from baobab.graphs.runtime import App, Branch
+    from baobab.graphs.branches import Branch
+    from baobab.graphs.runtime import App
 
 
 @dataclass(frozen=True)

@@ -1,93 +1,38 @@
 """The compiled graph: runs in super-steps, one committed checkpoint per step; resume, fork, history.
 
-In a super-step every ready task runs concurrently; their updates are merged in task order (not in
-finishing order, so reducers give one result), the routers pick the next tasks from the merged
-state, and the step is committed in one transaction before the next begins.
+In a super-step every ready task runs concurrently (graphs/tasks.py); their updates are merged in task
+order (not in finishing order, so reducers give one result), edges and each task's routers pick the next
+tasks (graphs/successors.py), and the step is committed in one transaction before the next begins.
 """
 
 import asyncio
 import functools
 import uuid
-from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import aclosing, nullcontext
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from pydantic_core import to_json, to_jsonable_python
+from pydantic_core import to_jsonable_python
 
 from baobab.aio import run_sync, run_sync_iter
+from baobab.graphs.branches import adopt, explore
 from baobab.graphs.checkpoint import Checkpointer, CheckpointInfo, LoadedCheckpoint, Write
 from baobab.graphs.errors import CheckpointError, GraphError, GraphRecursionError, NodeError, NodeInterrupt
-from baobab.graphs.events import Checkpoint, Event, Interrupt, NodeEnd, NodeFailed, NodeStart, Routed, RunResult
-from baobab.graphs.node import END, START, RunContext, Send
-from baobab.graphs.routing import RouteContext, Router, router_name
+from baobab.graphs.events import Checkpoint, Event, Interrupt, Routed, RunResult
+from baobab.graphs.node import START, RunContext, concurrency_limit
+from baobab.graphs.progress import MISSING, Run, Task, labels, pending
+from baobab.graphs.routing import Router
 from baobab.graphs.state import InvalidUpdateError
+from baobab.graphs.successors import Successors
+from baobab.graphs.tasks import Outcome, SubgraphUpdates, error_write, execute, failure
 from baobab.store import Store
-from baobab.store.trace import Span, span, tracer_for
+from baobab.store.trace import Span, tracer_for
 
 if TYPE_CHECKING:
     from baobab.graphs.graph import Graph
 
-MISSING: Any = object()
 ROW_COST = 256  # bytes a delta row counts for when choosing snapshots: bounds the rows a read replays
-
-
-@dataclass(slots=True)
-class _Task:
-    node: str
-    arg: Any = MISSING  # a Send's input, JSON-compatible
-
-    def dump(self) -> list[Any]:
-        return [self.node] if self.arg is MISSING else [self.node, self.arg]
-
-
-@dataclass
-class _Run:
-    """Where one thread's run stands in memory; the store holds the same at each checkpoint."""
-
-    thread: str
-    thread_id: int | None
-    state: BaseModel
-    step: int
-    checkpoint: int | None
-    tasks: list[_Task]
-    joins: dict[str, list[str]]
-    done: dict[int, list[BaseModel]] = field(default_factory=dict)  # tasks of step+1 already committed
-    resumed: bool = False  # the first step's tasks get the resume value
-    paused_before: bool = False  # the run stopped before this step's nodes, so resuming runs them
-    resume_value: Any = None
-    delta_bytes: int = 0
-    snapshot_bytes: int = 0
-    chain_length: int = 0
-    log: list[BaseModel] = field(default_factory=list)  # updates applied, for a subgraph in memory
-    span: Span | None = None  # the run's span, when it is recorded (a checkpointer's store)
-    routed: list[Routed] = field(default_factory=list)  # decisions not yet reported
-    depth: int = 0  # 1 inside a lookahead branch
-    stop_at: int | None = None  # a branch pauses before running step stop_at + 1
-    adopt: "Branch | None" = None  # a lookahead branch to take over after this step's routing
-
-
-@dataclass(frozen=True)
-class Branch:
-    """A lookahead branch: `target` run for up to `steps` super-steps from a routing decision's state.
-
-    It ended `done` (reached END), `paused` (its steps ran out, or an interrupt) or `error`; `thread` names
-    it when the run has a checkpointer (resume it to go on), and `tasks` counts the node runs it cost.
-    """
-
-    target: str
-    state: BaseModel
-    status: str
-    tasks: int
-    thread: str | None = None
-    error: str | None = None
-    run: _Run | None = field(default=None, repr=False, compare=False)  # where it stopped, to be adopted
-
-
-class _SubgraphUpdates(list[dict[str, Any]]):
-    """A subgraph node's output: the child's updates to shared fields, applied in order."""
 
 
 class App:
@@ -99,7 +44,7 @@ class App:
 
     def __init__(self, graph: "Graph", checkpointer: "Checkpointer | Store | str | None" = None, *,
                  interrupt_before: Iterable[str] = (), interrupt_after: Iterable[str] = (),
-                 recursion_limit: int = 100) -> None:
+                 recursion_limit: int = 100, max_concurrency: int | None = None) -> None:
         self.graph = graph
         self.schema = graph.schema
         self.checkpointer = (checkpointer if isinstance(checkpointer, Checkpointer) or checkpointer is None
@@ -107,60 +52,54 @@ class App:
         self.interrupt_before = frozenset(interrupt_before)
         self.interrupt_after = frozenset(interrupt_after)
         self.recursion_limit = recursion_limit
-        self._edges: dict[str, list[str]] = {}
-        self._joins_from: dict[str, list[str]] = {}
-        self._join_sources: dict[str, frozenset[str]] = {}
-        for sources, target in graph.edges:
-            if len(sources) == 1:
-                self._edges.setdefault(sources[0], []).append(target)
-            else:
-                self._join_sources[target] = frozenset(sources)
-                for source in sources:
-                    self._joins_from.setdefault(source, []).append(target)
+        self.max_concurrency = concurrency_limit(max_concurrency, "max_concurrency")
+        self.successors = Successors(graph)
         self._shape: dict[str, Any] | None = None  # the graph as the trace viewer draws it, made once
-        self._routes: dict[str, list[Any]] = {}
-        for route in graph.routes:
-            self._routes.setdefault(route.source, []).append(route)
 
     # ---- public API -------------------------------------------------------------------------------
 
-    async def arun(self, input: Mapping[str, Any] | BaseModel | None = None, *,
-                   thread: str | None = None) -> RunResult:
+    async def arun(self, input: Mapping[str, Any] | BaseModel | None = None, *, thread: str | None = None,
+                   max_concurrency: int | None = None) -> RunResult:
         """Run the graph from START on `input` and return how it ended (async)."""
-        return await _last(self.astream(input, thread=thread))
+        return await _last(self.astream(input, thread=thread, max_concurrency=max_concurrency))
 
-    def run(self, input: Mapping[str, Any] | BaseModel | None = None, *, thread: str | None = None) -> RunResult:
+    def run(self, input: Mapping[str, Any] | BaseModel | None = None, *, thread: str | None = None,
+            max_concurrency: int | None = None) -> RunResult:
         """Run the graph from START on `input` and return how it ended.
 
         A new thread starts from `input`; a finished thread takes `input` as an update and runs again.
+        `max_concurrency` caps the tasks of a step running at once (the rest wait; default: compile()'s).
 
         >>> app.run({"n": 1}, thread="t1").state  # doctest: +SKIP
         """
-        return run_sync(self.arun(input, thread=thread))
+        return run_sync(self.arun(input, thread=thread, max_concurrency=max_concurrency))
 
-    async def astream(self, input: Mapping[str, Any] | BaseModel | None = None, *,
-                      thread: str | None = None) -> AsyncIterator[Event]:
+    async def astream(self, input: Mapping[str, Any] | BaseModel | None = None, *, thread: str | None = None,
+                      max_concurrency: int | None = None, tokens: bool = False) -> AsyncIterator[Event]:
         """The run's events as they happen, ending with the `RunResult` (async)."""
         run = await self._start(input, thread or uuid.uuid4().hex)
-        async with aclosing(self._steps(run)) as steps:  # a consumer that stops early ends the run's lease now
-            async for event in steps:
-                yield event
+        async for event in self._stream(run, max_concurrency, tokens):
+            yield event
 
-    def stream(self, input: Mapping[str, Any] | BaseModel | None = None, *,
-               thread: str | None = None) -> Iterator[Event]:
+    def stream(self, input: Mapping[str, Any] | BaseModel | None = None, *, thread: str | None = None,
+               max_concurrency: int | None = None, tokens: bool = False) -> Iterator[Event]:
         """The run's events as they happen: NodeStart, NodeEnd, Checkpoint, ..., then the RunResult.
+
+        With `tokens=True` the stream also carries `Token` events: the text that agents inside nodes (and
+        inside nested subgraphs) stream from their models, tagged with the path of nodes they run in.
 
         >>> for event in app.stream({"n": 1}):  # doctest: +SKIP
         ...     print(event)
         """
-        return run_sync_iter(self.astream(input, thread=thread))
+        return run_sync_iter(self.astream(input, thread=thread, max_concurrency=max_concurrency, tokens=tokens))
 
-    async def aresume(self, thread: str, *, value: Any = MISSING,
-                      update: Mapping[str, Any] | None = None) -> RunResult:
+    async def aresume(self, thread: str, *, value: Any = MISSING, update: Mapping[str, Any] | None = None,
+                      max_concurrency: int | None = None) -> RunResult:
         """Continue an interrupted, failed or crashed thread from its last checkpoint (async)."""
-        return await _last(self.astream_resume(thread, value=value, update=update))
+        return await _last(self.astream_resume(thread, value=value, update=update, max_concurrency=max_concurrency))
 
-    def resume(self, thread: str, *, value: Any = MISSING, update: Mapping[str, Any] | None = None) -> RunResult:
+    def resume(self, thread: str, *, value: Any = MISSING, update: Mapping[str, Any] | None = None,
+               max_concurrency: int | None = None) -> RunResult:
         """Continue a thread from its last checkpoint: after an interrupt, a failure or a crash.
 
         `value` is what `ctx.interrupt()` returns to the nodes of the next step (and `ctx.resume`);
@@ -168,15 +107,16 @@ class App:
 
         >>> app.resume("t1", value="approved")  # doctest: +SKIP
         """
-        return run_sync(self.aresume(thread, value=value, update=update))
+        return run_sync(self.aresume(thread, value=value, update=update, max_concurrency=max_concurrency))
 
-    def stream_resume(self, thread: str, *, value: Any = MISSING,
-                      update: Mapping[str, Any] | None = None) -> Iterator[Event]:
+    def stream_resume(self, thread: str, *, value: Any = MISSING, update: Mapping[str, Any] | None = None,
+                      max_concurrency: int | None = None, tokens: bool = False) -> Iterator[Event]:
         """The events of `resume` as they happen."""
-        return run_sync_iter(self.astream_resume(thread, value=value, update=update))
+        return run_sync_iter(self.astream_resume(thread, value=value, update=update,
+                                                 max_concurrency=max_concurrency, tokens=tokens))
 
-    async def astream_resume(self, thread: str, *, value: Any = MISSING,
-                             update: Mapping[str, Any] | None = None) -> AsyncIterator[Event]:
+    async def astream_resume(self, thread: str, *, value: Any = MISSING, update: Mapping[str, Any] | None = None,
+                             max_concurrency: int | None = None, tokens: bool = False) -> AsyncIterator[Event]:
         """The events of `resume` as they happen."""
         run = self._load_run(thread)
         if update is not None:
@@ -185,7 +125,14 @@ class App:
                                       f"without update= first")
             self._commit_update(run, "__update__", self.schema.validate_update("__update__", update), run.tasks)
         run.resumed, run.resume_value = value is not MISSING, None if value is MISSING else value
-        async with aclosing(self._steps(run)) as steps:  # a consumer that stops early ends the run's lease now
+        async for event in self._stream(run, max_concurrency, tokens):
+            yield event
+
+    async def _stream(self, run: Run, max_concurrency: int | None, tokens: bool) -> AsyncIterator[Event]:
+        run.max_concurrency = (self.max_concurrency if max_concurrency is None
+                               else concurrency_limit(max_concurrency, "max_concurrency"))
+        run.tokens = asyncio.Queue() if tokens else None
+        async with aclosing(self.steps(run)) as steps:  # a consumer that stops early ends the run's lease now
             async for event in steps:
                 yield event
 
@@ -206,7 +153,7 @@ class App:
             upd = self.schema.validate_update("__fork__", update)
             first.append(Write(source.info.step + 1, 0, "__fork__", "update", self.schema.dump_update(upd)))
         checkpointer.create_thread(name, self.graph.name, pending=source.pending, parent=source.info,
-                                   first_writes=first, status="pending")
+                                   first_writes=first, status="pending", fingerprint=self.schema.fingerprint)
         return name
 
     def history(self, thread: str) -> list[CheckpointInfo]:
@@ -230,11 +177,12 @@ class App:
     def with_checkpointer(self, checkpointer: "Checkpointer | Store | str | None") -> "App":
         """The same app, with its runs stored by another checkpointer."""
         return App(self.graph, checkpointer, interrupt_before=self.interrupt_before,
-                   interrupt_after=self.interrupt_after, recursion_limit=self.recursion_limit)
+                   interrupt_after=self.interrupt_after, recursion_limit=self.recursion_limit,
+                   max_concurrency=self.max_concurrency)
 
     # ---- starting and loading runs ----------------------------------------------------------------
 
-    async def _start(self, input: Mapping[str, Any] | BaseModel | None, thread: str) -> _Run:
+    async def _start(self, input: Mapping[str, Any] | BaseModel | None, thread: str) -> Run:
         cp = self.checkpointer
         existing = cp.thread(thread) if cp is not None else None
         if existing is not None:
@@ -244,7 +192,7 @@ class App:
             run = self._load_run(thread)
             upd = self.schema.validate_update("__input__", input if input is not None else {})
             given = self.schema.apply(run.state, [("__input__", upd)])
-            tasks, joins = await self._next(run, given, run.step + 1, [START], {})
+            tasks, joins = await self._next(run, run.step + 1, [(0, START, given)], {})
             self._commit_update(run, "__input__", upd, tasks, joins)
             return run
         if isinstance(input, self.schema.model):
@@ -254,21 +202,23 @@ class App:
                 state = self.schema.model.model_validate(input if input is not None else {})
             except ValueError as exc:
                 raise InvalidUpdateError(f"input to {self.graph.name!r}: {exc}") from exc
-        run = _Run(thread, None, state, 0, None, [], {})
-        run.tasks, run.joins = tasks, joins = await self._next(run, state, 0, [START], {})
+        run = Run(thread, None, state, 0, None, [], {})
+        run.tasks, run.joins = tasks, joins = await self._next(run, 0, [(0, START, state)], {})
         if cp is not None:
             snapshot = state.model_dump_json()
             run.thread_id, run.checkpoint = cp.create_thread(thread, self.graph.name, snapshot=snapshot,
-                                                             pending=_pending(tasks, joins))
+                                                             pending=pending(tasks, joins),
+                                                             fingerprint=self.schema.fingerprint)
             run.snapshot_bytes = len(snapshot)
         return run
 
-    def _load_run(self, thread: str) -> _Run:
+    def _load_run(self, thread: str) -> Run:
         cp = self._require_checkpointer("resume")
         info = self._thread(thread)
+        cp.upgrade(info, self.schema)  # its rows in this state class's shape (the graph's migrate hook)
         loaded = cp.load(cp.latest(info.id))
-        run = _Run(thread, info.id, self._rebuild(loaded), loaded.info.step, loaded.info.id,
-                   [_Task(*t) for t in loaded.pending["tasks"]], loaded.pending["joins"],
+        run = Run(thread, info.id, self._rebuild(loaded), loaded.info.step, loaded.info.id,
+                   [Task(*t) for t in loaded.pending["tasks"]], loaded.pending["joins"],
                    delta_bytes=sum(len(w.data) for w in loaded.writes), snapshot_bytes=len(loaded.snapshot),
                    chain_length=loaded.chain_length)
         # an interrupt before this step's nodes was shown to a human; a crash before them was not
@@ -280,18 +230,18 @@ class App:
         return run
 
     def _rebuild(self, loaded: LoadedCheckpoint) -> BaseModel:
-        state = self.schema.model.model_validate_json(loaded.snapshot)
-        by_step: dict[int, list[Write]] = {}
-        for write in loaded.writes:
-            by_step.setdefault(write.step, []).append(write)
+        thread = loaded.info.thread  # each row is read as the state class its thread was written with
+        state = self.schema.load_state(loaded.snapshot, loaded.snapshot_fingerprint, thread)
+        by_step: dict[int, list[tuple[Write, BaseModel]]] = {}
+        for write, made in zip(loaded.writes, loaded.write_fingerprints, strict=True):
+            by_step.setdefault(write.step, []).append((write, self.schema.load_update(write.data, made, thread)))
         for step_writes in by_step.values():
-            tasks = dict.fromkeys((w.task, w.node) for w in step_writes)
-            labels = dict(zip(tasks, _labels([node for _, node in tasks]), strict=True))
-            state = self.schema.apply(state, [(labels[w.task, w.node], self.schema.load_update(w.data))
-                                              for w in step_writes])
+            tasks = dict.fromkeys((w.task, w.node) for w, _ in step_writes)
+            names = dict(zip(tasks, labels([node for _, node in tasks]), strict=True))
+            state = self.schema.apply(state, [(names[w.task, w.node], u) for w, u in step_writes])
         return state
 
-    def _commit_update(self, run: _Run, node: str, update: BaseModel, tasks: list[_Task],
+    def _commit_update(self, run: Run, node: str, update: BaseModel, tasks: list[Task],
                        joins: dict[str, list[str]] | None = None) -> None:
         """Apply an update from outside the graph (input, a human) as a step of its own."""
         run.state = self.schema.apply(run.state, [(node, update)])
@@ -302,7 +252,7 @@ class App:
 
     # ---- the super-step loop ----------------------------------------------------------------------
 
-    async def _steps(self, run: _Run) -> AsyncGenerator[Event, None]:
+    async def steps(self, run: Run) -> AsyncGenerator[Event, None]:
         cp = self.checkpointer
         # the lease beats while the run goes on, however long a step takes; readers see its end once it stops
         with nullcontext() if cp is None or run.thread_id is None else cp.heartbeat.held(run.thread_id):
@@ -323,7 +273,7 @@ class App:
             finally:
                 run.span.end(status, error)  # written by the background writer: a run costs no extra commit
 
-    def _trace(self, run: _Run) -> Span | None:
+    def _trace(self, run: Run) -> Span | None:
         """The run's span, recorded in the checkpointer's store; None without a checkpointer."""
         if self.checkpointer is None:
             return None
@@ -335,7 +285,7 @@ class App:
         return tracer_for(self.checkpointer.store).start(f"thread:{run.thread}", "run", self.graph.name,
                                                          {"graph": self._shape, "from_step": run.step})
 
-    async def _run_steps(self, run: _Run) -> AsyncIterator[Event]:
+    async def _run_steps(self, run: Run) -> AsyncIterator[Event]:
         limit = run.step + self.recursion_limit
         skip_before = run.paused_before
         for routed in self._report_routes(run):
@@ -355,8 +305,8 @@ class App:
                         f"thread {run.thread!r} ran {self.recursion_limit} super-steps without reaching END "
                         f"(next: {', '.join(nodes)}); raise compile(recursion_limit=...) or check for a loop")
                 step = run.step + 1
-                outcome = _Outcome(dict(run.done))
-                async for event in self._execute(run, step, outcome):
+                outcome = Outcome(dict(run.done))
+                async for event in execute(self, run, step, outcome, run.tokens):
                     yield event
                 if outcome.failures:
                     raise self._fail(run, step, outcome.failures)
@@ -366,15 +316,15 @@ class App:
                     for event in self._pause(run, Interrupt(step, nodes_paused, "inside", signal.payload)):
                         yield event
                     return
-                labels = _labels([t.node for t in run.tasks])
-                ordered = [(labels[i], u) for i in range(len(run.tasks)) for u in outcome.updates[i]]
-                run.state = self.schema.apply(run.state, ordered)
-                run.log.extend(u for _, u in ordered)
-                ran = [t.node for t in run.tasks]
+                ran = self._merge(run, outcome)
+                handlers = [Task(self._handler(run.tasks[i].node), failure=failure(step, i, run.tasks[i].node, exc))
+                            for i, exc in outcome.handled]
                 run.step = step
-                run.tasks, run.joins = await self._next(run, run.state, step, ran, run.joins)
+                run.tasks, run.joins = await self._next(run, step, ran, run.joins)
+                if handlers:
+                    run.tasks, run.adopt = run.tasks + handlers, None
                 if run.adopt is not None:
-                    outcome.unsaved.extend(self._adopt(run, run.adopt))
+                    outcome.unsaved.extend(adopt(self, run, run.adopt))
                 for routed in self._report_routes(run):
                     yield routed
                 after = tuple(n for n in nodes if n in self.interrupt_after)
@@ -392,89 +342,52 @@ class App:
                 self.checkpointer.set_status(run.thread_id, "error", {"error": str(exc)})
             raise
         if run.depth == 0:  # learning routers take their reward from how real runs end
-            for router in dict.fromkeys(r.router for rs in self._routes.values() for r in rs):
+            for router in dict.fromkeys(r.router for rs in self.successors.routes.values() for r in rs):
                 if isinstance(router, Router):
                     await router.finish(run.state, run.thread)
         yield self._result(run, "done")
 
-    async def _execute(self, run: _Run, step: int, outcome: "_Outcome") -> AsyncIterator[Event]:
-        """Run the step's tasks not already done: inline if one, concurrently (sync ones in threads) if more."""
-        todo = [i for i in range(len(run.tasks)) if i not in outcome.updates]
-        commit_each = len(todo) > 1 and self.checkpointer is not None
-        for i in todo:
-            yield NodeStart(step, run.tasks[i].node, i)
-        if len(todo) == 1:
-            i = todo[0]
-            started = asyncio.get_running_loop().time()
-            try:
-                result: Any = await self._call(run, step, i, in_thread=False)
-            except BaseException as exc:
-                result = exc
-            event = self._settle(run, step, i, result, started, outcome, commit_each)
-            if event is not None:
-                yield event
-            return
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        running = {asyncio.ensure_future(self._call(run, step, i, in_thread=True)): i for i in todo}
-        try:
-            while running:
-                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for future in sorted(finished, key=running.__getitem__):
-                    i = running.pop(future)
-                    result = future.exception() or future.result()
-                    event = self._settle(run, step, i, result, started, outcome, commit_each)
-                    if event is not None:
-                        yield event
-        finally:
-            for future in running:
-                future.cancel()
+    def _merge(self, run: Run, outcome: Outcome) -> list[tuple[int, str, BaseModel]]:
+        """Apply the step's updates in task order; return each task that ran with the state its routers see.
 
-    async def _call(self, run: _Run, step: int, i: int, *, in_thread: bool) -> list[BaseModel]:
-        task = run.tasks[i]
-        spec = self.graph.nodes[task.node]
-        ctx = RunContext(run.thread, step, task.node, i, run.resumed, run.resume_value, self.checkpointer)
-        arg = run.state if task.arg is MISSING else spec.send_arg(task.arg)
-        if run.span is None:
-            out = await spec.call(arg, ctx, in_thread=in_thread)
-        else:  # the node's span is current inside it: an agent there records its calls under it
-            with span("node", task.node, {"step": step, "task": i}, parent=run.span):
-                out = await spec.call(arg, ctx, in_thread=in_thread)
-        if out is None:
-            return []
-        if isinstance(out, _SubgraphUpdates):
-            return [self.schema.validate_update(task.node, u) for u in out]
-        return [self.schema.validate_update(task.node, out)]
+        A router sees the state before the step with its own task's writes (LangGraph's rule), so each
+        task of a fan-out routes on its own result; a lone task's view is the merged state itself.
+        """
+        before, names = run.state, labels([t.node for t in run.tasks])
+        ordered = [(names[i], u) for i in range(len(run.tasks)) for u in outcome.updates.get(i, ())]
+        run.state = self.schema.apply(before, ordered)
+        run.log.extend(u for _, u in ordered)
+        routes, alone = self.successors.routes, len(run.tasks) == 1
+        return [(i, task.node, self.schema.apply(before, [(names[i], u) for u in outcome.updates[i]])
+                 if task.node in routes and not alone else run.state)
+                for i, task in enumerate(run.tasks) if i in outcome.updates]
 
-    def _settle(self, run: _Run, step: int, i: int, result: list[BaseModel] | BaseException, started: float,
-                outcome: "_Outcome", commit_each: bool) -> Event | None:
-        node = run.tasks[i].node
-        if isinstance(result, NodeInterrupt):
-            outcome.pauses.append((i, result))
-            return None
-        if isinstance(result, BaseException):
-            if not isinstance(result, Exception):  # KeyboardInterrupt, cancellation: not the node's failure
-                raise result
-            outcome.failures.append((i, result))
-            return NodeFailed(step, node, i, result)
-        outcome.updates[i] = result
-        writes = [Write(step, i, node, "update", self.schema.dump_update(u)) for u in result] or [
-            Write(step, i, node, "update", "{}")]  # an empty update still marks the task done
-        if commit_each and self.checkpointer is not None and run.thread_id is not None:
-            for write in writes:
-                self.checkpointer.put_write(run.thread_id, write)
-        else:
-            outcome.unsaved.extend(writes)
-        update = {k: getattr(u, k) for u in result for k in u.model_fields_set}
-        return NodeEnd(step, node, i, update, asyncio.get_running_loop().time() - started)
+    def _handler(self, node: str) -> str:
+        handler = self.graph.nodes[node].on_error
+        assert handler is not None  # only failures of nodes with a handler are handled
+        return handler
 
-    def _fail(self, run: _Run, step: int, failures: list[tuple[int, Exception]]) -> NodeError:
+    async def _next(self, run: Run, step: int, ran: list[tuple[int, str, BaseModel]],
+                    joins: dict[str, list[str]]) -> tuple[list[Task], dict[str, list[str]]]:
+        return await self.successors.next(self, run, step, ran, joins, functools.partial(explore, self))
+
+    def _report_routes(self, run: Run) -> Iterator[Routed]:
+        """The run's decisions made since the last report, as events and as `route` spans."""
+        for routed in run.routed:
+            if run.span is not None:
+                run.span.child("route", routed.source, {
+                    "router": routed.router, "step": routed.step, "task": routed.task,
+                    "targets": list(routed.targets), "choice": list(routed.choice), "scores": routed.scores,
+                    "reason": routed.reason}).end()
+            yield routed
+        run.routed.clear()
+
+    def _fail(self, run: Run, step: int, failures: list[tuple[int, Exception]]) -> NodeError:
         cp = self.checkpointer
         errors = [(run.tasks[i].node, i, exc) for i, exc in failures]
         if cp is not None and run.thread_id is not None:
             for node, i, exc in errors:
-                cp.put_write(run.thread_id, Write(step, i, node, "error", _json_text(
-                    {"type": type(exc).__name__, "message": str(exc)})))
+                cp.put_write(run.thread_id, error_write(step, i, node, exc))
             cp.set_status(run.thread_id, "error", {"step": step, "nodes": [n for n, _, _ in errors],
                                                    "error": f"{type(errors[0][2]).__name__}: {errors[0][2]}"})
         node, _, exc = errors[0]
@@ -482,7 +395,7 @@ class App:
         error.__cause__ = exc
         return error
 
-    def _pause(self, run: _Run, interrupt: Interrupt) -> Iterator[Event]:
+    def _pause(self, run: Run, interrupt: Interrupt) -> Iterator[Event]:
         if self.checkpointer is not None and run.thread_id is not None:
             self.checkpointer.set_status(run.thread_id, "interrupted", {
                 "when": interrupt.when, "nodes": list(interrupt.nodes), "step": interrupt.step,
@@ -490,10 +403,10 @@ class App:
         yield interrupt
         yield self._result(run, "interrupted", interrupt)
 
-    def _result(self, run: _Run, status: Any, interrupt: Interrupt | None = None) -> RunResult:
+    def _result(self, run: Run, status: Any, interrupt: Interrupt | None = None) -> RunResult:
         return RunResult(run.thread, status, run.state, run.step, run.checkpoint, interrupt)
 
-    def _checkpoint(self, run: _Run, unsaved: list[Write], *, status: str | None = None,
+    def _checkpoint(self, run: Run, unsaved: list[Write], *, status: str | None = None,
                     detail: Any = None) -> None:
         """Commit the step: its writes, the checkpoint and now and then a snapshot, in one transaction."""
         cp = self.checkpointer
@@ -508,106 +421,11 @@ class App:
             snapshot = run.state.model_dump_json()
             run.snapshot_bytes, run.delta_bytes, run.chain_length = len(snapshot), 0, 0
         run.checkpoint = cp.put_checkpoint(run.thread_id, run.step, run.checkpoint,
-                                           _pending(run.tasks, run.joins), snapshot, unsaved, status, detail)
-
-    # ---- routing ----------------------------------------------------------------------------------
-
-    async def _next(self, run: _Run, state: BaseModel, step: int, ran: list[str],
-                    joins: dict[str, list[str]]) -> tuple[list[_Task], dict[str, list[str]]]:
-        """The tasks that follow the nodes `ran` when they left `state` at `step`; joins still waiting."""
-        tasks: list[_Task] = []
-        queued: set[str] = set()
-        waiting = {target: set(sources) for target, sources in joins.items()}
-
-        def add(node: str) -> None:
-            if node != END and node not in queued:
-                queued.add(node)
-                tasks.append(_Task(node))
-
-        for node in dict.fromkeys(ran):
-            for target in self._edges.get(node, ()):
-                add(target)
-            for target in self._joins_from.get(node, ()):
-                seen = waiting.setdefault(target, set())
-                seen.add(node)
-                if seen >= self._join_sources[target]:
-                    del waiting[target]
-                    add(target)
-            for route in self._routes.get(node, ()):
-                ctx = RouteContext(node, route.targets, run.thread, step, self, run.depth,
-                                   functools.partial(self._explore, run, state, step))
-                choices, decision = await route.choose(state, ctx)
-                run.adopt = decision.adopt if decision.adopt is not None and run.depth == 0 else run.adopt
-                run.routed.append(Routed(step, node, router_name(route.router), route.targets, tuple(
-                    c.node if isinstance(c, Send) else c for c in choices), decision.scores, decision.reason))
-                for choice in choices:
-                    if isinstance(choice, Send):
-                        tasks.append(_Task(choice.node, to_jsonable_python(choice.arg)))
-                    else:
-                        add(choice)
-        still = {target: sorted(seen) for target, seen in waiting.items()}
-        if run.adopt is not None and ([t.dump() for t in tasks] != [[run.adopt.target]] or still != joins):
-            run.adopt = None  # other tasks run next step too: the branch no longer tells what happens
-        return tasks, still
-
-    def _report_routes(self, run: _Run) -> Iterator[Routed]:
-        """The run's decisions made since the last report, as events and as `route` spans."""
-        for routed in run.routed:
-            if run.span is not None:
-                run.span.child("route", routed.source, {
-                    "router": routed.router, "step": routed.step, "targets": list(routed.targets),
-                    "choice": list(routed.choice), "scores": routed.scores, "reason": routed.reason}).end()
-            yield routed
-        run.routed.clear()
-
-    def _adopt(self, run: _Run, branch: Branch) -> list[Write]:
-        """Take over `branch`: its state, step and next tasks become the run's; returns its writes to copy.
-
-        The run's next checkpoint holds a snapshot, so it loads without the branch's checkpoints; the
-        copied writes keep the thread's updates complete (a subgraph's net effect replays them).
-        """
-        run.adopt = None
-        taken = branch.run
-        assert taken is not None
-        run.state, run.step, run.tasks, run.joins = taken.state, taken.step, taken.tasks, taken.joins
-        run.log.extend(taken.log)
-        run.delta_bytes = run.snapshot_bytes  # forces a snapshot at the next checkpoint
-        cp = self.checkpointer
-        if cp is None or taken.thread_id is None or run.thread_id is None:
-            return []
-        cp.set_status(taken.thread_id, "adopted", {"by": run.thread})
-        return cp.thread_updates(taken.thread_id)
-
-    async def _explore(self, run: _Run, state: BaseModel, step: int, target: str, steps: int) -> Branch:
-        """Run `target` from `state` (reached at `step`) for up to `steps` super-steps, as a branch of `run`.
-
-        With a checkpointer the branch is a thread forked after the run's last checkpoint, left paused
-        where its steps ran out, so the viewer shows it and `resume()` continues it.
-        """
-        branch = _Run(f"{run.thread}~{step}.{target}.{uuid.uuid4().hex[:6]}", None, state, step, None,
-                      [_Task(target)], {}, depth=run.depth + 1, stop_at=step + steps)
-        cp = self.checkpointer
-        if cp is not None and run.checkpoint is not None:
-            parent = CheckpointInfo(run.checkpoint, run.thread, step - 1, None, (), 0.0, False)
-            snapshot = state.model_dump_json()
-            branch.thread_id, branch.checkpoint = cp.create_thread(
-                branch.thread, self.graph.name, pending=_pending(branch.tasks, {}),
-                snapshot=snapshot, parent=parent)
-            branch.snapshot_bytes = len(snapshot)
-        tasks, status, error = 0, "paused", None
-        try:
-            async for event in self._steps(branch):
-                tasks += isinstance(event, NodeStart)
-                if isinstance(event, RunResult) and event.status == "done":
-                    status = "done"
-        except (NodeError, GraphError, GraphRecursionError, InvalidUpdateError) as exc:
-            status, error = "error", f"{type(exc).__name__}: {exc}"
-        return Branch(target, branch.state, status, tasks,
-                      branch.thread if branch.thread_id is not None else None, error, branch)
+                                           pending(run.tasks, run.joins), snapshot, unsaved, status, detail)
 
     # ---- subgraphs --------------------------------------------------------------------------------
 
-    async def run_as_node(self, state: BaseModel, ctx: RunContext) -> _SubgraphUpdates:
+    async def run_as_node(self, state: BaseModel, ctx: RunContext) -> SubgraphUpdates:
         """Run this graph as a node of a parent graph, on the fields the two states share.
 
         Its thread is named after the parent's task, so a resumed parent resumes it, and its own
@@ -623,13 +441,13 @@ class App:
             run.resumed, run.resume_value = ctx.resumed, ctx.resume
         else:
             run = await app._start({f: getattr(state, f) for f in shared}, child)
-        result = await _last(app._steps(run))
+        result = await _last(app.steps(run))
         if result.status == "interrupted":
             assert result.interrupt is not None
             raise NodeInterrupt(result.interrupt.payload)
         updates = (run.log if cp is None or run.thread_id is None else
                    [self.schema.load_update(w.data) for w in cp.thread_updates(run.thread_id)])
-        return _SubgraphUpdates(
+        return SubgraphUpdates(
             {k: getattr(u, k) for k in u.model_fields_set if k in parent_fields} for u in updates)
 
     # ---- helpers ----------------------------------------------------------------------------------
@@ -644,31 +462,6 @@ class App:
         if info is None:
             raise CheckpointError(f"no thread named {name!r}")
         return info
-
-
-@dataclass
-class _Outcome:
-    """What the tasks of one step produced."""
-
-    updates: dict[int, list[BaseModel]]
-    unsaved: list[Write] = field(default_factory=list)
-    pauses: list[tuple[int, NodeInterrupt]] = field(default_factory=list)
-    failures: list[tuple[int, Exception]] = field(default_factory=list)
-
-
-def _json_text(value: Any) -> str:
-    """JSON text of any value, unknown objects as their repr."""
-    return to_json(value, fallback=repr).decode()
-
-
-def _pending(tasks: list[_Task], joins: dict[str, list[str]]) -> dict[str, Any]:
-    return {"tasks": [t.dump() for t in tasks], "joins": joins}
-
-
-def _labels(nodes: list[str]) -> list[str]:
-    """Writer names for conflict errors: the node, or node[task] when it runs more than once."""
-    counts = Counter(nodes)
-    return [node if counts[node] == 1 else f"{node}[{i}]" for i, node in enumerate(nodes)]
 
 
 async def _last(events: AsyncIterator[Event]) -> RunResult:

@@ -251,7 +251,8 @@ def build_baobab(spec: Spec) -> Any:
         g.edge(sources[0] if len(sources) == 1 else list(sources), target)
     for i, route in enumerate(spec.routes):
         g.route(route.source, make_router(i, route, lambda s: (s.counter, s.log), Send), route.declared)
-    return g.compile(recursion_limit=spec.recursion_limit)
+    # LangGraph's limit counts its input step too; Baobab's counts node steps (N steps run under limit N)
+    return g.compile(recursion_limit=spec.recursion_limit - 1)
 
 
 def outcome(steps: dict[int, list[str]], log: list[str], counter: int, last: str) -> Outcome:

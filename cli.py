@@ -221,7 +221,7 @@ def _run_batch(target: str, inputs: Path, model: str | None, prefix: str | None,
     from baobab.agents.agent import close_shared_models
     from baobab.agents.batch import close_workflows, read_inputs, run_workflow_batch
     from baobab.aio import run_sync
-    from baobab.graphs.executor import executor as make_executor
+    from baobab.executors import executor as make_executor
     from baobab.store import Store
 
     if not (target.endswith((".yaml", ".yml")) or Path(target).is_dir()):

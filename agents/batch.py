@@ -17,7 +17,8 @@ from typing import Any
 from baobab.agents.config import read_config
 from baobab.agents.workflow import Workflow
 from baobab.agents.yaml_source import ConfigError
-from baobab.graphs.executor import Executor, LocalExecutor, open_store, portable_url, run_batch, run_thread
+from baobab.executors import Executor, LocalExecutor, open_store, portable_url
+from baobab.graphs.batch import run_batch, run_thread
 
 _WORKFLOWS: dict[tuple[str, str | None], Workflow] = {}  # built once per process; a workflow holds no run's state
 
@@ -59,7 +60,7 @@ def batch_threads(path: str | Path, rows: list[dict[str, Any]], prefix: str | No
 
 async def run_input(path: str, model: str | None, db: str, inputs: dict[str, Any], thread: str) -> dict[str, Any]:
     """One input's run of the workflow at `path`, stored as `thread` in the store at `db`, run to its end once
-    (see `baobab.graphs.executor.run_thread`; a workflow with a search section searches, resumable by the name).
+    (see `baobab.graphs.batch.run_thread`; a workflow with a search section searches, resumable by the name).
 
     Returns JSON: the thread, its status, the final state.
     """

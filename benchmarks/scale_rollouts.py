@@ -61,9 +61,9 @@ from baobab.agents.state import TeamState  # noqa: E402
 from baobab.engine import ScriptedLLM  # noqa: E402
 from baobab.engine.budget import BudgetedLLM, Spend  # noqa: E402
 from baobab.engine.types import Completion, Request  # noqa: E402
+from baobab.executors import Executor, LocalExecutor, RayExecutor, Record, once, open_store  # noqa: E402
 from baobab.graphs import END, START, App, Graph  # noqa: E402
-from baobab.graphs.executor import Executor, LocalExecutor, Record, once, open_store, run_batch, run_thread  # noqa: E402
-from baobab.graphs.ray_executor import RayExecutor  # noqa: E402
+from baobab.graphs.batch import run_batch, run_thread  # noqa: E402
 from baobab.search import DeceptiveTree, Node, asearch, rollout_evaluator  # noqa: E402
 
 

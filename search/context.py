@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from baobab.engine.budget import BudgetExceeded, Spend
 from baobab.engine.types import Usage
-from baobab.graphs.executor import Executor, LocalExecutor, Record, portable_url, task_key
+from baobab.executors import Executor, LocalExecutor, Record, portable_url, task_key
 from baobab.search.budget import SearchBudget, SearchStopped, limit_reached
 from baobab.search.environment import Environment, Transition, resolve
 from baobab.search.hooks import Evaluator, Proposer, Reflector
@@ -104,7 +104,7 @@ class SearchContext:
         self.budget, self.spend, self.recorder = budget, spend, recorder
         self.k, self.max_depth, self.target, self.seed = k, max_depth, target, seed
         self.executor = executor or LocalExecutor()
-        # workers commit each expansion's and evaluation's result in the search's store, once (see graphs.executor)
+        # workers commit each expansion's and evaluation's result in the search's store, once (see baobab.executors)
         self.record_url = (portable_url(recorder.store.url) if recorder is not None and not self.executor.local
                            else None)
 

@@ -9,7 +9,7 @@ from typing import Any
 from baobab.aio import run_sync
 from baobab.engine.budget import Budget, Spend
 from baobab.engine.types import Usage
-from baobab.graphs.executor import Executor
+from baobab.executors import Executor
 from baobab.search.backtrack import backtrack
 from baobab.search.best_of_n import best_of_n
 from baobab.search.budget import SearchBudget, SearchStopped

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from baobab.cli import app as cli
 from baobab.graphs import END, START, Checkpoint, Checkpointer, Graph
+from baobab.graphs.batch import run_thread
 from baobab.graphs.checkpoint import ThreadInfo
-from baobab.graphs.executor import run_thread
 from baobab.graphs.lease import this_process
 from baobab.store.schema import thread_leases, threads
 

@@ -15,8 +15,9 @@ from workloads import SlowTree, entries, slow_pipeline
 from baobab.cli import app as cli
 from baobab.engine.budget import Spend
 from baobab.engine.types import Usage
+from baobab.executors import Record, executor, once, open_store, portable_url
 from baobab.graphs import App, NodeError
-from baobab.graphs.executor import Record, executor, once, open_store, portable_url, run_batch, run_thread
+from baobab.graphs.batch import run_batch, run_thread
 from baobab.search import asearch, search, uniform_proposer
 from baobab.search.tree import Node
 from baobab.store import Store

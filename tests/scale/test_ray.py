@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import func, select
 from workloads import SlowTree, entries, in_flight, run_slow
 
-from baobab.graphs.executor import run_batch
-from baobab.graphs.ray_executor import RayExecutor
+from baobab.executors import RayExecutor
+from baobab.graphs.batch import run_batch
 from baobab.search import asearch, search
 from baobab.search.persist import read_run
 from baobab.store import Store

@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from baobab.executors import open_store
 from baobab.graphs import END, START, App, Graph
-from baobab.graphs.executor import open_store, run_thread
+from baobab.graphs.batch import run_thread
 from baobab.search import DeceptiveTree, Transition
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from baobab.graphs.executor import Record, _resolve, once, open_store
+from baobab.executors.record import Record, called, once, open_store
 
 # shared/scripts/ray_env.sh's settings: no usage stats, no auth token, the node on 127.0.0.1
 LOOPBACK_SETTINGS = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
@@ -28,7 +28,7 @@ class _Worker:
 
     async def call(self, fn: Callable[..., Any], args: tuple[Any, ...], record: Record | None) -> Any:
         if record is None:
-            return await _resolve(fn(*args))
+            return await called(fn, *args)
         return await once(open_store(record.url), record.key, fn, *args)
 
     async def pid(self) -> int:

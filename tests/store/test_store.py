@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from baobab.store import SCHEMA_VERSION, Store, StoreError, default_url
-from baobab.store.schema import schema_info
+from baobab.store.schema import ADDED_COLUMNS, schema_info, search_runs, threads
 
 
 def test_default_url_uses_argument_then_env_then_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,3 +95,16 @@ def test_a_complete_database_opens_without_the_write_lock(tmp_path: Path) -> Non
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_a_version_1_database_gets_the_columns_added_since_and_keeps_its_rows(db_url: str) -> None:
+    with Store(db_url).transaction() as conn:  # a database as Baobab 1 left it: no fingerprints, no search kinds
+        conn.execute(threads.insert().values(name="t", graph="g", status="done", created=0, updated=0))
+        for table, column in ADDED_COLUMNS[2]:
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        conn.execute(update(schema_info).values(version=1))
+    store = Store(db_url)
+    with store.transaction() as conn:
+        assert conn.execute(select(schema_info.c.version)).scalar_one() == SCHEMA_VERSION
+        assert conn.execute(select(threads.c.name, threads.c.fingerprint)).all() == [("t", None)]
+        assert conn.execute(select(func.count()).select_from(search_runs)).scalar_one() == 0

@@ -1,5 +1,6 @@
 """What a run reports: typed events from `stream()` and the `RunResult` of `run()`."""
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -106,3 +107,12 @@ class RunResult:
 
 
 Event = NodeStart | NodeQueued | Token | NodeEnd | NodeFailed | Routed | Checkpoint | Interrupt | RunResult
+
+
+async def result_of(events: AsyncIterator[Event]) -> RunResult:
+    """The `RunResult` that ends a run's events, the others consumed and dropped."""
+    last: Event | None = None
+    async for last in events:  # noqa: B007 - only the final event, the RunResult, is wanted
+        pass
+    assert isinstance(last, RunResult)
+    return last

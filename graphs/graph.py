@@ -16,6 +16,7 @@ from baobab.graphs.node import END, START, NodeSpec, Retry, Send, concurrency_li
 from baobab.graphs.routing import Decision, RouteContext, Router, router_name
 from baobab.graphs.runtime import App
 from baobab.graphs.state import StateSchema
+from baobab.graphs.subgraph import subgraph_node
 from baobab.store import Store
 
 
@@ -95,7 +96,7 @@ class Graph:
             raise GraphError(f"node {name!r} declares writes to {unknown}, which {self.schema.model.__name__} "
                              f"does not have (fields: {self.schema.fields})")
         concurrency_limit(max_concurrency, f"node {name!r}: max_concurrency")
-        call = fn.run_as_node if isinstance(fn, App) else fn
+        call = subgraph_node(fn) if isinstance(fn, App) else fn
         self.nodes[name] = NodeSpec(name, call, retry, frozenset(writes), threaded, on_error, max_concurrency)
         return self
 

@@ -10,7 +10,7 @@ sees what parallel tasks wrote).
 
 import functools
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
@@ -101,3 +101,14 @@ class Successors:
         if run.adopt is not None and ([t.dump() for t in tasks] != [[run.adopt.target]] or still != joins):
             run.adopt = None  # other tasks run next step too: the branch no longer tells what happens
         return tasks, still
+
+
+def report_routes(run: Run) -> Iterator[Routed]:
+    """The run's decisions made since the last report, as events and as `route` spans."""
+    for routed in run.routed:
+        if run.span is not None:
+            run.span.child("route", routed.source, {
+                "router": routed.router, "step": routed.step, "task": routed.task, "targets": list(routed.targets),
+                "choice": list(routed.choice), "scores": routed.scores, "reason": routed.reason}).end()
+        yield routed
+    run.routed.clear()

@@ -20,7 +20,7 @@ from baobab.graphs import (
     RunContext,
     append,
 )
-from baobab.graphs.runtime import ROW_COST
+from baobab.graphs.threads import ROW_COST
 from baobab.store.schema import checkpoints, threads, writes
 
 

@@ -689,12 +689,12 @@ def memory_search(query: Annotated[str, typer.Argument(help="What to look for.")
 def memory_show(note: Annotated[int, typer.Argument(help="The note's id.")], db: DbOption = None,
                 scope: ScopeOption = "global") -> None:
     """One note: its fields, links and earlier versions."""
-    from baobab.memory import MemoryError
+    from baobab.memory import NotesError
 
     with _memory(db, scope) as memory:
         try:
             found, history = memory.get(note), memory.history(note)
-        except MemoryError as exc:
+        except NotesError as exc:
             raise typer.BadParameter(str(exc), param_hint="NOTE") from exc
         console.print(f"[bold]note {found.id}[/] (version {found.version}, scope {found.scope})\n{found.content}")
         console.print(f"keywords: {', '.join(found.keywords)}\ntags: {', '.join(found.tags)}\ncontext: {found.context}")

@@ -103,9 +103,12 @@ def rss_mb() -> float:
 
 def measure_baobab(sizes: list[int], corpus: Corpus, folder: Path) -> list[dict[str, Any]]:
     from baobab.memory import Memory
+    from baobab.memory.vectors_process import ProcessVectors
 
     url = f"sqlite:///{folder / 'scale.db'}"
     memory, stored, rows = Memory(url, embedder=HashEmbedder(), llm=None), [], []
+    vectors = memory.vector_backend
+    assert isinstance(vectors, ProcessVectors)  # SQLite: the vectors are searched in this process
     built = 0.0
     for size in sizes:
         started = time.perf_counter()
@@ -138,7 +141,7 @@ def measure_baobab(sizes: list[int], corpus: Corpus, folder: Path) -> list[dict[
                      round(stored_at_size / built, 1), "add": percentiles(adds), "search": searches,
                      "open_s": round(time.perf_counter() - started, 2) if size <= OPEN_UP_TO else None,
                      "rss_mb": rss_mb(),
-                     "db_mb": round(files / 2**20, 1), "index": "hnsw" if memory.index.ann is not None else "exact"})
+                     "db_mb": round(files / 2**20, 1), "index": "hnsw" if vectors.index.ann is not None else "exact"})
         print(f"  baobab {stored_at_size:>9,} notes: {json.dumps(rows[-1])}", flush=True)
     memory.close()
     return rows

@@ -5,7 +5,8 @@
 """
 
 from baobab.memory.embedders import DEFAULT_EMBEDDER, Embedder, LiteLLMEmbedder, LocalEmbedder, load_embedder
-from baobab.memory.memory import Memory, MemoryError
+from baobab.memory.errors import NotesError
+from baobab.memory.memory import Memory
 from baobab.memory.types import LINK_KINDS, Hit, Link, Note, NoteVersion
 
 __all__ = [
@@ -17,8 +18,8 @@ __all__ = [
            "LiteLLMEmbedder",
            "LocalEmbedder",
            "Memory",
-           "MemoryError",
            "Note",
            "NoteVersion",
+           "NotesError",
            "load_embedder",
 ]

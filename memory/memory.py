@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import networkx as nx
 import numpy as np
@@ -22,26 +22,24 @@ from sqlalchemy import (
     BindParameter,
     Connection,
     Executable,
-    TextClause,
     bindparam,
     delete,
     insert,
     or_,
     select,
-    text,
     union_all,
     update,
 )
 
 from baobab.aio import run_sync
 from baobab.engine import LLM, load_llm
-from baobab.errors import BaobabError
 from baobab.memory import writer
+from baobab.memory.backends import VectorsWhere, open_fulltext, open_vectors
 from baobab.memory.embedders import DEFAULT_EMBEDDER, Embedder, aembed, load_embedder
-from baobab.memory.index import VectorIndex
+from baobab.memory.errors import NotesError
+from baobab.memory.fulltext import NoteText
 from baobab.memory.keywords import keywords as extract_keywords
 from baobab.memory.keywords import words
-from baobab.memory.pgvector import PgVectors
 from baobab.memory.types import Hit, Link, Note, NoteVersion
 from baobab.store import Store
 from baobab.store.schema import memory_links, memory_notes, memory_versions
@@ -50,7 +48,6 @@ log = logging.getLogger(__name__)
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
 HOP_DECAY = 0.5  # a note reached over a link scores this share of the note it was reached from
 LINKS_TO_SHOWN = 32  # links made to a note that reading it returns, newest first: a note can draw thousands
-KEYWORD_ROWS = 1000  # notes a keyword query may make SQLite score (BM25 costs ~2 us a note at 1M notes): see _fts_query
 
 
 # Statements of the search path, built once: SQLAlchemy then reuses their compiled form, and a search leaves no
@@ -59,18 +56,7 @@ KEYWORD_ROWS = 1000  # notes a keyword query may make SQLite score (BM25 costs ~
 _IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
 _NOTES_BY_ID = select(memory_notes).where(memory_notes.c.id.in_(_IDS))
 _LINKS_FROM = select(memory_links).where(memory_links.c.source.in_(_IDS))
-_FTS_BY_BM25 = text("SELECT rowid FROM memory_fts WHERE memory_fts MATCH :q ORDER BY bm25(memory_fts) LIMIT :n")
-_FTS_NEWEST = text("SELECT rowid FROM memory_fts WHERE memory_fts MATCH :q ORDER BY rowid DESC LIMIT :n")
-# PostgreSQL's full-text document of a note, written as its GIN index is, so that the planner uses the index
-_PG_DOCUMENT = "to_tsvector('english'::regconfig, content || ' ' || keywords || ' ' || tags || ' ' || context)"
-_PG_TEXT_INDEX = text(f"CREATE INDEX IF NOT EXISTS ix_memory_notes_text ON memory_notes USING gin ({_PG_DOCUMENT})")
-_PG_BY_RANK = text(f"SELECT id FROM memory_notes WHERE {_PG_DOCUMENT} @@ to_tsquery('english'::regconfig, :q) "
-                   f"ORDER BY ts_rank({_PG_DOCUMENT}, to_tsquery('english'::regconfig, :q)) DESC LIMIT :n")
-_UNION_PARTS = 64  # notes whose links, or query terms whose notes, one UNION statement reads (SQLite allows 500)
-
-
-class MemoryError(BaobabError, RuntimeError):
-    """A note is missing, or the memory cannot do what was asked (the message says which note and why)."""
+_UNION_PARTS = 64  # notes whose links one UNION statement reads (SQLite allows 500 SELECTs in one)
 
 
 class Memory:
@@ -81,40 +67,33 @@ class Memory:
     `neighbours` nearest notes and evolves the linked ones (their previous versions are kept).
     `vectors`: where nearest notes are found: "pgvector" (in PostgreSQL, an HNSW index every process shares),
     "process" (an index in this process, loaded from the store), or "auto" (pgvector when the store is
-    PostgreSQL with the `vector` extension available, else the process).
+    PostgreSQL with the `vector` extension available, else the process). The backends that serve the vectors
+    (`vector_backend`) and the full text (`fulltext_backend`) are chosen here, once (`backends`).
     """
 
     def __init__(self, url: str | Store | None = None, *, llm: str | LLM | None = None,
                  embedder: str | Embedder | None = DEFAULT_EMBEDDER, scope: str = "global",
                  reads: Sequence[str] = ("global",), link_threshold: float = 0.6, neighbours: int = 5,
-                 vectors: Literal["auto", "pgvector", "process"] = "auto") -> None:
+                 vectors: VectorsWhere = "auto") -> None:
         self.store = url if isinstance(url, Store) else Store(url)
         self.llm = load_llm(llm) if isinstance(llm, str) else llm
         self.embedder = load_embedder(embedder)
         self.scope, self.visible = scope, frozenset({scope, *reads})
         self.link_threshold, self.neighbours = link_threshold, neighbours
-        if vectors not in ("auto", "pgvector", "process"):
-            raise MemoryError(f"vectors must be auto, pgvector or process, got {vectors!r}")
-        self.index = VectorIndex(self.embedder.dim)  # unused when pgvector holds the vectors
-        try:
-            self.pg = (PgVectors.open(self.store, self.embedder.dim, required=vectors == "pgvector")
-                       if vectors != "process" else None)
-        except RuntimeError as exc:
-            raise MemoryError(str(exc)) from exc
+        self.vector_backend = open_vectors(self.store, self.embedder.dim, vectors)
+        self.fulltext_backend = open_fulltext(self.store)
         self._scopes: dict[int, str] = {}
         self._scope_set: set[str] | None = None  # the scopes of the notes indexed, worked out when needed
         self._seen = 0.0
         self._writer = uuid.uuid4().hex[:16]
         self._lock = threading.Lock()
-        columns = [memory_notes.c.id, memory_notes.c.scope, memory_notes.c.updated]
-        if self.pg is None:  # with pgvector, the vectors stay in the database: a refresh reads scopes only
-            columns.append(memory_notes.c.embedding)
-        self._everything = select(*columns)
+        # with pgvector, the vectors stay in the database: a refresh reads scopes only
+        self._everything = select(memory_notes.c.id, memory_notes.c.scope, memory_notes.c.updated,
+                                  *self.vector_backend.columns)
         self._changed = self._everything.where(memory_notes.c.updated > bindparam("since"),
                                                memory_notes.c.writer != bindparam("writer"))
         with self.store.transaction() as conn:  # the keyword search's index
-            conn.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(body)")
-                         if self.store.dialect == "sqlite" else _PG_TEXT_INDEX)
+            self.fulltext_backend.prepare(conn)
         self._refresh()
 
     # -- writing ---------------------------------------------------------------------------------------------
@@ -132,7 +111,7 @@ class Memory:
         'model'
         """
         if not content.strip():
-            raise MemoryError("add: content is empty")
+            raise NotesError("add: content is empty")
         found, context, tag_list = extract_keywords(content), "", list(tags or ())
         fallbacks: list[str] = []  # the model steps that failed, each filled without the model instead
         if self.llm is not None:
@@ -146,7 +125,7 @@ class Memory:
                 fallbacks.append(f"attributes: {exc}")
         vector = (await aembed(self.embedder, [_embedded_text(content, context, found)]))[0]
         self._refresh()
-        near = [(i, s) for i, s in self._nearest(vector, self.neighbours, self._visible_ids()) if s > 0]
+        near = [(i, s) for i, s in self.vector_backend.search(vector, self.neighbours, self._visible_ids()) if s > 0]
         links = [(i, "similar", f"cosine {s:.2f}") for i, s in near if s >= self.link_threshold]
         evolutions: list[dict[str, Any]] = []
         if self.llm is not None and near:
@@ -204,8 +183,7 @@ class Memory:
             self._put(ids, vectors, self.scope)
             visible = self._visible_ids()
             rows = []
-            nearest = (self.pg.search_many(vectors, self.neighbours + 1, conn) if self.pg is not None
-                       else self.index.search_many(vectors, self.neighbours + 1))
+            nearest = self.vector_backend.search_many(vectors, self.neighbours + 1, conn)
             for note, near in zip(ids, nearest, strict=True):
                 for other, score in near:
                     if other != note and score >= self.link_threshold and (visible is None or other in visible):
@@ -235,7 +213,7 @@ class Memory:
         """Make note `note` what it was at `version` (the current one is kept as a version too)."""
         old = {v.version: v for v in self.history(note)}
         if version not in old:
-            raise MemoryError(f"note {note} has no earlier version {version} (has {sorted(old)})")
+            raise NotesError(f"note {note} has no earlier version {version} (has {sorted(old)})")
         was = old[version]
         fields = {"content": was.content, "keywords": was.keywords, "tags": was.tags, "context": was.context,
                   "metadata": was.metadata}
@@ -248,13 +226,12 @@ class Memory:
         """Remove a note, its links (both ways) and its versions."""
         with self.store.transaction() as conn:
             if conn.execute(delete(memory_notes).where(memory_notes.c.id == note)).rowcount == 0:
-                raise MemoryError(f"no note {note}")
+                raise NotesError(f"no note {note}")
             conn.execute(delete(memory_links).where(or_(memory_links.c.source == note, memory_links.c.target == note)))
             conn.execute(delete(memory_versions).where(memory_versions.c.note == note))
-            if self.store.dialect == "sqlite":
-                conn.execute(text("DELETE FROM memory_fts WHERE rowid = :id"), {"id": note})
+            self.fulltext_backend.remove(conn, [note])
         with self._lock:
-            self.index.remove([note])
+            self.vector_backend.remove([note])
             self._scopes.pop(note, None)
             self._scope_set = None
 
@@ -268,7 +245,7 @@ class Memory:
         `filters`: `tags` (all of them), `scope`, `since`/`until` (timestamps), `metadata` (equal values).
         """
         if mode not in ("hybrid", "vector", "keyword"):
-            raise MemoryError(f"search: mode must be hybrid, vector or keyword, got {mode!r}")
+            raise NotesError(f"search: mode must be hybrid, vector or keyword, got {mode!r}")
         self._refresh()
         allowed = self._allowed(filters)
         pool = max(k * 4, 20)
@@ -276,7 +253,7 @@ class Memory:
         why: dict[int, list[str]] = {}
         if mode != "keyword":
             vector = (await aembed(self.embedder, [query]))[0]
-            for rank, (note, score) in enumerate(self._nearest(vector, pool, allowed), 1):
+            for rank, (note, score) in enumerate(self.vector_backend.search(vector, pool, allowed), 1):
                 fused[note] = fused.get(note, 0.0) + 1 / (RRF_K + rank)
                 why.setdefault(note, []).append(f"vector {score:.2f} (rank {rank})")
         if mode != "vector":
@@ -308,7 +285,7 @@ class Memory:
         """One note with its links: all it made, and the newest LINKS_TO_SHOWN made to it (`graph()` has all)."""
         found = self.notes([note])
         if not found:
-            raise MemoryError(f"no note {note}")
+            raise NotesError(f"no note {note}")
         return found[0]
 
     def notes(self, ids: Iterable[int]) -> list[Note]:
@@ -361,7 +338,7 @@ class Memory:
         try:
             loaded = [Note.model_validate_json(line) for line in lines if line.strip()]
         except ValueError as exc:
-            raise MemoryError(f"{path}: not an export file of notes ({exc})") from exc
+            raise NotesError(f"{path}: not an export file of notes ({exc})") from exc
         vectors = self.embedder.embed([_embedded_text(n.content, n.context, n.keywords) for n in loaded])
         now = time.time()
         with self.store.transaction() as conn:
@@ -396,9 +373,9 @@ class Memory:
                  "updated": now, "writer": self._writer} for n in notes]
         returning = insert(memory_notes).returning(memory_notes.c.id, sort_by_parameter_order=True)
         ids = [int(i) for i in conn.execute(returning, rows).scalars()]
-        if self.pg is not None:
-            self.pg.write(conn, [(i, n.vector) for i, n in zip(ids, notes, strict=True)])
-        self._index_text(conn, [(i, n.content, n.keywords, n.tags, n.context) for i, n in zip(ids, notes, strict=True)])
+        self.vector_backend.write(conn, [(i, n.vector) for i, n in zip(ids, notes, strict=True)])
+        self.fulltext_backend.write(conn, [NoteText(i, n.content, n.keywords, n.tags, n.context)
+                                           for i, n in zip(ids, notes, strict=True)])
         return ids
 
     def _change(self, conn: Connection, note: int, reason: str, fields: Mapping[str, Any], now: float) -> None:
@@ -408,7 +385,7 @@ class Memory:
         conn.execute(update(memory_notes).where(memory_notes.c.id == note).values(version=memory_notes.c.version))
         row = conn.execute(select(memory_notes).where(memory_notes.c.id == note)).first()
         if row is None:
-            raise MemoryError(f"no note {note}")
+            raise NotesError(f"no note {note}")
         current = {"content": row.content, "keywords": json.loads(row.keywords), "tags": json.loads(row.tags),
                    "context": row.context, "metadata": json.loads(row.meta)}
         conn.execute(insert(memory_versions).values(note=note, version=row.version, data=json.dumps(current),
@@ -423,33 +400,19 @@ class Memory:
             values["embedding"] = vector[0].tobytes()
             self._put([note], vector, row.scope)
         conn.execute(update(memory_notes).where(memory_notes.c.id == note).values(**values))
-        if self.pg is not None and "embedding" in values:
-            self.pg.write(conn, [(note, vector[0])])
-        if self.store.dialect == "sqlite":
-            conn.execute(text("DELETE FROM memory_fts WHERE rowid = :id"), {"id": note})
-        self._index_text(conn, [(note, merged["content"], list(merged["keywords"]), list(merged["tags"]),
-                                 merged["context"])])
-
-    def _index_text(self, conn: Connection,
-                    notes: Sequence[tuple[int, str, Sequence[str], Sequence[str], str]]) -> None:
-        """Full-text rows for (id, content, keywords, tags, context) (SQLite's FTS5; PostgreSQL reads the columns)."""
-        if self.store.dialect == "sqlite" and notes:
-            conn.execute(text("INSERT INTO memory_fts(rowid, body) VALUES (:id, :body)"),
-                         [{"id": i, "body": " ".join([content, *found, *tags, context])}
-                          for i, content, found, tags, context in notes])
+        if "embedding" in values:
+            self.vector_backend.write(conn, [(note, vector[0])])
+        self.fulltext_backend.remove(conn, [note])
+        self.fulltext_backend.write(conn, [NoteText(note, merged["content"], list(merged["keywords"]),
+                                                    list(merged["tags"]), merged["context"])])
 
     def _keyword_search(self, query: str, limit: int, allowed: set[int] | None) -> list[int]:
         terms = list(dict.fromkeys(words(query)))
         if not terms:
             return []
         with self.store.transaction() as conn:
-            if self.store.dialect == "sqlite":
-                match, by_bm25 = _fts_query(conn, terms)
-                rows = conn.execute(_FTS_BY_BM25 if by_bm25 else _FTS_NEWEST, {"q": match, "n": limit * 4}).all()
-            else:
-                wanted = " | ".join(t.replace("'", "") for t in terms)
-                rows = conn.execute(_PG_BY_RANK, {"q": wanted, "n": limit * 4}).all()
-        return [r[0] for r in rows if allowed is None or r[0] in allowed][:limit]
+            found = self.fulltext_backend.search(conn, terms, limit * 4)
+        return [note for note in found if allowed is None or note in allowed][:limit]
 
     def _links(self, ids: Sequence[int]) -> list[Link]:
         """The links of these notes: all they made, and the newest LINKS_TO_SHOWN made to each of them."""
@@ -479,8 +442,8 @@ class Memory:
             return allowed
         unknown = set(filters) - {"tags", "scope", "since", "until", "metadata"}
         if unknown:
-            raise MemoryError(f"search: unknown filters {sorted(unknown)} (expected tags, scope, since, until, "
-                              "metadata)")
+            raise NotesError(f"search: unknown filters {sorted(unknown)} (expected tags, scope, since, until, "
+                             "metadata)")
         query = select(memory_notes.c.id, memory_notes.c.tags, memory_notes.c.meta)
         if "scope" in filters:
             query = query.where(memory_notes.c.scope == filters["scope"])
@@ -496,13 +459,9 @@ class Memory:
                     and all(json.loads(r.meta).get(k) == v for k, v in wanted_meta.items())}
         return matching if allowed is None else allowed & matching
 
-    def _nearest(self, query: np.ndarray[Any, Any], k: int, allowed: set[int] | None) -> list[tuple[int, float]]:
-        return self.pg.search(query, k, allowed) if self.pg is not None else self.index.search(query, k, allowed)
-
     def _put(self, ids: list[int], vectors: np.ndarray[Any, Any], scope: str) -> None:
         with self._lock:
-            if self.pg is None:
-                self.index.put(ids, vectors)
+            self.vector_backend.put(ids, vectors)
             self._scopes.update(dict.fromkeys(ids, scope))
             self._scope_set = None
 
@@ -516,10 +475,8 @@ class Memory:
             else:
                 rows = conn.execute(self._everything).all()
         with self._lock:
-            if rows and self.pg is None:
-                vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype=np.float32)
-                self.index.put([r.id for r in rows], vectors.reshape(len(rows), self.embedder.dim))
             if rows:
+                self.vector_backend.load(rows)
                 self._scopes.update({r.id: r.scope for r in rows})
                 self._scope_set = None
                 self._seen = max(self._seen, max(r.updated for r in rows))
@@ -536,44 +493,12 @@ class _NewNote(NamedTuple):
     vector: np.ndarray[Any, Any]
 
 
-def _fts_query(conn: Connection, terms: list[str]) -> tuple[str, bool]:
-    """An FTS5 query of the rarest terms, as many as hold KEYWORD_ROWS notes between them, and whether to rank
-    by BM25: when even the rarest term is in more notes than that, the newest notes holding it come first.
-
-    A term found in a large share of the notes barely moves BM25 (its idf is near 0), yet would make the query
-    score every note that holds it, and BM25's idf alone reads all of them: at a million notes, a common word
-    costs a tenth of a second. Counting stops at KEYWORD_ROWS + 1 notes a term, so a query costs about the same
-    at any size.
-    """
-    quoted = ['"' + term.replace('"', "") + '"' for term in terms]
-    held: dict[int, int] = {}
-    for start in range(0, len(quoted), _UNION_PARTS):
-        chunk = quoted[start:start + _UNION_PARTS]
-        values = {"most": KEYWORD_ROWS + 1, **{f"t{i}": term for i, term in enumerate(chunk)}}
-        held.update((start + int(i), int(n)) for i, n in conn.execute(_count_terms(len(chunk)), values))
-    rarest = sorted(held, key=held.__getitem__)
-    kept, rows = [quoted[rarest[0]]], held[rarest[0]]
-    for i in rarest[1:]:
-        rows += held[i]
-        if rows > KEYWORD_ROWS:
-            break
-        kept.append(quoted[i])
-    return " OR ".join(kept), held[rarest[0]] <= KEYWORD_ROWS
-
-
 @lru_cache(maxsize=_UNION_PARTS)
 def _links_to(n: int) -> Executable:
     """The newest :most links made to each of `n` notes (:n0 ...): an index walk each, however many there are."""
     newest = [select(memory_links).where(memory_links.c.target == bindparam(f"n{i}"))
               .order_by(memory_links.c.id.desc()).limit(bindparam("most")).subquery() for i in range(n)]
     return union_all(*(select(part) for part in newest))
-
-
-@lru_cache(maxsize=_UNION_PARTS)
-def _count_terms(n: int) -> TextClause:
-    """How many notes hold each of `n` terms (:t0 ...), counted up to :most."""
-    return text(" UNION ALL ".join(f"SELECT {i}, (SELECT count(*) FROM (SELECT 1 FROM memory_fts WHERE memory_fts "
-                                   f"MATCH :t{i} LIMIT :most))" for i in range(n)))
 
 
 def _embedded_text(content: str, context: str, found: Sequence[str]) -> str:

@@ -48,7 +48,7 @@ class Attributes(BaseModel):
         return clip(without_repeats(value), CONTEXT_CHARS) if isinstance(value, str) else value
 
 
-class Decision(BaseModel):
+class EvolutionDecision(BaseModel):
     """Links from the new note to neighbours, and new context/tags for the neighbours it changes."""
 
     links: list[dict[str, Any]]
@@ -80,7 +80,7 @@ async def describe(llm: LLM, content: str) -> Attributes:
     return attributes
 
 
-async def decide(llm: LLM, note: str, neighbours: Sequence[Note]) -> Decision:
+async def decide(llm: LLM, note: str, neighbours: Sequence[Note]) -> EvolutionDecision:
     """Which of `neighbours` to link `note` to, and how they evolve; ids outside `neighbours` cannot be named.
 
     Raises ValueError when the model writes no valid JSON. An evolution is a proposal: apply it with `refine`.
@@ -104,7 +104,7 @@ async def decide(llm: LLM, note: str, neighbours: Sequence[Note]) -> Decision:
               "required": ["links", "evolve"]}
     shown = "\n".join(f"id {n.id}: {n.content} (context: {n.context}; tags: {', '.join(n.tags)})" for n in neighbours)
     text = await _ask(llm, DECIDE, f"New note: {note}\n\nEarlier notes:\n{shown}", "decision", schema, 384)
-    decision = Decision.model_validate_json(text)
+    decision = EvolutionDecision.model_validate_json(text)
     decision.links = [x for x in decision.links if x.get("id") in ids]  # a remote model may ignore the schema
     firsts: dict[int, dict[str, Any]] = {}
     for change in decision.evolve:  # one change a note: a second would make a version of the first

@@ -9,7 +9,7 @@ from bag_of_words import BagOfWords
 
 from baobab.engine import Request
 from baobab.engine.scripted import ScriptedLLM
-from baobab.memory import Memory, MemoryError
+from baobab.memory import Memory, NotesError
 
 
 def cheap(url: str, **options: Any) -> Memory:
@@ -34,9 +34,9 @@ def test_cheap_mode_links_by_similarity_and_search_fuses_vectors_keywords_and_li
         assert memory.search("capital", k=3, mode="keyword")[0].why == ["keyword (rank 1)"]
         assert [h.note.id for h in memory.search("disk", k=5, filters={"tags": ["ops"]})] == [deploy.id]
         assert [h.note.id for h in memory.search("paris", filters={"metadata": {"source": "atlas"}})] == [paris.id]
-        with pytest.raises(MemoryError, match="unknown filters"):
+        with pytest.raises(NotesError, match="unknown filters"):
             memory.search("x", filters={"colour": "red"})
-        with pytest.raises(MemoryError, match="mode must be"):
+        with pytest.raises(NotesError, match="mode must be"):
             memory.search("x", mode="fuzzy")
 
 
@@ -66,12 +66,12 @@ def test_versions_revert_and_delete_cleans_links(db_url: str) -> None:
         back = memory.revert(first.id, 1)
         assert (back.content, back.tags, back.version) == ("the cache server restarts every night", [], 3)
         assert [v.version for v in memory.history(first.id)] == [1, 2]
-        with pytest.raises(MemoryError, match="no earlier version 7"):
+        with pytest.raises(NotesError, match="no earlier version 7"):
             memory.revert(first.id, 7)
         memory.delete(first.id)
         assert memory.get(second.id).links == []
         assert [h.note.id for h in memory.search("cache server", k=5)] == [second.id]
-        with pytest.raises(MemoryError, match=f"no note {first.id}"):
+        with pytest.raises(NotesError, match=f"no note {first.id}"):
             memory.get(first.id)
 
 
@@ -88,7 +88,7 @@ def test_graph_export_and_import(tmp_path: Path) -> None:
         assert [n.content for n in imported] == [a.content, b.content]
         assert other.graph().number_of_edges() == 1
     (tmp_path / "bad.jsonl").write_text("{not json\n")
-    with cheap(f"sqlite:///{tmp_path / 'c.db'}") as third, pytest.raises(MemoryError, match=r"bad\.jsonl"):
+    with cheap(f"sqlite:///{tmp_path / 'c.db'}") as third, pytest.raises(NotesError, match=r"bad\.jsonl"):
         third.import_(tmp_path / "bad.jsonl")
 
 
@@ -154,7 +154,7 @@ def test_a_model_that_writes_no_valid_json_still_stores_the_note_and_says_so(sto
         assert first.metadata["fallback"][0].startswith("attributes: scripted wrote no valid JSON")
         assert memory.get(first.id).metadata == first.metadata  # stored, not only returned
         assert "filled without the model" in caplog.text
-    with cheap(store_url) as memory, pytest.raises(MemoryError, match="content is empty"):
+    with cheap(store_url) as memory, pytest.raises(NotesError, match="content is empty"):
         memory.add("   ")
 
 
@@ -232,7 +232,7 @@ def test_an_agent_recalls_notes_before_acting_and_stores_what_it_answered(store_
 
 def test_keyword_search_leaves_out_terms_too_common_to_rank_by(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from baobab.memory import memory as module
+    from baobab.memory import fulltext_sqlite as module
 
     with cheap(f"sqlite:///{tmp_path / 'k.db'}", link_threshold=2.0) as memory:
         common = memory.add_many([f"status report number {i}" for i in range(30)])

@@ -1,7 +1,6 @@
 """Memory vectors in PostgreSQL (pgvector): found in the database as the in-process index finds them, written with
 their notes, filled in for notes written without them, and refused with a reason where pgvector cannot serve."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -9,24 +8,14 @@ import pytest
 from bag_of_words import BagOfWords
 from sqlalchemy import text
 
-from baobab.memory import Memory, MemoryError
-from baobab.memory.memory import _PG_BY_RANK
+from baobab.memory import Memory, NotesError
+from baobab.memory.fulltext_postgres import BY_RANK
+from baobab.memory.vectors_pgvector import PgVectors
+from baobab.memory.vectors_process import ProcessVectors
 from baobab.store import Store
 
 TOPICS = ["deploy disk full build server", "cache restarts nightly backup", "paris capital france travel",
           "invoice payment overdue customer", "python test flaky timeout ci"]
-
-
-@pytest.fixture
-def pg(postgres_db: str) -> str:
-    """A fresh PostgreSQL database whose server has pgvector (CI installs it; elsewhere the tests say why not)."""
-    with Store(postgres_db).transaction() as conn:
-        available = conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).first()
-    if available is None:
-        if os.environ.get("BAOBAB_REQUIRE_POSTGRES"):
-            pytest.fail("the PostgreSQL server has no pgvector; .ci/run installs it (shared/scripts)")
-        pytest.skip("pgvector is not installed (shared/scripts/pgvector_install.sh): its tests cannot run")
-    return postgres_db
 
 
 def notes(n: int) -> list[str]:
@@ -37,15 +26,17 @@ def notes(n: int) -> list[str]:
 
 def test_pgvector_finds_what_the_in_process_index_finds(pg: str) -> None:
     with Memory(pg, embedder=BagOfWords()) as in_db, Memory(pg, embedder=BagOfWords(), vectors="process") as here:
-        assert in_db.pg is not None and here.pg is None  # auto picked pgvector on PostgreSQL
+        in_db_vectors, here_vectors = in_db.vector_backend, here.vector_backend
+        assert isinstance(in_db_vectors, PgVectors)  # auto picked pgvector on PostgreSQL
+        assert isinstance(here_vectors, ProcessVectors)
         written = in_db.add_many(notes(300))
         assert len(here.notes(n.id for n in written)) == 300
         here.search("anything", k=1)  # a search loads the notes written since into its in-process index
         for query in ["disk full on the build server", "capital of france", "flaky ci timeout", "note17"]:
             vector = BagOfWords().embed([query])[0]
-            found, expected = in_db.pg.search(vector, 8), here.index.search(vector, 8)
+            found, expected = in_db_vectors.search(vector, 8), here_vectors.search(vector, 8)
             assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=1e-5), query
-            exact = dict(here.index.search(vector, 400))  # ties may be broken by other ids, each with its own score
+            exact = dict(here_vectors.search(vector, 400))  # ties may be broken by other ids, each with its own score
             assert all(abs(exact[i] - s) < 1e-5 for i, s in found), query
             assert in_db.search(query, k=1, mode="vector")[0].why == [f"vector {found[0][1]:.2f} (rank 1)"]
         # links were made in the database by similarity, as the in-process index makes them
@@ -77,11 +68,11 @@ class Wider(BagOfWords):
 def test_pgvector_is_refused_with_the_reason(pg: str, tmp_path: Path) -> None:
     sqlite = f"sqlite:///{tmp_path / 'm.db'}"
     Memory(pg, embedder=BagOfWords(), vectors="pgvector").close()  # the column is vector(256)
-    with pytest.raises(MemoryError, match=r"memory_notes.vec is vector\(256\), but the embedder makes 300-d"):
+    with pytest.raises(NotesError, match=r"memory_notes.vec is vector\(256\), but the embedder makes 300-d"):
         Memory(pg, embedder=Wider(), vectors="pgvector")
-    with pytest.raises(MemoryError, match="cannot keep memory vectors in pgvector: the store is sqlite"):
+    with pytest.raises(NotesError, match="cannot keep memory vectors in pgvector: the store is sqlite"):
         Memory(sqlite, embedder=BagOfWords(), vectors="pgvector")
-    with pytest.raises(MemoryError, match="vectors must be auto, pgvector or process, got 'faiss'"):
+    with pytest.raises(NotesError, match="vectors must be auto, pgvector or process, got 'faiss'"):
         Memory(sqlite, embedder=BagOfWords(), vectors="faiss")  # type: ignore[arg-type]
 
 
@@ -94,6 +85,6 @@ def test_keyword_search_on_postgresql_is_served_by_a_text_index(postgres_db: str
         assert memory.search("zeppelin harbour", k=3, mode="keyword")[0].note.id == wanted.id
         with memory.store.transaction() as conn:
             conn.execute(text("SET LOCAL enable_seqscan = off"))  # a 201-row table is cheaper to scan: ask if it can
-            plan = "\n".join(row[0] for row in conn.execute(text("EXPLAIN " + str(_PG_BY_RANK)),
+            plan = "\n".join(row[0] for row in conn.execute(text("EXPLAIN " + str(BY_RANK)),
                                                             {"q": "zeppelin | harbour", "n": 12}))
         assert "ix_memory_notes_text" in plan, plan

@@ -37,7 +37,7 @@ class _Commands(TyperGroup):
 
 
 app = typer.Typer(help="Baobab: agent graphs with durable, resumable runs.", no_args_is_help=True, cls=_Commands)
-threads_app = typer.Typer(help="List and inspect stored threads.", no_args_is_help=True)
+threads_app = typer.Typer(help="List, inspect, prune and delete stored threads.", no_args_is_help=True)
 graph_app = typer.Typer(help="Draw graphs.", no_args_is_help=True)
 search_app = typer.Typer(help="Look at stored searches.", no_args_is_help=True)
 memory_app = typer.Typer(help="Add to, search and draw a Zettelkasten memory.", no_args_is_help=True)
@@ -611,6 +611,55 @@ def threads_show(thread: Annotated[str, typer.Argument(help="Thread id.")], db: 
         table.add_row(str(c.step), str(c.id), ", ".join(c.next) or "END", "yes" if c.snapshot else "",
                       _time(c.created))
     console.print(table)
+
+
+@threads_app.command("prune")
+def threads_prune(
+    thread: Annotated[list[str] | None, typer.Argument(help="Threads to prune (default: all).")] = None,
+    db: DbOption = None,
+    keep_last: Annotated[int | None, typer.Option(help="Keep each thread's last N checkpoints.")] = None,
+    older_than: Annotated[str | None, typer.Option(help="Delete checkpoints older than this: 7d, 12h, 30m.")] = None,
+) -> None:
+    """Delete old checkpoints; each thread keeps its last one, and forks and searches what they refer to."""
+    from baobab.graphs import Checkpointer, CheckpointError
+    from baobab.graphs.retention import duration
+
+    try:
+        age = duration(older_than) if older_than is not None else None
+        removed = Checkpointer(db).prune(thread or None, keep_last=keep_last, older_than=age)
+    except CheckpointError as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from exc
+    console.print(Text(f"pruned {removed.checkpoints} checkpoints and {removed.writes} writes ({_size(removed.bytes)}) "
+                       f"from {_names(removed.threads)}; {removed.kept} checkpoints kept"))
+
+
+@threads_app.command("delete")
+def threads_delete(
+    thread: Annotated[list[str], typer.Argument(help="Threads to delete, with their subgraph threads and branches.")],
+    db: DbOption = None,
+) -> None:
+    """Delete threads with all their checkpoints; refused while other threads or searches depend on them."""
+    from baobab.graphs import Checkpointer, CheckpointError
+
+    try:
+        removed = Checkpointer(db).delete_thread(*thread)
+    except CheckpointError as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from exc
+    console.print(Text(f"deleted {_names(removed.threads)}: {removed.checkpoints} checkpoints and {removed.writes} "
+                       f"writes ({_size(removed.bytes)})"))
+
+
+def _names(threads: tuple[str, ...]) -> str:
+    """`3 threads (a, b, c)`; past ten names, the count alone."""
+    shown = f" ({', '.join(threads)})" if 0 < len(threads) <= 10 else ""
+    return f"{len(threads)} thread{'' if len(threads) == 1 else 's'}{shown}"
+
+
+def _size(chars: int) -> str:
+    """Characters of JSON, which are about bytes: `812 B`, `12.3 KB`, `4.0 MB`."""
+    return f"{chars} B" if chars < 1000 else f"{chars / 1000:.1f} KB" if chars < 1e6 else f"{chars / 1e6:.1f} MB"
 
 
 @graph_app.command("draw")

@@ -25,6 +25,7 @@ from baobab.graphs.events import (
     RunResult,
     Token,
 )
+from baobab.graphs.fingerprint import StateSchemaError
 from baobab.graphs.graph import Graph, Route
 from baobab.graphs.node import END, START, Failure, Retry, RunContext, Send
 from baobab.graphs.routing import Decision, RouteContext, Router
@@ -36,5 +37,5 @@ __all__ = [
     "END", "START", "App", "Branch", "Checkpoint", "CheckpointError", "CheckpointInfo", "Checkpointer", "Decision",
     "Event", "Failure", "Graph", "GraphError", "GraphRecursionError", "Interrupt", "InvalidUpdateError", "NodeEnd",
     "NodeError", "NodeFailed", "NodeQueued", "NodeStart", "Retry", "Route", "RouteContext", "Routed", "Router",
-    "RunContext", "RunResult", "Send", "ThreadInfo", "Token", "append", "merge", "token_sink",
+    "RunContext", "RunResult", "Send", "StateSchemaError", "ThreadInfo", "Token", "append", "merge", "token_sink",
 ]

@@ -10,6 +10,8 @@ Otherwise loading fails with `StateSchemaError` naming the fields, unless the gr
 
 import hashlib
 import json
+import types
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -74,17 +76,34 @@ def _json_schema(annotation: Any) -> Any:
         return {"python": _text(annotation)}
 
 
-def _shape(schema: Any) -> Any:
-    if isinstance(schema, dict):  # a property called "title" holds a dict, a schema's title a string
-        return {k: _shape(v) for k, v in schema.items() if not (k in ("title", "description") and isinstance(v, str))}
-    return [_shape(v) for v in schema] if isinstance(schema, list) else schema
+def _shape(schema: Any, defs: dict[str, Any] | None = None, seen: tuple[str, ...] = ()) -> Any:
+    """The schema with nested models written out in place (a renamed class is the same shape), unless recursive."""
+    if isinstance(schema, list):
+        return [_shape(v, defs, seen) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    defs = schema.get("$defs", defs)
+    name = str(schema.get("$ref", "")).removeprefix("#/$defs/")
+    if defs and name in defs and name not in seen:
+        return _shape(defs[name], defs, (*seen, name))
+    return {k: _shape(v, defs, seen) for k, v in schema.items()  # a property called "title" holds a dict
+            if k != "$defs" and not (k in ("title", "description") and isinstance(v, str))}
 
 
 def _text(annotation: Any) -> str:
-    """A type as written: `int`, `list[str]`, `Item | None`."""
-    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "")
+    """A type as written, without modules: `int`, `list[Item]`, `str | None`.
+
+    >>> _text(dict[str, list[int]] | None)
+    'dict[str, list[int]] | None'
+    """
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(map(_text, args))
+    if origin is not None and args and origin not in (typing.Literal, typing.Annotated):
+        return f"{_text(origin)}[{', '.join(map(_text, args))}]"
+    if annotation is type(None) or annotation is Ellipsis:
+        return "None" if annotation is not Ellipsis else "..."
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
 def _name(reducer: Callable[..., Any]) -> str:

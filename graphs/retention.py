@@ -33,6 +33,7 @@ from baobab.graphs.errors import CheckpointError
 from baobab.graphs.lease import Owner, lost
 from baobab.store import Store
 from baobab.store.schema import checkpoints, search_nodes, search_runs, spans, thread_leases, threads, writes
+from baobab.store.trace import tracer_for
 
 _OWNED = re.compile(r"/[^/~]+:\d+\.\d+$|~\d+\.[^/~]+\.[0-9a-f]{6}$")  # a subgraph thread or a lookahead branch
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -114,6 +115,7 @@ def delete_threads(store: Store, names: Sequence[str], *, lease_timeout: float) 
     Traceback (most recent call last):
     baobab.graphs.errors.CheckpointError: no thread named 'nope' in sqlite://
     """
+    tracer_for(store).flush()  # the spans this process has queued for them are written first, so they go too
     with _transaction(store) as conn:
         family = _family(conn, store, names)
         ids = sorted(family)

@@ -52,8 +52,9 @@ class SearchRecorder:
 
     """
 
-    def __init__(self, store: Store, name: str) -> None:
+    def __init__(self, store: Store, name: str, *, checkpoints: bool = False) -> None:
         self.store, self.name = store, name
+        self.checkpoints = checkpoints  # node states and actions are checkpoint ids: pruning keeps them
         self.run_id: int | None = None
         self.strategy, self.options = "", dict[str, Any]()
         self.saved: set[int] = set()  # node ids that have a row
@@ -88,7 +89,8 @@ class SearchRecorder:
                 now = time.time()
                 run_id = conn.execute(insert(search_runs).values(
                     name=self.name, strategy=self.strategy, status=status, options=json.dumps(self.options),
-                    spent="{}", created=now, updated=now)).inserted_primary_key[0]  # type: ignore[index]
+                    spent="{}", created=now, updated=now, states="checkpoints" if self.checkpoints else "values",
+                )).inserted_primary_key[0]  # type: ignore[index]
                 for row in new:
                     row["run"] = run_id
             if new:

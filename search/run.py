@@ -16,6 +16,7 @@ from baobab.search.budget import SearchBudget, SearchStopped
 from baobab.search.context import SearchContext
 from baobab.search.dfs import dfs
 from baobab.search.environment import Environment, resolve
+from baobab.search.graph_env import GraphEnvironment
 from baobab.search.greedy import greedy
 from baobab.search.hooks import Evaluator, Proposer, rollout_evaluator, uniform_proposer
 from baobab.search.levels import beam, bfs
@@ -104,7 +105,7 @@ async def _search(env: Environment, strategy: str, budget: Budget | Mapping[str,
                           recalled, executor)
     db = store if isinstance(store, Store) else Store(store)
     try:
-        recorder = SearchRecorder(db, run)
+        recorder = SearchRecorder(db, run, checkpoints=isinstance(env, GraphEnvironment))
         stored = recorder.open(strategy, json.loads(json.dumps({"seed": seed, "options": options}, default=_hook)))
         calls, usage = stored.spent.get("calls", 0), Usage(**stored.spent.get("usage", {}))
         if stored.status == "done" and stored.tree is not None and stored.result is not None:

@@ -168,3 +168,25 @@ def test_errors_in_a_pipe_are_plain_text_one_line_per_problem(tmp_path: Path) ->
     assert "[red]disk[/] on fire" in failed.stderr  # a message's own brackets are text, never markup
     for out in (config, failed):
         assert "\x1b[" not in out.stderr and "[red]error" not in out.stderr and "error:[/]" not in out.stderr
+
+
+def test_threads_prune_and_delete_say_what_went_and_name_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "count.py").write_text(
+        "from pydantic import BaseModel\nfrom baobab.graphs import END, START, Graph\n"
+        "class S(BaseModel):\n    n: int = 0\n"
+        "graph = Graph(S).node('inc', lambda s: {'n': s.n + 1}).edge(START, 'inc')\n"
+        "graph.route('inc', lambda s: 'inc' if s.n < 12 else END, ['inc', END])\n")
+    assert baobab("run", "count.py:graph", "--thread", "c", cwd=tmp_path).returncode == 0
+    pruned = baobab("threads", "prune", "--keep-last", "3", cwd=tmp_path)
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.startswith("pruned 10 checkpoints and 9 writes (")  # steps 0-9; step 0 had none
+    assert "B) from 1 thread (c); 3 checkpoints kept" in pruned.stdout
+    again = baobab("threads", "prune", "c", "--older-than", "1d", cwd=tmp_path)
+    assert "pruned 0 checkpoints and 0 writes (0 B) from 0 threads; 3 checkpoints kept" in again.stdout
+    bad = baobab("threads", "prune", "--older-than", "7x", cwd=tmp_path)
+    assert bad.returncode == 1 and "bad duration '7x': expected a number and a unit" in bad.stderr
+    unknown = baobab("threads", "delete", "c", "nope", cwd=tmp_path)
+    assert unknown.returncode == 1 and "no thread named 'nope' in sqlite:///" in unknown.stderr
+    deleted = baobab("threads", "delete", "c", cwd=tmp_path)
+    assert deleted.returncode == 0 and deleted.stdout.startswith("deleted 1 thread (c): 3 checkpoints and 3 writes (")
+    assert "c" not in baobab("threads", "list", cwd=tmp_path).stdout.split()

@@ -14,8 +14,8 @@ from sqlalchemy import func, select, update
 
 from baobab.graphs import END, START, App, Checkpointer, CheckpointError, Graph, append
 from baobab.graphs.retention import duration
-from baobab.search import GraphEnvironment, search
-from baobab.store.schema import checkpoints, spans, threads, writes
+from baobab.search import DeceptiveTree, GraphEnvironment, search
+from baobab.store.schema import checkpoints, search_runs, spans, threads, writes
 
 
 class Big(BaseModel):
@@ -107,6 +107,10 @@ def test_a_stored_graph_search_keeps_the_checkpoints_its_tree_names(store_url: s
     assert {c: app.state(checkpoint=c) for c in named} == seen
     with pytest.raises(CheckpointError, match=r"search runs \['s1'\] refer to their checkpoints"):
         cp.delete_thread("essay")  # its forks are essay/..., and the tree names their checkpoints
+    search(DeceptiveTree(), "greedy", store=store_url, run="toy")  # its states are not checkpoints
+    with cp.store.transaction() as conn:
+        assert dict(conn.execute(select(search_runs.c.name, search_runs.c.states)).all()) == {
+            "s1": "checkpoints", "toy": "values"}
 
 
 def test_delete_refuses_while_forks_depend_then_takes_them_together(store_url: str) -> None:

@@ -138,7 +138,8 @@ def fork(store: Store, checkpoint: int, update: dict[str, Any] | None = None, na
         return app.with_checkpointer(cp).fork(checkpoint, update=update, thread=name)
     name = name or uuid.uuid4().hex
     first = [Write(source.info.step + 1, 0, "__fork__", "update", json.dumps(update))] if update else []
-    cp.create_thread(name, graph, pending=source.pending, parent=source.info, first_writes=first, status="pending")
+    cp.create_thread(name, graph, pending=source.pending, parent=source.info, first_writes=first, status="pending",
+                     fingerprint=info.fingerprint if info is not None else None)  # the update is in its source's shape
     return name
 
 

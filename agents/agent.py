@@ -22,7 +22,9 @@ from baobab.aio import run_sync
 from baobab.engine import DEFAULT_MODEL, LLM, Completion, Message, Request, ToolCall, Usage, load_llm
 from baobab.engine import Tool as ToolSpec
 from baobab.engine.budget import Budget, BudgetedLLM, Spend, current_spend
+from baobab.engine.llm import completion_of
 from baobab.errors import BaobabError
+from baobab.graphs.tokens import Sink, token_sink
 from baobab.search.context import lessons_in_scope, lessons_section
 from baobab.store.trace import excerpt, span
 from baobab.tools import Observation, Tool
@@ -253,11 +255,21 @@ class _Loop:
             response_format=None if schema is None else
             {"type": "json_schema", "json_schema": {"name": agent.output.__name__, "schema": schema}})  # type: ignore[union-attr]
         started = time.perf_counter()
-        completion = await self.llm.complete(request)
+        sink = token_sink()  # a graph run streaming tokens: the answer streams too, and adds up to the same one
+        completion = await self.llm.complete(request) if sink is None else await self._streamed(request, sink)
         self.steps += 1
         seconds = time.perf_counter() - started
         emit(ModelCalled(agent.name, self.steps, completion.choices[0], completion.usage, seconds))
         return completion
+
+    async def _streamed(self, request: Request, sink: Sink) -> Completion:
+        """The completion of `request`, its text sent to `sink` under the agent's name as the model writes it."""
+        chunks = []
+        async for chunk in self.llm.stream(request):
+            if chunk.text:
+                sink((self.agent.name,), chunk.text)
+            chunks.append(chunk)
+        return completion_of(chunks, self.llm.name)
 
     async def _call_tools(self, calls: list[ToolCall]) -> AgentResult | None:
         """Run the calls (concurrently); a final answer or a handoff ends the run."""

@@ -1,14 +1,15 @@
 """The one interface every model has: `await llm.complete(request)`, `llm.stream(request)`, sync wrappers."""
 
 import json
+import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from baobab.aio import run_sync, run_sync_iter
-from baobab.engine.types import Chunk, Completion, Request
+from baobab.engine.types import Choice, Chunk, Completion, Request, Usage
 from baobab.errors import BaobabError
 
 
@@ -54,7 +55,28 @@ class LLM(ABC):
         completion = await self._complete(request)
         for choice in completion.choices:
             yield Chunk(index=choice.index, text=choice.text, finish_reason=choice.finish_reason,
-                        tool_calls=choice.tool_calls, incomplete_json=choice.incomplete_json, usage=completion.usage)
+                        tool_calls=choice.tool_calls, token_ids=choice.token_ids,
+                        incomplete_json=choice.incomplete_json, usage=completion.usage)
+
+
+def completion_of(chunks: Iterable[Chunk], model: str) -> Completion:
+    """The completion a stream's chunks add up to: what `complete` returns for the same request.
+
+    >>> completion_of([Chunk(text="Hel"), Chunk(text="lo", finish_reason="length")], "m").choices[0]
+    Choice(index=0, text='Hello', tool_calls=[], finish_reason='length', token_ids=None, incomplete_json=False)
+    """
+    choices: dict[int, Choice] = {}
+    usage = Usage()
+    for chunk in chunks:
+        choice = choices.setdefault(chunk.index, Choice(index=chunk.index))
+        choice.text += chunk.text
+        choice.tool_calls += chunk.tool_calls
+        if chunk.finish_reason is not None:  # a choice's last chunk
+            choice.finish_reason, choice.incomplete_json = chunk.finish_reason, chunk.incomplete_json
+        choice.token_ids = chunk.token_ids if chunk.token_ids is not None else choice.token_ids
+        usage = chunk.usage or usage  # the request's, on its last chunk (each whole choice carries it again)
+    return Completion(id=f"cmpl-{uuid.uuid4().hex}", model=model, choices=[choices[i] for i in sorted(choices)],
+                      usage=usage)
 
 
 def parses_as_json(text: str) -> bool:

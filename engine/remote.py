@@ -78,17 +78,21 @@ class RemoteLLM(LLM):
             parts, part = await self._retrying(opened)
             first = 0.0
             calls = _StreamedCalls()
+            texts: dict[int, str] = {}  # each choice's text so far: JSON cut off at its end is flagged as complete's
             try:
                 while part is not None:
                     for choice in part.choices:
                         delta = getattr(choice, "delta", None)
                         calls.add(choice.index, getattr(delta, "tool_calls", None) or [])
-                        text = getattr(delta, "content", None) or getattr(choice, "text", "")
+                        text = getattr(delta, "content", None) or getattr(choice, "text", "") or ""
+                        texts[choice.index] = texts.get(choice.index, "") + text
                         first = first or (time.perf_counter() if text else 0.0)
                         if text or choice.finish_reason:
                             finish = _finish(choice.finish_reason)
-                            yield Chunk(index=choice.index, text=text or "", finish_reason=finish,
-                                        tool_calls=calls.take(choice.index) if finish else [])
+                            made = calls.take(choice.index) if finish else []
+                            cut = finish == "length" and _cut_json(request, texts[choice.index], made)
+                            yield Chunk(index=choice.index, text=text, finish_reason=finish, tool_calls=made,
+                                        incomplete_json=cut)
                     if getattr(part, "usage", None):
                         usage = _usage(part.usage, started, first, self.name)
                         yield Chunk(index=0, usage=usage)

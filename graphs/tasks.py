@@ -84,15 +84,17 @@ async def execute(app: "App", run: Run, step: int, outcome: Outcome,
         limit = run.max_concurrency if run_full else app.graph.nodes[run.tasks[i].node].max_concurrency
         assert limit is not None  # a task waits only behind a limit
         yield NodeQueued(step, run.tasks[i].node, i, limit)
-    getter = None if tokens is None else asyncio.ensure_future(tokens.get())
+    getter: asyncio.Future[Token] | None = None
     try:
         while running:
+            getter = None if tokens is None else asyncio.ensure_future(tokens.get())
             finished, _ = await asyncio.wait([*running, *([getter] if getter else [])],
                                              return_when=asyncio.FIRST_COMPLETED)
             if tokens is not None and getter is not None:
                 if getter.done():
                     yield getter.result()
-                    getter = asyncio.ensure_future(tokens.get())
+                else:  # a get left waiting across the yields below would take a token out of turn (or lose it)
+                    getter.cancel()
                 while not tokens.empty():  # what a task streamed comes before its end
                     yield tokens.get_nowait()
             for future in sorted((f for f in finished if f in running), key=running.__getitem__):

@@ -6,8 +6,8 @@ one repeats): "ok", "429" (Retry-After: 1), "500"/"503"/"400", "hang" (5 s befor
 "stall-first" (a stream that sends its headers and then nothing),
 "stream-reset" (two chunks, then the connection is reset), "stream-garbage" (a chunk, then one that is not
 JSON), "tool" (a tool call), "tool-truncated" (a tool call whose arguments are cut off), "json-length" (JSON
-cut off by max_tokens: finish_reason "length"). "ok" and "tool" stream when asked to ("tool" as OpenAI does:
-its arguments in fragments).
+cut off by max_tokens: finish_reason "length"). "ok", "tool" and "json-length" stream when asked to ("tool" as
+OpenAI does: its arguments in fragments).
 /SCENARIO/v1/models names the model "fake", so `load_llm(f"{base}/SCENARIO/v1")` works too.
 """
 
@@ -104,6 +104,9 @@ class FaultServer:
             return JSONResponse(tool_call('{"n": 1}'))
         if step == "tool-truncated":
             return JSONResponse(tool_call('{"n": 1'))
+        if step == "json-length" and (await request.json()).get("stream"):
+            return StreamingResponse(self._words(['{"n"', ": 1"], end=True, finish="length"),
+                                     media_type="text/event-stream")
         if step == "json-length":
             return JSONResponse(answer({"content": '{"n": 1'}, "length"))
         return JSONResponse(answer({"content": "fine"}))
@@ -140,9 +143,9 @@ class FaultServer:
             yield f"data: {json.dumps(chunk)}\n\n"
         yield "data: [DONE]\n\n"
 
-    async def _words(self, words: list[str], *, end: bool) -> AsyncIterator[str]:
-        """Server-sent events, one chunk per word; with `end`, a finish chunk, usage and [DONE]."""
-        deltas = [({"content": word}, None) for word in words] + [({}, "stop")] * end
+    async def _words(self, words: list[str], *, end: bool, finish: str = "stop") -> AsyncIterator[str]:
+        """Server-sent events, one chunk per word; with `end`, a chunk that finishes (`finish`), usage and [DONE]."""
+        deltas = [({"content": word}, None) for word in words] + [({}, finish)] * end
         for delta, finish in deltas:
             chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "fake",
                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}

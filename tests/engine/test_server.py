@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect
 
 from baobab.aio import run_sync
 from baobab.engine import Choice, RequestError, ScriptedLLM, load_llm
+from baobab.engine.llm import completion_of
 from baobab.engine.remote import RemoteError, RemoteLLM
 from baobab.engine.server import create_app
 
@@ -177,6 +178,9 @@ def test_remote_json_cut_off_by_max_tokens_is_flagged(faulty: FaultServer) -> No
     assert asked.choices[0].finish_reason == "length" and asked.choices[0].incomplete_json
     plain = llm.complete_sync(messages=[{"role": "user", "content": "n?"}])  # no JSON asked: only "length"
     assert plain.choices[0].finish_reason == "length" and not plain.choices[0].incomplete_json
+    streamed = completion_of(llm.stream_sync(messages=[{"role": "user", "content": "n?"}],
+                                             response_format={"type": "json_object"}), llm.name)
+    assert streamed.choices[0].text == '{"n": 1' and streamed.choices[0].incomplete_json  # as complete's
 
 
 def test_a_bad_request_fails_at_once(faulty: FaultServer) -> None:

@@ -186,6 +186,13 @@ def test_tokens_of_nodes_and_nested_subgraphs_in_one_stream() -> None:
     assert not [e for e in app.stream() if isinstance(e, Token)]  # nobody asked: nothing streams
 
 
+def test_many_tokens_of_a_nested_node_arrive_all_and_in_order() -> None:
+    words = [f"{i} " for i in range(40)]
+    inner = Graph(Text).node("draft", writer(words)).edge(START, "draft").edge("draft", END).compile()
+    outer = Graph(Text).node("body", inner).edge(START, "body").edge("body", END).compile()
+    assert [e.text for e in outer.stream(tokens=True) if isinstance(e, Token)] == words
+
+
 def test_tokens_from_parallel_sync_nodes_in_threads() -> None:
     def sync_writer(word: str) -> Any:
         def write(state: Text) -> None:

@@ -19,8 +19,7 @@ from pydantic_core import to_jsonable_python
 from baobab.agents.events import AgentFinished, ModelCalled, ToolCalled, emit
 from baobab.agents.state import Said
 from baobab.aio import run_sync
-from baobab.engine import DEFAULT_MODEL, LLM, Completion, Message, Request, ToolCall, Usage, load_llm
-from baobab.engine import Tool as ToolSpec
+from baobab.engine import DEFAULT_MODEL, LLM, Completion, Message, Request, ToolCall, ToolSpec, Usage, load_llm
 from baobab.engine.budget import Budget, BudgetedLLM, Spend, current_spend
 from baobab.engine.llm import completion_of
 from baobab.errors import BaobabError

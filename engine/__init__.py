@@ -10,7 +10,7 @@ from typing import Any
 
 from baobab.engine.llm import LLM, RequestError
 from baobab.engine.scripted import ScriptedLLM
-from baobab.engine.types import Choice, Chunk, Completion, Message, Request, Tool, ToolCall, Usage
+from baobab.engine.types import Choice, Chunk, Completion, Message, Request, ToolCall, ToolSpec, Usage
 
 DEFAULT_MODEL = "local:smollm2-135m"
 
@@ -42,4 +42,4 @@ def load_llm(model: str = DEFAULT_MODEL, **options: Any) -> LLM:
 
 
 __all__ = ["DEFAULT_MODEL", "LLM", "Choice", "Chunk", "Completion", "Message", "Request", "RequestError",
-           "ScriptedLLM", "Tool", "ToolCall", "Usage", "load_llm"]
+           "ScriptedLLM", "ToolCall", "ToolSpec", "Usage", "load_llm"]

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from baobab.engine import weights
-from baobab.engine.weights import Checkpoint, LlamaConfig
+from baobab.engine.weights import LlamaConfig, WeightFiles
 
 log = logging.getLogger(__name__)
 STALE_AFTER_S = 7 * 24 * 3600  # measured costs older than this are measured again (a busier machine, a new kernel)
@@ -112,14 +112,14 @@ def write_json(path: Path, value: dict[str, Any]) -> None:
     write_atomic(path, lambda temporary: temporary.write_text(json.dumps({"written": time.time(), "value": value})))
 
 
-def checkpoint(path: Path, dtype: torch.dtype, store: torch.dtype | str) -> Checkpoint:
-    """`weights.load(path, dtype)` with the projections already in `store`'s type (a float type: what `Linear`
+def load_weights(path: Path, dtype: torch.dtype, storage: torch.dtype | str) -> WeightFiles:
+    """`weights.load(path, dtype)` with the projections already in `storage`'s type (a float type: what `Linear`
     would convert them to), from a memory-mapped safetensors file after the first time: reading a GGUF file
     means parsing its vocabulary and dequantizing every tensor, seconds that a mapped file does not cost."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    file = entry("weights", "safetensors", model=model_identity(path), dtype=dtype, store=store,
+    file = entry("weights", "safetensors", model=model_identity(path), dtype=dtype, store=storage,
                  torch=torch.__version__, code=hashlib.sha256(Path(weights.__file__).read_bytes()).hexdigest())
     if file.exists():
         try:
@@ -127,15 +127,15 @@ def checkpoint(path: Path, dtype: torch.dtype, store: torch.dtype | str) -> Chec
                 data = json.loads(f.metadata()["checkpoint"])
             # the file stays mapped, and resident, while any of its tensors lives: those the model may keep as
             # they are (in the activations' type) are copied out, so the projections' pages go once converted
-            tensors = {name: t if t.dtype == store else t.clone() for name, t in load_file(str(file)).items()}
+            tensors = {name: t if t.dtype == storage else t.clone() for name, t in load_file(str(file)).items()}
             os.utime(file)  # used: the last file `prune` deletes
-            return Checkpoint(LlamaConfig(**data["config"]), tensors, data["tokenizer"], data["chat_template"],
+            return WeightFiles(LlamaConfig(**data["config"]), tensors, data["tokenizer"], data["chat_template"],
                               data["source"])
         except Exception as exc:  # a truncated or foreign file: load the model itself and write it anew
             log.warning("ignoring the unreadable cache file %s: %s", file, exc)
     loaded = weights.load(path, dtype)
-    if isinstance(store, torch.dtype):
-        loaded.tensors = {name: t.to(store) if name.endswith(NARROW) else t for name, t in loaded.tensors.items()}
+    if isinstance(storage, torch.dtype):
+        loaded.tensors = {name: t.to(storage) if name.endswith(NARROW) else t for name, t in loaded.tensors.items()}
     meta = {"checkpoint": json.dumps({"config": loaded.config.__dict__, "tokenizer": loaded.tokenizer,
                                       "chat_template": loaded.chat_template, "source": loaded.source})}
     write_atomic(file, lambda temporary: save_file(loaded.tensors, str(temporary), metadata=meta))

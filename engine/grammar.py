@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor
 
 from baobab.engine.drafters import Draft
-from baobab.engine.types import Request, Tool
+from baobab.engine.types import Request, ToolSpec
 
 if TYPE_CHECKING:  # imported where a grammar is first made: xgrammar brings transformers, 0.9 s of every start
     import xgrammar as xgr
@@ -195,7 +195,7 @@ def answers_as_json(request: Request) -> bool:
     return request.tool_choice == "auto" or (request.tool_choice == "none" and request.json_schema is None)
 
 
-def callable_tools(request: Request) -> list[Tool]:
+def callable_tools(request: Request) -> list[ToolSpec]:
     """The tools the model may call under the request's tool_choice."""
     if not request.tools or request.tool_choice == "none":
         return []
@@ -207,7 +207,7 @@ def callable_tools(request: Request) -> list[Tool]:
     return chosen
 
 
-def tools_prompt(tools: list[Tool], required: bool) -> str:
+def tools_prompt(tools: list[ToolSpec], required: bool) -> str:
     """The system text that tells the model which tools exist and how to call one."""
     lines = ["You can call these tools:"]
     lines += [f"- {t.name}: {t.description} Arguments (JSON schema): {json.dumps(t.parameters)}" for t in tools]

@@ -71,7 +71,7 @@ class LocalLLM(LLM):
                  device: str = "cpu", slots: int = 8, context: int = 4096, threads: int | None = None,
                  prefix_cache_mb: int = 512, speculative: bool | Drafter = True,
                  fixed_steps: bool | None = None, progress: Callable[[str], None] | None = None) -> None:
-        activations, store = dtypes(dtype, weight_dtype, device)
+        activations, storage = dtypes(dtype, weight_dtype, device)
         if threads is not None:
             torch.set_num_threads(threads)
         self.name = f"local:{model}"
@@ -82,18 +82,18 @@ class LocalLLM(LLM):
             if threads is not None:
                 torch.set_num_threads(threads)
             step("reading weights")
-            checkpoint = disk_cache.checkpoint(path, activations, store)
+            files = disk_cache.load_weights(path, activations, storage)
             step("building the model")
-            self.tokenizer = ChatTokenizer(checkpoint)
-            llama = Llama.from_checkpoint(checkpoint, slots=slots, max_len=context, device=device,
-                                          weight_dtype=store,
-                                          spare_slots=int(device.startswith("cuda") if fixed_steps is None
-                                                          else fixed_steps))
+            self.tokenizer = ChatTokenizer(files)
+            llama = Llama.from_weights(files, slots=slots, max_len=context, device=device,
+                                       weight_dtype=storage,
+                                       spare_slots=int(device.startswith("cuda") if fixed_steps is None
+                                                       else fixed_steps))
             capacity = prefix_cache_mb * 2**20 // token_bytes(llama.cache)
             return llama, PrefixCache(capacity) if capacity else None
 
         drafter = SuffixDrafter() if speculative is True else None if speculative is False else speculative
-        costs_key = {"model": disk_cache.model_identity(path), "dtype": activations, "store": store, "device": device}
+        costs_key = {"model": disk_cache.model_identity(path), "dtype": activations, "store": storage, "device": device}
         self._grammars: Grammars | None = None
         self._grammars_made = threading.Lock()
         self.scheduler = Scheduler(load, self.decode, drafter, costs_key=costs_key, progress=progress)

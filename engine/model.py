@@ -21,18 +21,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from baobab.engine.weights import EMBEDDING, Q8_BLOCK, Checkpoint, LlamaConfig, WeightsError
+from baobab.engine.weights import EMBEDDING, Q8_BLOCK, LlamaConfig, WeightFiles, WeightsError
 
 WIDEN_ABOVE_ROWS = 8  # a narrow unpacked weight is widened once for longer inputs (prefill)
 KEY_WINDOW = 64  # attention windows are multiples of this many keys (see `window`)
 INT4_GROUP = 32  # weights per 4-bit group (one scale and one offset each): GGUF Q4_0 and Q4_1 blocks
-Store = torch.dtype | Literal["int4"]  # how projection weights are kept: a float type, or 4-bit groups
+WeightStorage = torch.dtype | Literal["int4"]  # how projection weights are kept: a float type, or 4-bit groups
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-WEIGHT_STORES: dict[str, Store] = {**DTYPES, "int4": "int4"}  # how projection weights may be kept, by name
+WEIGHT_DTYPES: dict[str, WeightStorage] = {**DTYPES, "int4": "int4"}  # how projection weights may be kept, by name
 
 
-def dtypes(dtype: str, weight_dtype: str | None, device: str) -> tuple[torch.dtype, Store]:
-    """The activations' type and the weights' store named by `dtype` and `weight_dtype` (None: bfloat16 weights
+def dtypes(dtype: str, weight_dtype: str | None, device: str) -> tuple[torch.dtype, WeightStorage]:
+    """The activations' type and the weights' storage named by `dtype` and `weight_dtype` (None: bfloat16 weights
     for float32 on a CPU, which halve a decode step's reads and verify k drafted tokens for about one; else `dtype`).
 
     >>> dtypes("float32", None, "cpu")
@@ -40,10 +40,10 @@ def dtypes(dtype: str, weight_dtype: str | None, device: str) -> tuple[torch.dty
     """
     if weight_dtype is None:
         weight_dtype = "bfloat16" if device == "cpu" and dtype == "float32" else dtype
-    for name, value, allowed in (("dtype", dtype, DTYPES), ("weight_dtype", weight_dtype, WEIGHT_STORES)):
+    for name, value, allowed in (("dtype", dtype, DTYPES), ("weight_dtype", weight_dtype, WEIGHT_DTYPES)):
         if value not in allowed:
             raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
-    return DTYPES[dtype], WEIGHT_STORES[weight_dtype]
+    return DTYPES[dtype], WEIGHT_DTYPES[weight_dtype]
 
 
 @dataclass(frozen=True)
@@ -102,15 +102,15 @@ class Linear:
     group), multiplied by bfloat16 activations in one CPU kernel.
     """
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, store: Store) -> None:
+    def __init__(self, weight: Tensor, bias: Tensor | None, storage: WeightStorage) -> None:
         self.scales: Tensor | None = None  # of 4-bit groups: input groups x outputs x (scale, offset)
-        if store == "int4":
+        if storage == "int4":
             self.weight, self.scales = _pack_int4(weight)
             self.bias = None if bias is None else bias.to(torch.bfloat16)
             self.packed = False
             return
-        self.weight, self.bias = weight.to(store), None if bias is None else bias.to(store)
-        self.packed = store == torch.bfloat16 and weight.device.type == "cpu" and _onednn_bfloat16()
+        self.weight, self.bias = weight.to(storage), None if bias is None else bias.to(storage)
+        self.packed = storage == torch.bfloat16 and weight.device.type == "cpu" and _onednn_bfloat16()
         if self.packed:  # oneDNN's blocked layout
             self.weight = torch.ops.mkldnn._reorder_linear_weight(self.weight, 1)
 
@@ -234,14 +234,15 @@ class Step:
 
 
 class Attention:
-    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: Store, cache: KVCache) -> None:
+    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", storage: WeightStorage,
+                 cache: KVCache) -> None:
         self.keys, self.values = cache.k[layer], cache.v[layer]  # this layer's part of every slot
         self.scale = config.head_dim ** -0.5
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
         names = [f"model.layers.{layer}.self_attn.{p}_proj" for p in "qkv"]
         bias = torch.cat([take(f"{n}.bias") for n in names]) if config.qkv_bias else None
-        self.qkv_proj = Linear(torch.cat([take(f"{n}.weight") for n in names]), bias, store)
-        self.o_proj = Linear(take(f"model.layers.{layer}.self_attn.o_proj.weight"), None, store)
+        self.qkv_proj = Linear(torch.cat([take(f"{n}.weight") for n in names]), bias, storage)
+        self.o_proj = Linear(take(f"model.layers.{layer}.self_attn.o_proj.weight"), None, storage)
 
     def __call__(self, x: Tensor, step: Step) -> Tensor:
         batch, length, _ = x.shape
@@ -293,11 +294,11 @@ class Attention:
 
 
 class MLP:
-    def __init__(self, layer: int, take: "TensorSource", store: Store) -> None:
+    def __init__(self, layer: int, take: "TensorSource", storage: WeightStorage) -> None:
         prefix = f"model.layers.{layer}.mlp"
         gate_up = torch.cat([take(f"{prefix}.gate_proj.weight"), take(f"{prefix}.up_proj.weight")])
-        self.gate_up_proj = Linear(gate_up, None, store)
-        self.down_proj = Linear(take(f"{prefix}.down_proj.weight"), None, store)
+        self.gate_up_proj = Linear(gate_up, None, storage)
+        self.down_proj = Linear(take(f"{prefix}.down_proj.weight"), None, storage)
 
     def __call__(self, x: Tensor) -> Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
@@ -306,12 +307,13 @@ class MLP:
 
 
 class Block:
-    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", store: Store, cache: KVCache) -> None:
+    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", storage: WeightStorage,
+                 cache: KVCache) -> None:
         prefix = f"model.layers.{layer}"
         self.input_layernorm = RMSNorm(take(f"{prefix}.input_layernorm.weight"), config.norm_eps)
-        self.self_attn = Attention(config, layer, take, store, cache)
+        self.self_attn = Attention(config, layer, take, storage, cache)
         self.post_attention_layernorm = RMSNorm(take(f"{prefix}.post_attention_layernorm.weight"), config.norm_eps)
-        self.mlp = MLP(layer, take, store)
+        self.mlp = MLP(layer, take, storage)
 
     def __call__(self, x: Tensor, step: Step) -> Tensor:
         x = x + self.self_attn(self.input_layernorm(x), step)
@@ -320,7 +322,7 @@ class Block:
 
 
 class TensorSource:
-    """Hands out a checkpoint's tensors by name, once each, on `device`, and names what is missing or left over."""
+    """Hands out loaded weights' tensors by name, once each, on `device`, and names what is missing or left over."""
 
     def __init__(self, tensors: dict[str, Tensor], source: str, device: torch.device) -> None:
         self.tensors, self.source, self.device = dict(tensors), source, device
@@ -338,39 +340,39 @@ class TensorSource:
 class Llama:
     """The model. `model(tokens, rows)` returns logits of the last position of each row, or of all.
 
-    >>> model = Llama.from_checkpoint(weights.load(path), slots=4, max_len=2048)  # doctest: +SKIP
+    >>> model = Llama.from_weights(weights.load(path), slots=4, max_len=2048)  # doctest: +SKIP
     >>> logits = model(torch.tensor([[1, 2, 3]]), [Row(slot=0, start=0)])  # doctest: +SKIP
     """
 
-    def __init__(self, config: LlamaConfig, take: TensorSource, store: Store, cache: KVCache) -> None:
+    def __init__(self, config: LlamaConfig, take: TensorSource, storage: WeightStorage, cache: KVCache) -> None:
         self.config, self.cache = config, cache
         if f"{EMBEDDING}.codes" in take.tensors:  # a GGUF's Q8_0 table, as stored
             self.embedding = Embedding(None, take(f"{EMBEDDING}.codes"), take(f"{EMBEDDING}.scales"),
                                        take.tensors["model.norm.weight"].dtype)
         else:
             self.embedding = Embedding(take(f"{EMBEDDING}.weight"))
-        self.layers = [Block(config, i, take, store, cache) for i in range(config.n_layers)]
+        self.layers = [Block(config, i, take, storage, cache) for i in range(config.n_layers)]
         self.norm = RMSNorm(take("model.norm.weight"), config.norm_eps)
         # 4-bit projections leave the output layer at 16 bits: GGUF Q4 files keep it at 8, and 4 bits cost accuracy
         self.lm_head = Linear(self.embedding.dense() if config.tie_embeddings else take("lm_head.weight"), None,
-                              torch.float16 if store == "int4" else store)
+                              torch.float16 if storage == "int4" else storage)
         self.inv_freq = rope_frequencies(config, take.tensors.pop("rope_freqs.weight", None)).to(take.device)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint, *, slots: int = 1, max_len: int = 2048,
-                        device: str | torch.device = "cpu", weight_dtype: Store | None = None,
-                        spare_slots: int = 0) -> "Llama":
-        """A model with the checkpoint's weights and a KV cache of `slots` x `max_len` tokens (and `spare_slots`
+    def from_weights(cls, files: WeightFiles, *, slots: int = 1, max_len: int = 2048,
+                     device: str | torch.device = "cpu", weight_dtype: WeightStorage | None = None,
+                     spare_slots: int = 0) -> "Llama":
+        """A model with the weights of `files` and a KV cache of `slots` x `max_len` tokens (and `spare_slots`
         more for the padding rows of `forward_fixed`).
 
-        Activations and the cache use the checkpoint's dtype; `weight_dtype` stores the projections' weights
+        Activations and the cache use the dtype of the loaded weights; `weight_dtype` stores the projections' weights
         narrower (float16, bfloat16, or "int4" on a CPU).
         """
-        dtype, device = checkpoint.tensors["model.norm.weight"].dtype, torch.device(device)
-        take = TensorSource(checkpoint.tensors, checkpoint.source or "checkpoint", device)
-        cache = KVCache(checkpoint.config, slots, min(max_len, checkpoint.config.max_seq_len), dtype, device,
+        dtype, device = files.tensors["model.norm.weight"].dtype, torch.device(device)
+        take = TensorSource(files.tensors, files.source or "checkpoint", device)
+        cache = KVCache(files.config, slots, min(max_len, files.config.max_seq_len), dtype, device,
                         spare_slots)
-        model = cls(checkpoint.config, take, weight_dtype or dtype, cache)
+        model = cls(files.config, take, weight_dtype or dtype, cache)
         take.check_used()
         return model
 

@@ -41,7 +41,7 @@ class ModelDrafter:
         if depth < 1 or not 0 <= min_probability < 1:
             raise ValueError(f"ModelDrafter needs depth >= 1 and 0 <= min_probability < 1, got {depth} and "
                              f"{min_probability}")
-        self.dtype, self.store = dtypes(dtype, weight_dtype, device)
+        self.dtype, self.storage = dtypes(dtype, weight_dtype, device)
         self.path = weights.resolve(model)
         self.depth, self.min_probability, self.slots, self.context, self.device = (depth, min_probability, slots,
                                                                                   context, device)
@@ -52,9 +52,9 @@ class ModelDrafter:
     def prepare(self) -> None:
         """Load the draft model (on the engine thread, like all torch work)."""
         if self.model is None:
-            checkpoint = weights.load(self.path, self.dtype)
-            self.model = Llama.from_checkpoint(checkpoint, slots=self.slots, max_len=self.context, device=self.device,
-                                               weight_dtype=self.store)
+            files = weights.load(self.path, self.dtype)
+            self.model = Llama.from_weights(files, slots=self.slots, max_len=self.context, device=self.device,
+                                            weight_dtype=self.storage)
 
     def __contains__(self, key: int) -> bool:
         return key in self.sequences

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
 from baobab.engine.llm import LLM, RequestError, parses_as_json
-from baobab.engine.types import Chunk, Completion, Message, Request, Tool, ToolCall
+from baobab.engine.types import Chunk, Completion, Message, Request, ToolCall, ToolSpec
 from baobab.errors import BaobabError
 
 API_KEY_ENV = "BAOBAB_API_KEY"
@@ -363,13 +363,13 @@ def _message(m: _WireMessage, index: int) -> Message:
     return Message(role=role, content=content, name=m.name, tool_calls=calls or None, tool_call_id=m.tool_call_id)
 
 
-def _tool(spec: _WireTool) -> Tool:
+def _tool(spec: _WireTool) -> ToolSpec:
     function = spec.function
-    return Tool(name=function.name, description=function.description,
-                parameters=function.parameters or {"type": "object", "properties": {}})
+    return ToolSpec(name=function.name, description=function.description,
+                    parameters=function.parameters or {"type": "object", "properties": {}})
 
 
-def _tool_choice(choice: str | dict[str, Any], tools: list[Tool]) -> str:
+def _tool_choice(choice: str | dict[str, Any], tools: list[ToolSpec]) -> str:
     """auto, none, required, or the name of one of `tools` (given as it, or as OpenAI's {"type": "function",
     "function": {"name": NAME}})."""
     if choice in ("auto", "none", "required"):

@@ -11,7 +11,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
-from baobab.engine.weights import Checkpoint, WeightsError
+from baobab.engine.weights import WeightFiles, WeightsError
 
 _GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
 _LLAMA3 = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
@@ -35,15 +35,15 @@ class ChatTokenizer:
     'Hello world'
     """
 
-    def __init__(self, checkpoint: Checkpoint) -> None:
-        data = checkpoint.tokenizer
+    def __init__(self, files: WeightFiles) -> None:
+        data = files.tokenizer
         if "file" in data:
             self.tokenizer = Tokenizer.from_file(data["file"])
             self.eos_ids = {i for t in ("</s>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>")
                             if (i := self.tokenizer.token_to_id(t)) is not None}
             self.bos_token, self.eos_token = "", ""
         else:
-            self.tokenizer = _from_gguf(data, checkpoint.source)
+            self.tokenizer = _from_gguf(data, files.source)
             tokens: list[str] = data["tokens"]
             eos = int(data.get("eos_token_id", 2))
             self.eos_ids = {eos} | {i for i in (data.get("eot_token_id"), data.get("eom_token_id")) if i is not None}
@@ -52,9 +52,9 @@ class ChatTokenizer:
         environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         environment.globals["raise_exception"] = _raise
         try:
-            self.template = environment.from_string(checkpoint.chat_template or _FALLBACK_TEMPLATE)
+            self.template = environment.from_string(files.chat_template or _FALLBACK_TEMPLATE)
         except jinja2.TemplateError as exc:
-            raise WeightsError(f"{checkpoint.source}: its chat template does not parse: {exc}") from exc
+            raise WeightsError(f"{files.source}: its chat template does not parse: {exc}") from exc
 
     @property
     def vocab(self) -> list[str]:

@@ -27,7 +27,7 @@ class Message(BaseModel):
     tool_call_id: str | None = None
 
 
-class Tool(BaseModel):
+class ToolSpec(BaseModel):
     """A function the model may call: its name, what it does, and a JSON schema of its arguments."""
 
     name: str
@@ -55,7 +55,7 @@ class Request(BaseModel):
     stop: list[str] = Field(default_factory=list)
     # {"type": "text" | "json_object"} or {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}
     response_format: dict[str, Any] | None = None
-    tools: list[Tool] | None = None
+    tools: list[ToolSpec] | None = None
     tool_choice: Literal["auto", "none", "required"] | str = "auto"
 
     @field_validator("stop", mode="before")

@@ -43,8 +43,8 @@ class LlamaConfig:
 
 
 @dataclass
-class Checkpoint:
-    """A loaded checkpoint: config, tensors by Hugging Face name, tokenizer data and the chat template."""
+class WeightFiles:
+    """A model's loaded weight files: config, tensors by Hugging Face name, tokenizer data and the chat template."""
 
     config: LlamaConfig
     tensors: dict[str, torch.Tensor]
@@ -74,7 +74,7 @@ def resolve(name: str) -> Path:
     return path
 
 
-def load(path: Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
+def load(path: Path, dtype: torch.dtype = torch.float32) -> WeightFiles:
     """Read a GGUF file or a Hugging Face directory (config.json + safetensors)."""
     if path.is_dir():
         return _load_hf_dir(path, dtype)
@@ -92,7 +92,7 @@ _GGUF_NAMES = {
 }
 
 
-def _load_gguf(path: Path, dtype: torch.dtype) -> Checkpoint:
+def _load_gguf(path: Path, dtype: torch.dtype) -> WeightFiles:
     import gguf
     from gguf.quants import dequantize
 
@@ -147,7 +147,7 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> Checkpoint:
                     if k.startswith("tokenizer.ggml.")}
     template = reader.fields["tokenizer.chat_template"].contents() if "tokenizer.chat_template" in reader.fields \
         else None
-    return Checkpoint(config, tensors, token_fields, template, str(path))
+    return WeightFiles(config, tensors, token_fields, template, str(path))
 
 
 def _q8_0(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,7 +175,7 @@ def _unpermute(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     return w.reshape(n_heads, rows // n_heads // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
 
 
-def _load_hf_dir(path: Path, dtype: torch.dtype) -> Checkpoint:
+def _load_hf_dir(path: Path, dtype: torch.dtype) -> WeightFiles:
     from safetensors.torch import load_file
 
     config_file = path / "config.json"
@@ -204,4 +204,4 @@ def _load_hf_dir(path: Path, dtype: torch.dtype) -> Checkpoint:
     tok_config = path / "tokenizer_config.json"
     if tok_config.exists():
         template = json.loads(tok_config.read_text()).get("chat_template")
-    return Checkpoint(config, tensors, {"file": str(path / "tokenizer.json")}, template, str(path))
+    return WeightFiles(config, tensors, {"file": str(path / "tokenizer.json")}, template, str(path))

@@ -66,7 +66,7 @@ class Tool:
         return f"Tool(name={self.name!r}, description={self.description!r})"
 
     def spec(self) -> dict[str, Any]:
-        """The tool as a model sees it (the fields of `baobab.engine.types.Tool`).
+        """The tool as a model sees it (the fields of `baobab.engine.ToolSpec`).
 
         >>> tool(lambda x: x, name="echo", description="Echo x.").spec()["parameters"]
         {'additionalProperties': False, 'properties': {'x': {}}, 'required': ['x'], 'type': 'object'}

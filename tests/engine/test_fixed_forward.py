@@ -17,8 +17,8 @@ PROMPTS = [[{"role": "user", "content": text}] for text in (
 
 
 def _model(device: str) -> Llama:
-    checkpoint = weights.load(weights.resolve(weights.DEFAULT_MODEL), torch.float32)
-    return Llama.from_checkpoint(checkpoint, slots=4, max_len=512, device=device, spare_slots=1)
+    files = weights.load(weights.resolve(weights.DEFAULT_MODEL), torch.float32)
+    return Llama.from_weights(files, slots=4, max_len=512, device=device, spare_slots=1)
 
 
 def _steps_agree(model: Llama, forward: FixedForward) -> None:

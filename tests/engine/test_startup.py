@@ -96,13 +96,13 @@ def test_an_unreadable_weights_file_is_replaced(tmp_path: Path, monkeypatch: pyt
                                                 caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("BAOBAB_CACHE", str(tmp_path))
     path = weights.resolve(weights.DEFAULT_MODEL)
-    loaded = disk_cache.checkpoint(path, torch.float32, torch.bfloat16)
+    loaded = disk_cache.load_weights(path, torch.float32, torch.bfloat16)
     [file] = tmp_path.iterdir()
     file.write_bytes(file.read_bytes()[:1000])  # a copy cut short
     with caplog.at_level(logging.WARNING):
-        again = disk_cache.checkpoint(path, torch.float32, torch.bfloat16)
+        again = disk_cache.load_weights(path, torch.float32, torch.bfloat16)
     assert "ignoring the unreadable cache file" in caplog.text
-    mapped = disk_cache.checkpoint(path, torch.float32, torch.bfloat16)
+    mapped = disk_cache.load_weights(path, torch.float32, torch.bfloat16)
     assert mapped.config == loaded.config and mapped.tokenizer == loaded.tokenizer
     assert mapped.chat_template == loaded.chat_template and mapped.source == loaded.source
     for name, tensor in loaded.tensors.items():

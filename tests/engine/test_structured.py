@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from baobab.engine.grammar import ANSWER, MAX_DIGITS, MAX_ITEMS, MAX_STRING, bounded, request_schema
 from baobab.engine.llm import parses_as_json
 from baobab.engine.local import _tool_choice
-from baobab.engine.types import Choice, Request, Tool
+from baobab.engine.types import Choice, Request, ToolSpec
 
 Short = Field(max_length=24)
 Word = Annotated[str, Field(max_length=16)]
@@ -173,7 +173,7 @@ def test_a_call_written_as_an_answer_becomes_the_call(text: str, called: bool) -
 
 
 def test_tools_that_may_not_be_called_keep_answers_in_the_shape_of_the_turns() -> None:
-    tools = [Tool(name="population", parameters={"type": "object", "properties": {"city": {"type": "string"}}})]
+    tools = [ToolSpec(name="population", parameters={"type": "object", "properties": {"city": {"type": "string"}}})]
     asked = [{"role": "user", "content": "How many people live in Paris?"}]
     assert request_schema(Request(messages=asked, tools=tools, tool_choice="none")) == ANSWER
     assert request_schema(Request(messages=asked, tools=tools, tool_choice="auto"))["anyOf"][-1] == ANSWER

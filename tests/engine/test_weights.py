@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from baobab.aio import run_sync
 from baobab.engine import weights
 from baobab.engine.local import LocalLLM
-from baobab.engine.model import INT4_GROUP, Embedding, Linear, Llama, Row, Store
+from baobab.engine.model import INT4_GROUP, Embedding, Linear, Llama, Row, WeightStorage
 from baobab.engine.tokenizer import ChatTokenizer
 from baobab.engine.weights import WeightsError
 
@@ -31,19 +31,19 @@ def test_missing_and_foreign_files_are_named(tmp_path: Path) -> None:
 
 def test_a_hugging_face_directory_gives_the_same_model(tmp_path: Path, local_llm: Any) -> None:
     """Write SmolLM2 as config.json + safetensors + tokenizer.json, load it as local:DIR, compare."""
-    checkpoint = weights.load(weights.resolve(weights.DEFAULT_MODEL))
-    c = checkpoint.config
+    files = weights.load(weights.resolve(weights.DEFAULT_MODEL))
+    c = files.config
     (tmp_path / "config.json").write_text(json.dumps({
         "model_type": "llama", "vocab_size": c.vocab_size, "hidden_size": c.dim, "num_hidden_layers": c.n_layers,
         "num_attention_heads": c.n_heads, "num_key_value_heads": c.n_kv_heads, "intermediate_size": c.hidden_dim,
         "rms_norm_eps": c.norm_eps, "rope_theta": c.rope_theta, "max_position_embeddings": c.max_seq_len,
         "tie_word_embeddings": True}))
-    tensors = dict(checkpoint.tensors)  # a Hugging Face file holds the token table in float
+    tensors = dict(files.tensors)  # a Hugging Face file holds the token table in float
     codes, scales = tensors.pop("model.embed_tokens.codes"), tensors.pop("model.embed_tokens.scales")
     tensors["model.embed_tokens.weight"] = Embedding(None, codes, scales).dense()
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp_path / "model.safetensors"))
-    ChatTokenizer(checkpoint).tokenizer.save(str(tmp_path / "tokenizer.json"))
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": checkpoint.chat_template}))
+    ChatTokenizer(files).tokenizer.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": files.chat_template}))
     directory = LocalLLM(str(tmp_path), slots=1, context=256, prefix_cache_mb=0, weight_dtype="float32")
     text = "Hello, how are you?"
     assert directory.tokenizer.encode(text) == local_llm.tokenizer.encode(text)
@@ -66,15 +66,15 @@ def test_bfloat16_weights_with_float32_activations_are_the_cpu_default() -> None
     run_sync(default.aclose())
 
 
-@pytest.mark.parametrize(("store", "bound"), [(torch.float16, 1e-2), (torch.bfloat16, 3e-2), ("int4", 5e-2)])
-def test_narrow_weights_stay_close_in_decode_and_prefill(local_llm: Any, store: Store, bound: float) -> None:
+@pytest.mark.parametrize(("storage", "bound"), [(torch.float16, 1e-2), (torch.bfloat16, 3e-2), ("int4", 5e-2)])
+def test_narrow_weights_stay_close_in_decode_and_prefill(local_llm: Any, storage: WeightStorage, bound: float) -> None:
     """Logits move far less than the GGUF's own Q4 quantisation did, whether the narrow weight is used as
     stored (one token: decode) or widened (many tokens: prefill). bfloat16 has 3 bits less than float16; 4-bit
     groups rebuild the file's Q4_1 levels but multiply bfloat16 activations, and keep a 16-bit output layer."""
-    checkpoint = weights.load(weights.resolve(weights.DEFAULT_MODEL))
-    narrow = Llama.from_checkpoint(checkpoint, slots=1, max_len=128, weight_dtype=store)
-    assert narrow.lm_head.weight.dtype == (torch.float16 if store == "int4" else store)
-    assert narrow.embedding.codes is not None  # the GGUF's 8-bit table, whatever the projections' store
+    files = weights.load(weights.resolve(weights.DEFAULT_MODEL))
+    narrow = Llama.from_weights(files, slots=1, max_len=128, weight_dtype=storage)
+    assert narrow.lm_head.weight.dtype == (torch.float16 if storage == "int4" else storage)
+    assert narrow.embedding.codes is not None  # the GGUF's 8-bit table, whatever the projections' storage
     text = "The quick brown fox jumps over the lazy dog. Then it ran into the forest, where the old owls sleep."
     ids = torch.tensor([local_llm.tokenizer.encode(text)])
     prefill = narrow(ids, [Row(0, 0)], all_logits=True)

@@ -28,16 +28,16 @@ class Task:
     arg: Any = MISSING  # a Send's input, JSON-compatible
     failure: dict[str, Any] | None = None  # what failed, when this task handles another's error
 
-    def dump(self) -> list[Any] | dict[str, Any]:
-        """The task as stored with a checkpoint: [node], [node, arg] or {"node", "failure"}."""
+    def dump(self) -> list[Any]:
+        """The task as stored with a checkpoint: [node], [node, arg] or, for a handler, [node, None, failure]."""
         if self.failure is not None:
-            return {"node": self.node, "failure": self.failure}
+            return [self.node, None, self.failure]
         return [self.node] if self.arg is MISSING else [self.node, self.arg]
 
     @classmethod
-    def load(cls, stored: list[Any] | dict[str, Any]) -> "Task":
+    def load(cls, stored: list[Any]) -> "Task":
         """The task `dump()` stored."""
-        return cls(stored["node"], failure=stored["failure"]) if isinstance(stored, dict) else cls(*stored)
+        return cls(stored[0], failure=stored[2]) if len(stored) == 3 else cls(*stored)
 
 
 @dataclass

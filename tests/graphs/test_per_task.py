@@ -206,3 +206,10 @@ def test_tokens_from_parallel_sync_nodes_in_threads() -> None:
     g.edge(START, "a").edge(START, "b").edge("a", END).edge("b", END)
     tokens = sorted((e.path, e.text) for e in g.compile().stream(tokens=True) if isinstance(e, Token))
     assert tokens == [(("a",), "1"), (("b",), "2")]
+
+
+def test_a_paused_handler_resumes_with_its_failure(store_url: str) -> None:
+    app = flaky_graph().compile(checkpointer=store_url, interrupt_before=["recover"])
+    assert app.run(thread="t").status == "interrupted"
+    result = app.resume("t")  # the handler's task, with what failed, comes back from the store
+    assert result.state.log == ["other", "recovered fetch TimeoutError: no answer in 5 s"]

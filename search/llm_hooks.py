@@ -10,7 +10,7 @@ search (`lessons()`: LATS reflections, LEAFE experience notes) are added to ever
 
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from baobab.engine import LLM, Message, Request
@@ -80,7 +80,7 @@ def llm_proposer(llm: LLM, describe: Describe, parse: Parse, *, samples: int = 4
     """
 
     async def propose(state: Any, path: list[Node], k: int | None, spend: Spend) -> list[tuple[Any, float]]:
-        request = Request(messages=_messages(instructions, describe(state, path), path), n=k or samples,
+        request = Request(messages=proposal_messages(describe, state, path, instructions=instructions), n=k or samples,
                           temperature=temperature, max_tokens=max_tokens, seed=_seed(seed, state))
         completion = await BudgetedLLM(llm, spend).complete(request)
         return _by_frequency([parse(choice.text.strip(), state) for choice in completion.choices])
@@ -103,15 +103,14 @@ def legal_actions_proposer(llm: LLM, env: Environment, describe: Describe, *, sa
     """
 
     async def propose(state: Any, path: list[Node], k: int | None, spend: Spend) -> list[tuple[Any, float]]:
-        legal = {_label(a): a for a in await resolve(env.actions(state))}
+        legal = {action_label(a): a for a in await resolve(env.actions(state))}
         if len(legal) <= 1:
             return [(a, 1.0) for a in legal.values()]
         schema = {"type": "object", "properties": {"action": {"type": "string", "enum": list(legal)}},
                   "required": ["action"]}
-        text = f"{describe(state, path)}\n\nLegal actions: {', '.join(legal)}"
-        request = Request(messages=_messages(CHOOSE, text, path), n=k or samples, temperature=temperature,
-                          max_tokens=max_tokens or max(map(len, legal)) + 16, seed=_seed(seed, state),
-                          response_format=_schema("action", schema))
+        request = Request(messages=proposal_messages(describe, state, path, legal=list(legal)), n=k or samples,
+                          temperature=temperature, max_tokens=max_tokens or max(map(len, legal)) + 16,
+                          seed=_seed(seed, state), response_format=_schema("action", schema))
         completion = await BudgetedLLM(llm, spend).complete(request)
         sampled = _by_frequency([legal.get(str(_field(c.text, "action"))) for c in completion.choices])
         return _with_floor(sampled, list(legal.values()), floor) if floor > 0 else sampled
@@ -135,8 +134,7 @@ def llm_judge(llm: LLM, describe: Describe, *, scale: float = 10.0, critique_cha
                              "score": {"type": "number", "minimum": 0, "maximum": scale}}}
 
     async def evaluate(state: Any, path: list[Node], spend: Spend) -> float:
-        request = Request(messages=[Message(role="system", content=instructions.format(scale=scale)),
-                                    Message(role="user", content=describe(state, path))],
+        request = Request(messages=judge_messages(describe, state, path, scale=scale, instructions=instructions),
                           temperature=0.0, max_tokens=max_tokens or critique_chars + 40,
                           response_format=_schema("judgement", schema))
         text = (await BudgetedLLM(llm, spend).complete(request)).text
@@ -171,7 +169,7 @@ def llm_reflector(llm: LLM, describe: Describe, *, max_tokens: int | None = None
                                         Message(role="user", content=text)],
                               temperature=0.0, max_tokens=max_tokens or 96)
             return (await BudgetedLLM(llm, spend).complete(request)).text.strip()
-        steps = "\n".join(f"{i}. {_label(n.action)}" + (f": {n.observation}" if n.observation else "")
+        steps = "\n".join(f"{i}. {action_label(n.action)}" + (f": {n.observation}" if n.observation else "")
                           for i, n in enumerate(path[1:], start=1))
         schema = {"type": "object", "required": ["step", "lesson"],
                   "properties": {"step": {"type": "integer", "enum": list(range(1, len(path)))},
@@ -208,10 +206,47 @@ def llm_chooser(llm: LLM, describe: Describe, *, max_tokens: int = 24) -> Choose
     return choose
 
 
-def _messages(instructions: str, text: str, path: list[Node]) -> list[Message]:
+def proposal_messages(describe: Describe, state: Any, path: list[Node], *, legal: Sequence[str] | None = None,
+                      instructions: str = PROPOSE, notes: Sequence[str] | None = None) -> list[Message]:
+    """The messages a proposer sends at `state`: `llm_proposer`'s, or with `legal` (the legal actions' labels, see
+    `action_label`) `legal_actions_proposer`'s; `notes` are the lessons shown (default: `lessons()`, the search's).
+
+    What a dataset of the proposer's choices is written in (`baobab.train`), so it is built here, once.
+
+    >>> proposal_messages(lambda s, p: f"at {s}", 3, [], legal=["1", "2"], notes=[])[1].content
+    'at 3\\n\\nLegal actions: 1, 2'
+    """
+    if legal is None:
+        return _messages(instructions, describe(state, path), path, notes)
+    return _messages(CHOOSE, f"{describe(state, path)}\n\nLegal actions: {', '.join(legal)}", path, notes)
+
+
+def proposal_answer(action: Any, *, legal: bool) -> str:
+    """The answer that names `action`: its label, or for `legal_actions_proposer` the JSON its grammar makes.
+
+    >>> proposal_answer("4 * 6 = 24", legal=True)
+    '{"action": "4 * 6 = 24"}'
+    """
+    label = action_label(action)
+    return json.dumps({"action": label}, ensure_ascii=False) if legal else label
+
+
+def judge_messages(describe: Describe, state: Any, path: list[Node], *, scale: float = 10.0,
+                   instructions: str = JUDGE) -> list[Message]:
+    """The messages `llm_judge` sends to value `state`.
+
+    >>> judge_messages(lambda s, p: f"at {s}", 3, [])[1].content
+    'at 3'
+    """
+    return [Message(role="system", content=instructions.format(scale=scale)),
+            Message(role="user", content=describe(state, path))]
+
+
+def _messages(instructions: str, text: str, path: list[Node], notes: Sequence[str] | None = None) -> list[Message]:
     """The system instructions, the lessons learnt so far in this search, the judge's critique of this state."""
     critique = path[-1].critique if path else ""
-    context = lessons_section(lessons()) + (f"\n\nAssessment of this state: {critique}" if critique else "")
+    shown = lessons() if notes is None else notes
+    context = lessons_section(shown) + (f"\n\nAssessment of this state: {critique}" if critique else "")
     return [Message(role="system", content=instructions + context), Message(role="user", content=text)]
 
 
@@ -237,7 +272,12 @@ def _with_floor(sampled: list[tuple[Any, float]], legal: list[Any], floor: float
     return [(a, p * (1 - floor)) for a, p in sampled] + [(a, floor / len(rest)) for a in rest]
 
 
-def _label(action: Any) -> str:
+def action_label(action: Any) -> str:
+    """How a prompt names `action`: a string as it is, anything else as canonical JSON.
+
+    >>> action_label([1, 2]), action_label("up")
+    ('[1, 2]', 'up')
+    """
     return action if isinstance(action, str) else json.dumps(action, sort_keys=True)
 
 

@@ -23,6 +23,7 @@ MAY_IMPORT = {
     "search": {"graphs", "engine", "executors", "store"},
     "agents": {"search", "graphs", "engine", "tools", "memory", "executors", "store"},
     "ui": {"search", "graphs", "store"},  # the trace viewer reads runs and search trees
+    "train": {"search", "graphs", "engine", "executors", "store"},  # datasets from search trees and runs
     "errors": set(),
     "aio": set(),
 }

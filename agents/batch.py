@@ -19,6 +19,7 @@ from baobab.agents.workflow import Workflow
 from baobab.agents.yaml_source import ConfigError
 from baobab.executors import Executor, LocalExecutor, open_store, portable_url
 from baobab.graphs.batch import run_batch, run_thread
+from baobab.jsonl import read_objects
 
 _WORKFLOWS: dict[tuple[str, str | None], Workflow] = {}  # built once per process; a workflow holds no run's state
 
@@ -26,23 +27,9 @@ _WORKFLOWS: dict[tuple[str, str | None], Workflow] = {}  # built once per proces
 def read_inputs(path: str | Path) -> list[dict[str, Any]]:
     """The inputs of a batch: one JSON object a line (blank lines skipped); a bad line is a ConfigError naming it.
 
-    >>> import tempfile, pathlib
-    >>> f = pathlib.Path(tempfile.mkdtemp()) / "in.jsonl"; _ = f.write_text('{"word": "hi"}\\n\\n{"word": "yo"}\\n')
-    >>> read_inputs(f)
-    [{'word': 'hi'}, {'word': 'yo'}]
+    >>> read_inputs("inputs.jsonl")  # doctest: +SKIP
     """
-    rows = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{number}: not JSON ({exc.msg} at column {exc.colno})") from exc
-        if not isinstance(row, dict):
-            raise ConfigError(f"{path}:{number}: expected a JSON object of inputs, got {type(row).__name__}")
-        rows.append(row)
-    return rows
+    return read_objects(path, ConfigError, "a JSON object of inputs")
 
 
 def batch_threads(path: str | Path, rows: list[dict[str, Any]], prefix: str | None = None) -> list[str]:

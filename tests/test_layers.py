@@ -26,8 +26,9 @@ MAY_IMPORT = {
     "train": {"search", "graphs", "engine", "executors", "store"},  # datasets from search trees and runs
     "errors": set(),
     "aio": set(),
+    "jsonl": set(),
 }
-SHARED = {"errors", "aio"}
+SHARED = {"errors", "aio", "jsonl"}
 MAX_CLASS_LINES = 300
 
 

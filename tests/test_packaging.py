@@ -39,4 +39,4 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
 
 def test_no_stray_scripts_at_the_root() -> None:
-    assert sorted(p.name for p in ROOT.glob("*.py")) == ["__init__.py", "aio.py", "cli.py", "errors.py"]
+    assert sorted(p.name for p in ROOT.glob("*.py")) == ["__init__.py", "aio.py", "cli.py", "errors.py", "jsonl.py"]

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from baobab.jsonl import read_objects
 from baobab.train.errors import DatasetError
 
 
@@ -29,19 +30,8 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> str:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a JSONL file; a line that is no JSON object is an error naming the file and line.
+    """The records of a JSONL file; a line that is no JSON object is a DatasetError naming the file and line.
 
     >>> read_jsonl("steps.jsonl")  # doctest: +SKIP
     """
-    records = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}, line {number}: expected a JSON object, got {line[:80]!r}: {exc.msg}") from None
-        if not isinstance(record, dict):
-            raise DatasetError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}")
-        records.append(record)
-    return records
+    return read_objects(path, DatasetError)

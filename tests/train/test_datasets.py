@@ -145,5 +145,5 @@ def test_jsonl_round_trips_byte_for_byte_and_a_changed_file_is_caught(tmp_path: 
     (first.parent / "pairs.jsonl").write_text('{"prompt": []}\nnot json\n')
     with pytest.raises(DatasetError, match=r"pairs\.jsonl: its sha256 is not the one"):
         Dataset.read(tmp_path / "a")
-    with pytest.raises(DatasetError, match=r"pairs\.jsonl, line 2: expected a JSON object"):
+    with pytest.raises(DatasetError, match=r"pairs\.jsonl:2: not JSON"):
         read_jsonl(first.parent / "pairs.jsonl")

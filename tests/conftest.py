@@ -71,8 +71,9 @@ def postgres_url() -> Iterator[str]:
     as_pg = ["runuser", "-u", "postgres", "--"]
     subprocess.run([*as_pg, str(PG_BIN / "initdb"), "-D", str(base / "db"), "-A", "trust", "-U", "postgres",
                     "--no-sync"], check=True, capture_output=True)
-    subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(base / "db"), "-l", str(base / "log"), "-w",
-                    "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off", "start"],
+    # each test's stores keep their pooled connections until collected: 100 (the default) ran out in .ci/run's step 3
+    subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(base / "db"), "-l", str(base / "log"), "-w", "-o",
+                    f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off -c max_connections=500", "start"],
                    check=True, capture_output=True)
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"

@@ -9,14 +9,13 @@ one, would need the state class (which `baobab threads prune` does not have). Th
 (checkpoints and writes) and the checkpoints left. Writes benchmarks/results/checkpoint_retention.json.
 """
 
-import json
 import os
 import platform
 import sqlite3
 import tempfile
-from pathlib import Path
 from typing import Annotated, Any
 
+from environment import cpu_name, write_result  # benchmarks/environment.py
 from pydantic import BaseModel, create_model
 from sqlalchemy import func, select
 
@@ -71,12 +70,9 @@ def main() -> None:
     summary = f"keeping chains to their snapshot: at most {worst:.2f}x the bytes of a new snapshot"
     print(summary, "| goal met:", worst <= 1.25)
     result = {"goal": GOAL, "met": worst <= 1.25, "summary": summary, "table": rows,
-              "environment": {"cores": os.cpu_count(), "python": platform.python_version(),
+              "environment": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
                               "sqlite": sqlite3.sqlite_version}}
-    out = Path(__file__).parent / "results" / "checkpoint_retention.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result("checkpoint_retention", result)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""What a benchmark ran on: the CPU's name and the versions of the packages it compared."""
+"""What a benchmark ran on (the CPU's name, the versions it compared) and where its result is written."""
 
+import json
 import platform
 from importlib.metadata import version
 from pathlib import Path
@@ -22,3 +23,12 @@ def versions(*packages: str) -> dict[str, str | None]:
         except Exception:  # PackageNotFoundError, or metadata a package ships broken
             found[package] = None
     return found
+
+
+def write_result(name: str, result: dict[str, object]) -> Path:
+    """Write `result` to benchmarks/results/NAME.json and say so; the file's path."""
+    out = Path(__file__).parent / "results" / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return out

@@ -9,7 +9,6 @@ benchmarks/results/graph_overhead.json.
 """
 
 import argparse
-import json
 import operator
 import os
 import platform
@@ -22,7 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
-from environment import cpu_name  # benchmarks/environment.py
+from environment import cpu_name, write_result  # benchmarks/environment.py
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
 from pydantic import BaseModel
@@ -214,10 +213,7 @@ def main() -> None:
                                                  "sqlalchemy")},
         },
     }
-    out = Path(__file__).parent / "results" / "graph_overhead.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result("graph_overhead", result)
 
 
 if __name__ == "__main__":

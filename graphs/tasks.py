@@ -10,7 +10,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -170,7 +170,7 @@ def _save(app: "App", run: Run, writes: list[Write], outcome: Outcome, commit_ea
 
 def failure(step: int, i: int, node: str, exc: Exception) -> dict[str, Any]:
     """What an error handler learns of a failed task (kept with the checkpoint: plain JSON)."""
-    return {"node": node, "step": step, "task": i, "type": type(exc).__name__, "message": str(exc)}
+    return asdict(Failure(node, step, i, type(exc).__name__, str(exc)))
 
 
 def error_write(step: int, i: int, node: str, exc: Exception) -> Write:

@@ -510,6 +510,57 @@ def trace_export(
 
 
 @app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="The model directory to write (use it as --model local:OUT); "
+                                                    "run again to resume from its last checkpoint.")],
+    from_search: Annotated[list[str] | None, typer.Option(
+        "--from-search", help="A stored search run's name or id (repeatable): its tree becomes training data.")] = None,
+    data: Annotated[list[Path] | None, typer.Option(
+        "--data", help="A JSONL file of chats or a dataset folder (repeatable), with or without searches.")] = None,
+    prompt: Annotated[str | None, typer.Option(
+        "--format", help="With --from-search: FILE.py:NAME of the PromptFormat the searches' proposer used.")] = None,
+    split: Annotated[str | None, typer.Option(
+        "--split", help="With --from-search: FILE.py:NAME of a Split whose held-out tasks may never enter.")] = None,
+    base: Annotated[str, typer.Option("--base", help="The model to start from.")] = "local:smollm2-135m",
+    method: Annotated[str, typer.Option(help="lora, or full (every weight; small models).")] = "lora",
+    epochs: Annotated[int, typer.Option(help="Passes over the data.")] = 1,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (default: the epochs).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples a step.")] = 8,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 2e-4 LoRA, 2e-5 full).")] = None,
+    save_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 50,
+    device: Annotated[str, typer.Option(help="auto (a GPU if there is one), cpu or cuda.")] = "auto",
+    db: DbOption = None,
+) -> None:
+    """Fine-tune a local model on what searches found (and on chat JSONL files) into a directory the engine loads."""
+    from baobab.train import DatasetError, TrainConfig, TrainError
+    from baobab.train import train as train_model
+
+    sources: list[Path] = list(data or [])
+    try:
+        if from_search:
+            if prompt is None:
+                raise typer.BadParameter("--from-search needs --format FILE.py:NAME (the proposer's PromptFormat)")
+            from baobab.train import build_dataset
+
+            dataset = build_dataset(from_search, store=db, prompt=load_target(prompt),
+                                    split=load_target(split) if split else None)
+            sources.append(dataset.write(out / "dataset").parent)
+            errors.print(f"dataset: {dataset.counts()} in {out / 'dataset'}", markup=False, highlight=False)
+        if not sources:
+            raise typer.BadParameter("nothing to train on: give --from-search RUN or --data FILE")
+        config = TrainConfig(method=method, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+                             learning_rate=lr, save_every=save_every, device=device)
+        result = train_model(base, sources, out, config, on_log=lambda r: errors.print(
+            f"step {r['step']}/{r['of']} loss {r['loss']:.4f} {r['seconds']:.0f} s", markup=False, highlight=False))
+    except (DatasetError, TrainError) as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from exc
+    console.print(f"trained {result.steps} steps on {result.examples} examples ({result.trained_tokens} of "
+                  f"{result.tokens} tokens learnt) on {result.device} in {result.seconds:.0f} s: use "
+                  f"--model local:{out}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
 def chat(
     model: ModelOption = "local:smollm2-135m",
     system: Annotated[str | None, typer.Option(help="A system message.")] = None,

@@ -191,17 +191,21 @@ def _load_hf_dir(path: Path, dtype: torch.dtype) -> WeightFiles:
     for file in files:
         tensors.update({k: v.to(dtype) for k, v in load_file(str(file)).items()})
     n_heads = int(cfg["num_attention_heads"])
+    rope = {"rope_theta": 10000.0} | (cfg.get("rope_parameters") or {})  # transformers 5 nests RoPE's settings here
+    scaling = None if rope.get("rope_type", "default") == "default" else rope
     config = LlamaConfig(
         vocab_size=int(cfg["vocab_size"]), dim=int(cfg["hidden_size"]), n_layers=int(cfg["num_hidden_layers"]),
         n_heads=n_heads, n_kv_heads=int(cfg.get("num_key_value_heads", n_heads)),
         hidden_dim=int(cfg["intermediate_size"]), head_dim=int(cfg.get("head_dim") or cfg["hidden_size"] // n_heads),
-        norm_eps=float(cfg.get("rms_norm_eps", 1e-5)), rope_theta=float(cfg.get("rope_theta", 10000.0)),
-        rope_scaling=cfg.get("rope_scaling"), max_seq_len=int(cfg.get("max_position_embeddings", 4096)),
+        norm_eps=float(cfg.get("rms_norm_eps", 1e-5)), rope_theta=float(cfg.get("rope_theta", rope["rope_theta"])),
+        rope_scaling=cfg.get("rope_scaling", scaling), max_seq_len=int(cfg.get("max_position_embeddings", 4096)),
         tie_embeddings=bool(cfg.get("tie_word_embeddings", "lm_head.weight" not in tensors)),
         qkv_bias="model.layers.0.self_attn.q_proj.bias" in tensors,
     )
     template = None
-    tok_config = path / "tokenizer_config.json"
+    tok_config, jinja = path / "tokenizer_config.json", path / "chat_template.jinja"
     if tok_config.exists():
         template = json.loads(tok_config.read_text()).get("chat_template")
+    if template is None and jinja.exists():  # where transformers 4.50 and later save it
+        template = jinja.read_text(encoding="utf-8")
     return WeightFiles(config, tensors, {"file": str(path / "tokenizer.json")}, template, str(path))

@@ -9,3 +9,7 @@ class DatasetError(BaobabError, ValueError):
 
 class HeldOutError(DatasetError):
     """An item of a held-out split (a benchmark's test set) would enter a dataset; the message names it."""
+
+
+class TrainError(BaobabError, ValueError):
+    """Training cannot start or go on: a bad example (file and line named), option, base model or checkpoint."""

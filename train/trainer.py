@@ -142,7 +142,7 @@ def train(base: str | Path, data: str | Path | Sequence[str | Path], out: str | 
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(examples) / config.batch_size)
     total = config.max_steps or per_epoch * config.epochs
-    step = start = _resume(folder / CHECKPOINTS, fingerprint, model, optimizer)
+    step = start = _resume(folder / CHECKPOINTS, fingerprint, model, optimizer, total)
     log = _Log(folder / LOG, on_log)
     started = time.perf_counter()
     while step < total:
@@ -318,7 +318,7 @@ def _evaluate(model: Any, tokenizer: Any, step: int, evaluate: Evaluate | None, 
 def _fingerprint(base: Path, config: TrainConfig, examples: list[Example]) -> str:
     """What a checkpoint must have been trained on to be resumed: the base, the options that shape the weights,
     the data. Saving and evaluation options may change between runs."""
-    digest = hashlib.sha256(f"{base.resolve()}|{base.stat().st_size if base.is_file() else ''}".encode())
+    digest = hashlib.sha256(f"{base.name}|{base.stat().st_size if base.is_file() else ''}".encode())  # movable
     shaping = asdict(config) | {"save_every": 0, "keep_checkpoints": 0, "eval_every": 0, "device": "", "threads": 0}
     digest.update(json.dumps(shaping, sort_keys=True).encode())
     for e in examples:
@@ -347,8 +347,11 @@ def _save_checkpoint(folder: Path, step: int, fingerprint: str, model: Any, opti
         shutil.rmtree(old)
 
 
-def _resume(folder: Path, fingerprint: str, model: Any, optimizer: torch.optim.Optimizer) -> int:
-    """Load the last checkpoint in `folder` into `model` and `optimizer`; its step (0 when there is none)."""
+def _resume(folder: Path, fingerprint: str, model: Any, optimizer: torch.optim.Optimizer, total: int) -> int:
+    """Load the last checkpoint in `folder` into `model` and `optimizer`; its step (0 when there is none).
+
+    The last step's checkpoint needs no optimizer state (nothing is left to train): one trained elsewhere can be
+    brought with its weights alone, and this run only writes the model."""
     from safetensors.torch import load_file
 
     checkpoints = sorted(folder.glob("step-*"))
@@ -364,8 +367,12 @@ def _resume(folder: Path, fingerprint: str, model: Any, optimizer: torch.optim.O
         for name, param in model.named_parameters():
             if param.requires_grad:
                 param.copy_(tensors[name])
-    optimizer.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
-    return int(state["step"])
+    step = int(state["step"])
+    if (last / "optimizer.pt").exists():
+        optimizer.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
+    elif step < total:
+        raise TrainError(f"{last}: no optimizer.pt, so training cannot go on from step {step} of {total}")
+    return step
 
 
 def _save_model(model: Any, tokenizer: Any, folder: Path, config: TrainConfig) -> None:

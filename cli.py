@@ -540,9 +540,10 @@ def train(
         if from_search:
             if prompt is None:
                 raise typer.BadParameter("--from-search needs --format FILE.py:NAME (the proposer's PromptFormat)")
+            from baobab.store import default_url
             from baobab.train import build_dataset
 
-            dataset = build_dataset(from_search, store=db, prompt=load_target(prompt),
+            dataset = build_dataset(from_search, store=db or default_url(), prompt=load_target(prompt),
                                     split=load_target(split) if split else None)
             sources.append(dataset.write(out / "dataset").parent)
             errors.print(f"dataset: {dataset.counts()} in {out / 'dataset'}", markup=False, highlight=False)

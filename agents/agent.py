@@ -258,7 +258,7 @@ class _Loop:
         completion = await self.llm.complete(request) if sink is None else await self._streamed(request, sink)
         self.steps += 1
         seconds = time.perf_counter() - started
-        emit(ModelCalled(agent.name, self.steps, completion.choices[0], completion.usage, seconds))
+        emit(ModelCalled(agent.name, self.steps, completion.choices[0], completion.usage, seconds, request))
         return completion
 
     async def _streamed(self, request: Request, sink: Sink) -> Completion:

@@ -10,20 +10,21 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from baobab.engine.types import Choice, ToolCall, Usage
+from baobab.engine.types import Choice, Request, ToolCall, Usage
 from baobab.store.trace import Span, current, excerpt
 from baobab.tools import Observation
 
 
 @dataclass(frozen=True, slots=True)
 class ModelCalled:
-    """Step `step` of agent `agent` asked its model and got `choice` (text or tool calls)."""
+    """Step `step` of agent `agent` asked its model `request` and got `choice` (text or tool calls)."""
 
     agent: str
     step: int
     choice: Choice
     usage: Usage
     seconds: float
+    request: Request
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,27 +107,7 @@ class LocalLLM(LLM):
         """The tokens the model sees for a request: the prompt, or the messages through the chat template."""
         if request.prompt is not None:
             return self.encode_prompt(request.prompt)
-        assert request.messages is not None
-        messages: list[dict[str, Any]] = []
-        tools, json_answers = callable_tools(request), answers_as_json(request)
-        for m in request.messages:
-            message = m.model_dump(exclude_none=True)
-            if m.tool_calls:  # the template knows text only: show earlier calls as the JSON the model wrote
-                message["content"] = "\n".join(json.dumps({"name": c.name, "arguments": json.loads(c.arguments)})
-                                                for c in m.tool_calls)
-            elif m.role == "assistant" and json_answers:  # answers too, as written
-                message["content"] = json.dumps({"content": m.content or ""})
-            if m.role == "tool":
-                message["role"], message["content"] = "user", f"Tool result: {m.content}"
-            message.setdefault("content", "")
-            messages.append(message)
-        if tools or json_answers:
-            note = tools_prompt(tools, required=request.tool_choice != "auto") if tools else ANSWER_PROMPT
-            if messages and messages[0]["role"] == "system":
-                messages[0]["content"] = f"{messages[0]['content']}\n\n{note}"
-            else:
-                messages.insert(0, {"role": "system", "content": note})
-        return self.encode_prompt(self.tokenizer.render(messages))
+        return self.encode_prompt(self.tokenizer.render(chat_messages(request)))
 
     def encode_prompt(self, text: str) -> list[int]:
         """Token ids of a prompt, refused before tokenising if it cannot fit the context: no token spans more bytes
@@ -235,6 +215,38 @@ class LocalLLM(LLM):
     async def aclose(self) -> None:
         """Stop the engine thread."""
         await asyncio.to_thread(self.scheduler.close)
+
+
+def chat_messages(request: Request) -> list[dict[str, Any]]:
+    """A request's messages as the chat template is given them: earlier tool calls (and, where answers are JSON,
+    answers) as the JSON the model wrote, tool results as user turns, and the tools note added to the system turn.
+
+    A dataset renders a model call through this, so a model learns exactly the prompts the engine sends it.
+
+    >>> chat_messages(Request(messages=[{"role": "tool", "content": "145"}]))
+    [{'role': 'user', 'content': 'Tool result: 145'}]
+    """
+    assert request.messages is not None
+    messages: list[dict[str, Any]] = []
+    tools, json_answers = callable_tools(request), answers_as_json(request)
+    for m in request.messages:
+        message = m.model_dump(exclude_none=True)
+        if m.tool_calls:  # the template knows text only: show earlier calls as the JSON the model wrote
+            message["content"] = "\n".join(json.dumps({"name": c.name, "arguments": json.loads(c.arguments)})
+                                            for c in m.tool_calls)
+        elif m.role == "assistant" and json_answers:  # answers too, as written
+            message["content"] = json.dumps({"content": m.content or ""})
+        if m.role == "tool":
+            message["role"], message["content"] = "user", f"Tool result: {m.content}"
+        message.setdefault("content", "")
+        messages.append(message)
+    if tools or json_answers:
+        note = tools_prompt(tools, required=request.tool_choice != "auto") if tools else ANSWER_PROMPT
+        if messages and messages[0]["role"] == "system":
+            messages[0]["content"] = f"{messages[0]['content']}\n\n{note}"
+        else:
+            messages.insert(0, {"role": "system", "content": note})
+    return messages
 
 
 def _generator(seed: int | None, index: int, params: SamplingParams) -> torch.Generator | None:

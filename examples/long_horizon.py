@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from baobab.agents import Agent, Example, ExampleCall
 from baobab.agents.agent import close_shared_models
 from baobab.aio import run_sync
-from baobab.engine import DEFAULT_MODEL
+from baobab.engine import DEFAULT_MODEL, LLM
 from baobab.graphs import END, START, Checkpoint, Checkpointer, Graph, RunResult, append
 from baobab.store import Store
 from baobab.tools import builtin_tools
@@ -32,18 +32,24 @@ class Table(BaseModel):
     done: Annotated[list[Row], append] = []
 
 
-def build(model: str = DEFAULT_MODEL) -> Graph:
-    """The graph: `work` does the next row, then loops until every row is done."""
+def analyst(model: str | LLM = DEFAULT_MODEL) -> Agent:
+    """The agent that does one row: given "Run print(N * N + 1) and reply with its output.", it runs the program
+    with the python tool and replies with what it printed."""
     # the task spells out the program: a 135M model copies it into the tool call (rows 1-40 right, greedy);
     # asked to "compute n * n + 1 for n = 2" it rewrote the arithmetic ("n = 2*n + 1") on every row
-    analyst = Agent("analyst", role="a calculator", instructions="Compute with the python tool, then reply with "
-                    "the number it printed.", model=model, tools=builtin_tools("python"), max_steps=2, max_tokens=64,
-                    examples=[Example(task="Run print(12 * 12 + 1) and reply with its output.", answer="145", calls=[
-                        ExampleCall(tool="python", arguments={"code": "print(12 * 12 + 1)"}, result="145")])])
+    return Agent("analyst", role="a calculator", instructions="Compute with the python tool, then reply with "
+                 "the number it printed.", model=model, tools=builtin_tools("python"), max_steps=2, max_tokens=64,
+                 examples=[Example(task="Run print(12 * 12 + 1) and reply with its output.", answer="145", calls=[
+                     ExampleCall(tool="python", arguments={"code": "print(12 * 12 + 1)"}, result="145")])])
+
+
+def build(model: str = DEFAULT_MODEL) -> Graph:
+    """The graph: `work` does the next row, then loops until every row is done."""
+    agent = analyst(model)
 
     async def work(table: Table) -> dict[str, list[Row]]:
         n = len(table.done) + 1
-        result = await analyst.arun(f"Run print({n} * {n} + 1) and reply with its output.")
+        result = await agent.arun(f"Run print({n} * {n} + 1) and reply with its output.")
         return {"done": [Row(n=n, answer=result.text)]}
 
     def more(table: Table) -> str:

@@ -22,10 +22,11 @@ _EXPORTS = {
     "DatasetError": "errors", "HeldOutError": "errors", "TrainError": "errors", "read_jsonl": "jsonl",
     "write_jsonl": "jsonl", "Outcomes": "outcomes", "PromptFormat": "prompts", "Source": "sources",
     "load_sources": "sources", "Split": "split", "task_key": "split", "TrainConfig": "trainer",
-    "TrainResult": "trainer", "train": "trainer",
+    "TrainResult": "trainer", "train": "trainer", "call_record": "agent_runs", "verified_records": "agent_runs",
 }
 
 if TYPE_CHECKING:
+    from baobab.train.agent_runs import call_record, verified_records
     from baobab.train.build import abuild_dataset, build_dataset
     from baobab.train.dataset import KINDS, Dataset
     from baobab.train.errors import DatasetError, HeldOutError, TrainError
@@ -38,8 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KINDS", "Dataset", "DatasetError", "HeldOutError", "Outcomes", "PromptFormat", "Source", "Split", "TrainConfig",
-    "TrainError", "TrainResult", "abuild_dataset", "build_dataset", "load_sources", "read_jsonl", "task_key", "train",
-    "write_jsonl",
+    "TrainError", "TrainResult", "abuild_dataset", "build_dataset", "call_record", "load_sources", "read_jsonl",
+    "task_key", "train", "verified_records", "write_jsonl",
 ]
 
 

@@ -65,3 +65,15 @@ def test_a_long_horizon_run_survives_kill_9_and_resumes(tmp_path: Path) -> None:
     lines = resumed.stdout.splitlines()
     assert lines[0] == "resuming thread table (interrupted)" and lines[-1] == "thread table done: 5 rows"
     assert [line.split(":")[0] for line in lines[1:-1]] == ["row 3", "row 4", "row 5"]  # none done twice
+
+
+def test_expert_iteration_opens_the_lock_faster_after_training_and_resumes(tmp_path: Path) -> None:
+    command = [sys.executable, str(EXAMPLES / "expert_iteration.py"), "--work", str(tmp_path / "work")]
+    first = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    lines = first.stdout.splitlines()
+    calls = [int(line.split(" in ")[1].split()[0]) for line in lines if "opened in" in line]
+    assert len(calls) == 2 and "not opened" not in first.stdout, first.stdout
+    assert calls[1] == 4 < calls[0], first.stdout  # the trained model proposes the combination, one call a dial
+    again = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=600)
+    assert again.returncode == 0 and again.stdout == first.stdout, again.stderr[-2000:]  # all kept: nothing redone

@@ -150,3 +150,33 @@ def test_a_checkpoint_of_other_data_is_not_resumed(secret: Path, trained: Path, 
     os.symlink(trained / "checkpoints", tmp_path / "out" / "checkpoints")
     with pytest.raises(TrainError, match=r"trained on another base, data or options"):
         train("local:smollm2-135m", other, tmp_path / "out", CONFIG)
+
+
+LOCK_FORMAT = '''
+from baobab.search.toys import DeceptiveTree
+from baobab.train import PromptFormat
+
+FORMAT = PromptFormat(lambda state, path: f"Dials set so far: {state}.", env=DeceptiveTree(depth=2, branching=3))
+'''
+
+
+def test_the_command_trains_on_a_stored_search(tmp_path: Path) -> None:
+    from baobab.search import search
+    from baobab.search.toys import DeceptiveTree
+
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    search(DeceptiveTree(depth=2, branching=3), "mcts", budget={"max_expansions": 30}, target=1.0, store=db,
+           run="lock")  # no model: uniform priors, random rollouts; it opens [1, 0]
+    (tmp_path / "lock_format.py").write_text(LOCK_FORMAT)
+    out = tmp_path / "model"
+    done = subprocess.run([sys.executable, "-c", "from baobab.cli import app; app()", "train", "--from-search", "lock",
+                           "--format", f"{tmp_path / 'lock_format.py'}:FORMAT", "--db", db, "--out", str(out),
+                           "--max-steps", "1"], capture_output=True, text=True, timeout=240,
+                          env=os.environ | {"OMP_NUM_THREADS": "2"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    steps = [json.loads(line)["messages"] for line in (out / "dataset" / "steps.jsonl").read_text().splitlines()]
+    assert [m[-1]["content"] for m in steps] == ['{"action": "1"}', '{"action": "0"}']  # the path that opened it
+    assert "Dials set so far: [1]." in steps[1][1]["content"]
+    recoveries = (out / "dataset" / "recoveries.jsonl").read_text().splitlines()  # the failed branches, corrected
+    assert recoveries and f"trained 1 steps on {2 + len(recoveries)} examples" in done.stdout
+    assert (out / "model.safetensors").exists()

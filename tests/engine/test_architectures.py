@@ -3,7 +3,9 @@ Hugging Face directory and as a GGUF file written as llama.cpp writes that arch,
 transformers' float32 logits over a prompt and decode steps through the KV cache, and the same greedy tokens.
 Prompt plus decode (84 tokens) is longer than the sliding window (16) and than one key window (64)."""
 
+import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +221,17 @@ def test_a_gguf_file_gives_transformers_logits(family: str, saved: Saved, tmp_pa
                                                                  dtype=torch.float32).eval()
         read.config._attn_implementation = "eager"
         print(f"{family} GGUF read by transformers: {check_against(read, model):.2e}")
+
+
+def test_longrope_is_refused_by_name(saved: Saved, tmp_path: Path) -> None:
+    """Phi-3.5 and Phi-4-mini scale RoPE by LongRoPE, which the engine does not do: it says so, not runs wrong."""
+    _, directory = saved("phi3")
+    shutil.copytree(directory, tmp_path / "phi")
+    config = json.loads((directory / "config.json").read_text())
+    config["rope_parameters"] |= {"rope_type": "longrope", "short_factor": [1.0] * 4, "long_factor": [2.0] * 4}
+    (tmp_path / "phi" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match=r"config\.json: RoPE scaling 'longrope' is not supported"):
+        weights.load(tmp_path / "phi")
 
 
 def test_an_unsupported_architecture_names_the_file_and_the_supported_ones(tmp_path: Path) -> None:

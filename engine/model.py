@@ -1,5 +1,8 @@
 """A Llama-family transformer in one file (RMSNorm, RoPE with scaling, GQA, SwiGLU, tied embeddings),
-with a preallocated KV cache of `slots` sequences.
+with a preallocated KV cache of `slots` sequences. Its relatives are flags of `LlamaConfig` on the same block:
+query/key norms (Qwen3, Gemma 3), post-norms, norm offset, scaled embeddings, GELU and soft-capping (Gemma),
+fused projections and partial RoPE (Phi-3), layers without RoPE (SmolLM3), sliding-window layers with their own
+RoPE base (Mistral, Gemma 2 and 3).
 
 `forward` takes a batch of token rows, each with its slot and start position; rows may have different
 lengths of cached context, so each row attends over its own slot's cache (a view, never a copy).
@@ -14,7 +17,8 @@ call and a parameter lookup cost microseconds of Python each, 2 ms of a 16 ms de
 
 import math
 import mmap
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -54,20 +58,28 @@ class Row:
     slot: int
     start: int
 
-    def spans(self, length: int, group: int, dtype: torch.dtype, device: torch.device) -> list["Span"]:
+    def spans(self, length: int, group: int, dtype: torch.dtype, device: torch.device,
+              sliding_window: int | None = None) -> list["Span"]:
         """The row's new tokens cut where their key window changes: each token attends over the cache's first
         `window(position)` keys, a function of its position alone, so its attention never depends on what else
-        is in the forward. `group`: query heads per key head (the mask is repeated for each)."""
+        is in the forward. `group`: query heads per key head (the mask is repeated for each); `sliding_window`:
+        also mask, for windowed layers, the keys that many positions or more behind each token."""
         spans, first = [], self.start
         end = self.start + length
         while first < end:
             size = window(first)
             last = min(end, size)  # every position below `size` has this window
-            hidden = torch.arange(size, device=device) > torch.arange(first, last, device=device)[:, None]
-            bias = torch.zeros(hidden.shape, dtype=dtype, device=device).masked_fill_(hidden, float("-inf"))
-            spans.append(Span(first - self.start, last - self.start, size, bias.repeat(group, 1)))
+            keys, at = torch.arange(size, device=device), torch.arange(first, last, device=device)[:, None]
+            local = None if sliding_window is None else _bias((keys > at) | (keys <= at - sliding_window), dtype)
+            spans.append(Span(first - self.start, last - self.start, size, _bias(keys > at, dtype).repeat(group, 1),
+                              None if local is None else local.repeat(group, 1)))
             first = last
         return spans
+
+
+def _bias(hidden: Tensor, dtype: torch.dtype) -> Tensor:
+    """An additive attention mask: -inf where `hidden`, 0 elsewhere."""
+    return torch.zeros(hidden.shape, dtype=dtype, device=hidden.device).masked_fill_(hidden, float("-inf"))
 
 
 def window(position: int) -> int:
@@ -89,6 +101,7 @@ class Span:
     last: int
     window: int
     bias: Tensor  # group * (last - first) x window
+    local_bias: Tensor | None = None  # the same, -inf also at keys older than the sliding window
 
 
 class Linear:
@@ -160,16 +173,23 @@ def _onednn_bfloat16() -> bool:
                 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-class RMSNorm:
-    """RMSNorm as a layer norm of [x, -x]: its mean is 0 and its variance mean(x^2), so it is the same function,
-    and one native kernel on a CPU where F.rms_norm is a chain of small ones (a decode step runs 61 of them)."""
+def rms_norm(x: Tensor, eps: float, doubled_weight: Tensor | None = None) -> Tensor:
+    """RMSNorm over the last dim as a layer norm of [x, -x]: its mean is 0 and its variance mean(x^2), so it is the
+    same function, and one native kernel on a CPU where F.rms_norm is a chain of small ones (a decode step runs 61
+    of them). `doubled_weight`: the scale repeated twice, [w, w], or None for none."""
+    width = x.shape[-1]
+    return F.layer_norm(torch.cat([x, -x], -1), (2 * width,), doubled_weight, None, eps)[..., :width]
 
-    def __init__(self, weight: Tensor, eps: float) -> None:
-        self.weight, self.eps = torch.cat([weight, weight]), eps
+
+class RMSNorm:
+    """RMSNorm scaling by `offset + weight` (Gemma stores its weights around 0, with offset 1)."""
+
+    def __init__(self, weight: Tensor, eps: float, offset: float = 0.0) -> None:
+        scale = (weight.float() + offset).to(weight.dtype) if offset else weight
+        self.weight, self.eps = torch.cat([scale, scale]), eps
 
     def __call__(self, x: Tensor) -> Tensor:
-        width = x.shape[-1]
-        return F.layer_norm(torch.cat([x, -x], -1), self.weight.shape, self.weight, None, self.eps)[..., :width]
+        return rms_norm(x, self.eps, self.weight)
 
 
 class Embedding:
@@ -233,37 +253,49 @@ class Step:
     """What every layer of one forward shares: RoPE factors, and where each row reads and writes the cache:
     `rows` with their own masks (a view of each row's slot), or fixed-shape tensors (a CUDA graph's inputs)."""
 
-    cos: Tensor  # batch x length x 1 x head_dim
-    sin: Tensor  # the same, negated in the first half (rotate-half as a roll)
+    ropes: dict[str, tuple[Tensor, Tensor]]  # by kind ("global", "local"): cos, and sin negated in its first
+    # half (rotate-half as a roll), each batch x length x 1 x rotary dims
     spans: list[list[Span]]  # each row's, in the order of `rows`
     rows: list[Row]
     slots: Tensor | None = None  # batch: each row's slot, whose cache it attends to
     write_slots: Tensor | None = None  # batch x length: the slot and position where each new token's key and
     write_at: Tensor | None = None  # value go (a padding token's go to a spare slot)
     sees: Tensor | None = None  # batch x 1 x length x window: which cached positions each new token attends to
+    local_sees: Tensor | None = None  # the same within the sliding window (for windowed layers)
 
 
 class Attention:
     def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", storage: WeightStorage,
                  cache: KVCache) -> None:
         self.keys, self.values = cache.k[layer], cache.v[layer]  # this layer's part of every slot
-        self.scale = config.head_dim ** -0.5
+        self.scale = config.query_scale or config.head_dim ** -0.5
+        self.softcap, self.windowed, self.rope = config.softcap_attn, config.windowed(layer), config.rope(layer)
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
-        names = [f"model.layers.{layer}.self_attn.{p}_proj" for p in "qkv"]
-        bias = torch.cat([take(f"{n}.bias") for n in names]) if config.qkv_bias else None
-        self.qkv_proj = Linear(torch.cat([take(f"{n}.weight") for n in names]), bias, storage)
-        self.o_proj = Linear(take(f"model.layers.{layer}.self_attn.o_proj.weight"), None, storage)
+        prefix = f"model.layers.{layer}.self_attn"
+        parts = ("q_proj", "k_proj", "v_proj")
+        bias = _fused(take, prefix, "qkv_proj", parts, "bias") if config.qkv_bias else None
+        self.qkv_proj = Linear(_fused(take, prefix, "qkv_proj", parts, "weight"), bias, storage)
+        self.o_proj = Linear(take(f"{prefix}.o_proj.weight"), None, storage)
+        self.qk_norm: Tensor | None = None  # each query and key head's RMSNorm scale: heads + kv_heads x head_dim
+        self.norm_eps = config.norm_eps
+        if config.qk_norm:
+            q_norm, k_norm = take(f"{prefix}.q_norm.weight"), take(f"{prefix}.k_norm.weight")
+            both = torch.cat([q_norm.expand(self.n_heads, -1), k_norm.expand(self.n_kv_heads, -1)])
+            self.qk_norm = (both.float() + config.norm_offset).to(both.dtype)
 
     def __call__(self, x: Tensor, step: Step) -> Tensor:
         batch, length, _ = x.shape
         heads, kv_heads, dim = self.n_heads, self.n_kv_heads, self.head_dim
         qkv = self.qkv_proj(x).to(x.dtype)  # narrow weights give narrow outputs: RoPE in mixed types is slower
         qk, v = qkv.view(batch, length, heads + 2 * kv_heads, dim).split_with_sizes([heads + kv_heads, kv_heads], 2)
-        qk = torch.addcmul(qk * step.cos, qk.roll(dim // 2, -1), step.sin)  # RoPE, rotate-half layout
+        if self.qk_norm is not None:
+            qk = rms_norm(qk, self.norm_eps) * self.qk_norm
+        if self.rope != "none":
+            qk = _rotate(qk, *step.ropes[self.rope])
         q, k = qk.transpose(1, 2).split_with_sizes([heads, kv_heads], 1)
         v = v.transpose(1, 2)
         if step.sees is not None:
-            out = self._attend_fixed(q, k, v, self.keys, self.values, step)
+            out = self._attend_fixed(q, k, v, step)
         else:
             out = self._attend_rows(q * self.scale, k, v, step)
         projected: Tensor = self.o_proj(out.transpose(1, 2).reshape(batch, length, heads * dim))
@@ -286,49 +318,91 @@ class Attention:
                 n = span.last - span.first
                 keys, values = self.keys[row.slot, :, :span.window], self.values[row.slot, :, :span.window]
                 queries = q[b, :, span.first:span.last].reshape(kv_heads, -1, dim)  # a kv head's query heads
-                scores = torch.baddbmm(span.bias, queries, keys.transpose(1, 2))  # the mask added in the product
+                bias = span.local_bias if self.windowed else span.bias
+                assert bias is not None, "a windowed layer needs spans made with its sliding window"
+                if self.softcap is None:
+                    scores = torch.baddbmm(bias, queries, keys.transpose(1, 2))  # the mask added in the product
+                else:  # capped before the mask is added
+                    scores = torch.bmm(queries, keys.transpose(1, 2))
+                    scores = scores.div_(self.softcap).tanh_().mul_(self.softcap).add_(bias)
                 outs.append(torch.bmm(scores.softmax(-1), values).view(1, -1, n, dim))
         joined = outs[0] if len(outs) == 1 else torch.cat(outs, 2)  # 1 x heads x rows * length x dim
         return joined.view(-1, len(step.rows), q.shape[2], dim).transpose(0, 1)
 
-    @staticmethod
-    def _attend_fixed(q: Tensor, k: Tensor, v: Tensor, keys: Tensor, values: Tensor, step: Step) -> Tensor:
-        assert step.slots is not None and step.write_slots is not None and step.sees is not None
-        window = step.sees.shape[-1]
-        keys[step.write_slots, :, step.write_at] = k.transpose(1, 2).to(keys.dtype)  # no host sync: graph-safe
-        values[step.write_slots, :, step.write_at] = v.transpose(1, 2).to(values.dtype)
-        out: Tensor = F.scaled_dot_product_attention(q, keys[:, :, :window][step.slots],
-                                                     values[:, :, :window][step.slots], attn_mask=step.sees,
-                                                     enable_gqa=True)
-        return out
+    def _attend_fixed(self, q: Tensor, k: Tensor, v: Tensor, step: Step) -> Tensor:
+        sees = step.local_sees if self.windowed else step.sees
+        assert step.slots is not None and step.write_slots is not None and sees is not None
+        window = sees.shape[-1]
+        self.keys[step.write_slots, :, step.write_at] = k.transpose(1, 2).to(self.keys.dtype)  # no host sync
+        self.values[step.write_slots, :, step.write_at] = v.transpose(1, 2).to(self.values.dtype)  # graph-safe
+        keys, values = self.keys[:, :, :window][step.slots], self.values[:, :, :window][step.slots]
+        if self.softcap is None:
+            out: Tensor = F.scaled_dot_product_attention(q, keys, values, attn_mask=sees, enable_gqa=True,
+                                                         scale=self.scale)
+            return out
+        group = self.n_heads // self.n_kv_heads  # SDPA cannot cap scores: written out
+        scores = (q * self.scale) @ keys.repeat_interleave(group, 1).transpose(-1, -2)
+        scores = (scores / self.softcap).tanh() * self.softcap
+        return scores.masked_fill(~sees, float("-inf")).softmax(-1) @ values.repeat_interleave(group, 1)
+
+
+def _fused(take: "TensorSource", prefix: str, fused: str, parts: tuple[str, ...], kind: str = "weight") -> Tensor:
+    """A fused projection's tensor: as stored (Phi-3's qkv_proj and gate_up_proj), or its parts joined."""
+    if f"{prefix}.{fused}.{kind}" in take.tensors:
+        return take(f"{prefix}.{fused}.{kind}")
+    return torch.cat([take(f"{prefix}.{part}.{kind}") for part in parts])
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """RoPE in the rotate-half layout over each head's first `cos.shape[-1]` dims (all but with partial rotary)."""
+    dims = cos.shape[-1]
+    if dims == x.shape[-1]:
+        return torch.addcmul(x * cos, x.roll(dims // 2, -1), sin)
+    turned = x[..., :dims]
+    return torch.cat([torch.addcmul(turned * cos, turned.roll(dims // 2, -1), sin), x[..., dims:]], -1)
+
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "silu": F.silu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}  # the gated MLP's, by config name
 
 
 class MLP:
-    def __init__(self, layer: int, take: "TensorSource", storage: WeightStorage) -> None:
+    def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", storage: WeightStorage) -> None:
         prefix = f"model.layers.{layer}.mlp"
-        gate_up = torch.cat([take(f"{prefix}.gate_proj.weight"), take(f"{prefix}.up_proj.weight")])
-        self.gate_up_proj = Linear(gate_up, None, storage)
+        self.gate_up_proj = Linear(_fused(take, prefix, "gate_up_proj", ("gate_proj", "up_proj")), None, storage)
         self.down_proj = Linear(take(f"{prefix}.down_proj.weight"), None, storage)
+        self.activation = ACTIVATIONS[config.activation]
 
     def __call__(self, x: Tensor) -> Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        down: Tensor = self.down_proj(F.silu(gate) * up)
+        down: Tensor = self.down_proj(self.activation(gate) * up)
         return down
 
 
 class Block:
     def __init__(self, config: LlamaConfig, layer: int, take: "TensorSource", storage: WeightStorage,
                  cache: KVCache) -> None:
-        prefix = f"model.layers.{layer}"
-        self.input_layernorm = RMSNorm(take(f"{prefix}.input_layernorm.weight"), config.norm_eps)
+        def norm(name: str) -> RMSNorm:
+            return RMSNorm(take(f"model.layers.{layer}.{name}.weight"), config.norm_eps, config.norm_offset)
+
+        self.input_layernorm = norm("input_layernorm")
         self.self_attn = Attention(config, layer, take, storage, cache)
-        self.post_attention_layernorm = RMSNorm(take(f"{prefix}.post_attention_layernorm.weight"), config.norm_eps)
-        self.mlp = MLP(layer, take, storage)
+        # with post-norms (Gemma), post_attention_layernorm norms attention's output, not the MLP's input
+        self.attn_out_norm = norm("post_attention_layernorm") if config.post_norms else None
+        self.mlp_norm = norm("pre_feedforward_layernorm" if config.post_norms else "post_attention_layernorm")
+        self.mlp_out_norm = norm("post_feedforward_layernorm") if config.post_norms else None
+        self.mlp = MLP(config, layer, take, storage)
 
     def __call__(self, x: Tensor, step: Step) -> Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), step)
-        mlp: Tensor = self.mlp(self.post_attention_layernorm(x))
-        return x + mlp
+        attn = self.self_attn(self.input_layernorm(x), step)
+        x = x + (attn if self.attn_out_norm is None else self.attn_out_norm(attn.to(x.dtype)))
+        mlp: Tensor = self.mlp(self.mlp_norm(x))
+        return x + (mlp if self.mlp_out_norm is None else self.mlp_out_norm(mlp.to(x.dtype)))
+
+    def norms(self) -> list[RMSNorm]:
+        """The block's norms (two, or four with post-norms)."""
+        return [n for n in (self.input_layernorm, self.attn_out_norm, self.mlp_norm, self.mlp_out_norm)
+                if n is not None]
 
 
 class TensorSource:
@@ -362,11 +436,15 @@ class Llama:
         else:
             self.embedding = Embedding(take(f"{EMBEDDING}.weight"))
         self.layers = [Block(config, i, take, storage, cache) for i in range(config.n_layers)]
-        self.norm = RMSNorm(take("model.norm.weight"), config.norm_eps)
+        dtype = take.tensors["model.norm.weight"].dtype
+        self.embed_scale = torch.tensor(config.embed_scale, dtype=dtype, device=take.device)  # rounded as Gemma's
+        self.norm = RMSNorm(take("model.norm.weight"), config.norm_eps, config.norm_offset)
         # 4-bit projections leave the output layer at 16 bits: GGUF Q4 files keep it at 8, and 4 bits cost accuracy
         self.lm_head = Linear(self.embedding.dense() if config.tie_embeddings else take("lm_head.weight"), None,
                               torch.float16 if storage == "int4" else storage)
         self.inv_freq = rope_frequencies(config, take.tensors.pop("rope_freqs.weight", None)).to(take.device)
+        self.local_inv_freq = None if config.rope_local_theta is None else rope_frequencies(
+            replace(config, rope_theta=config.rope_local_theta, rope_scaling=None)).to(take.device)
 
     @classmethod
     def from_weights(cls, files: WeightFiles, *, slots: int = 1, max_len: int = 2048,
@@ -392,7 +470,8 @@ class Llama:
         tensors = [self.norm.weight]
         for block in self.layers:
             linears += [block.self_attn.qkv_proj, block.self_attn.o_proj, block.mlp.gate_up_proj, block.mlp.down_proj]
-            tensors += [block.input_layernorm.weight, block.post_attention_layernorm.weight]
+            tensors += [norm.weight for norm in block.norms()]
+            tensors += [] if block.self_attn.qk_norm is None else [block.self_attn.qk_norm]
         tensors += [t for linear in linears for t in (linear.weight, linear.bias, linear.scales) if t is not None]
         return sum(t.numel() * t.element_size() for t in tensors)
 
@@ -402,12 +481,11 @@ class Llama:
         length = tokens.shape[1]
         if any(r.start + length > self.cache.max_len for r in rows):
             raise ValueError(f"sequence longer than the KV cache ({self.cache.max_len} tokens)")
-        x = self.embedding(tokens)
+        x = self._embed(tokens)
         step = self._step(rows, length, x.dtype)
         for block in self.layers:
             x = block(x, step)
-        x = self.norm(x if all_logits else x[:, -1:])
-        logits: Tensor = self.lm_head(x).float()
+        logits = self._logits(x if all_logits else x[:, -1:])
         return logits if all_logits else logits[:, -1]
 
     __call__ = forward
@@ -421,26 +499,41 @@ class Llama:
         batch x length; `slots` is each row's slot; `sees` (batch x 1 x length x window, bool) says which of
         the slot's first `window` positions each token attends to, after this forward's own writes.
         """
-        x = self.embedding(tokens)
-        cos, sin = self._rope(positions, x.dtype)
-        step = Step(cos, sin, [], [], slots, write_slots, write_at, sees)
+        x = self._embed(tokens)
+        local, width = None, self.config.sliding_window
+        if width is not None:  # windowed layers also hide keys older than the window
+            local = sees & (torch.arange(sees.shape[-1], device=sees.device) > positions[..., None] - width)[:, None]
+        step = Step(self._rope(positions, x.dtype), [], [], slots, write_slots, write_at, sees, local)
         for block in self.layers:
             x = block(x, step)
+        return self._logits(x)
+
+    def _embed(self, tokens: Tensor) -> Tensor:
+        x = self.embedding(tokens)
+        return x if self.config.embed_scale == 1.0 else x * self.embed_scale
+
+    def _logits(self, x: Tensor) -> Tensor:
+        """Float32 logits of the last hidden states, soft-capped where the config says so."""
         logits: Tensor = self.lm_head(self.norm(x)).float()
-        return logits
+        cap = self.config.softcap_final
+        return logits if cap is None else torch.tanh(logits / cap) * cap
 
     def _step(self, rows: list[Row], length: int, dtype: torch.dtype) -> Step:
         device = self.inv_freq.device
         positions = [list(range(r.start, r.start + length)) for r in rows]
-        cos, sin = self._rope(torch.tensor(positions, device=device), dtype)
         group = self.config.n_heads // self.config.n_kv_heads
-        return Step(cos, sin, [r.spans(length, group, dtype, device) for r in rows], rows)
+        spans = [r.spans(length, group, dtype, device, self.config.sliding_window) for r in rows]
+        return Step(self._rope(torch.tensor(positions, device=device), dtype), spans, rows)
 
-    def _rope(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """RoPE factors (cos, and sin negated in its first half) for batch x length positions."""
-        angles = (positions[..., None].float() * self.inv_freq)[:, :, None]  # batch x length x 1 x head_dim/2
-        cos, sin = angles.cos(), angles.sin()
-        return torch.cat((cos, cos), -1).to(dtype), torch.cat((-sin, sin), -1).to(dtype)
+    def _rope(self, positions: Tensor, dtype: torch.dtype) -> dict[str, tuple[Tensor, Tensor]]:
+        """RoPE factors (cos, and sin negated in its first half) for batch x length positions, by kind."""
+        kinds = {"global": self.inv_freq} | ({} if self.local_inv_freq is None else {"local": self.local_inv_freq})
+        ropes = {}
+        for kind, inv_freq in kinds.items():
+            angles = (positions[..., None].float() * inv_freq)[:, :, None]  # batch x length x 1 x rotary dims/2
+            cos, sin = angles.cos(), angles.sin()
+            ropes[kind] = (torch.cat((cos, cos), -1).to(dtype), torch.cat((-sin, sin), -1).to(dtype))
+        return ropes
 
     def copy_slot(self, source: int, target: int, length: int) -> None:
         """Copy the first `length` cached positions of one slot into another (n > 1 samples share a prompt)."""
@@ -449,8 +542,9 @@ class Llama:
 
 
 def rope_frequencies(config: LlamaConfig, freq_factors: Tensor | None = None) -> Tensor:
-    """Inverse frequencies of RoPE, with linear, llama3 or per-frequency (GGUF rope_freqs) scaling."""
-    dim = config.head_dim
+    """Inverse frequencies of RoPE over its rotary dims, with linear, llama3 or per-frequency (GGUF rope_freqs)
+    scaling."""
+    dim = config.rotary_dim or config.head_dim
     inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
     scaling = config.rope_scaling or {}
     kind = scaling.get("rope_type", scaling.get("type"))

@@ -74,15 +74,18 @@ class Grammars:
     recently used first out). Safe to call from several threads.
 
     >>> grammars = Grammars(tokenizer.vocab, {2})  # doctest: +SKIP
+    >>> # a SentencePiece vocabulary: Grammars(vocab, {1}, byte_fallback=True)
     >>> grammars.for_request(Request(prompt="x", response_format={"type": "json_object"}))  # doctest: +SKIP
     """
 
-    def __init__(self, vocab: list[str], stop_ids: set[int], cache_bytes: int = CACHE_BYTES) -> None:
+    def __init__(self, vocab: list[str], stop_ids: set[int], cache_bytes: int = CACHE_BYTES, *,
+                 byte_fallback: bool = False) -> None:
         import xgrammar as xgr
 
         self.vocab_size = len(vocab)
-        info = xgr.TokenizerInfo(vocab, xgr.VocabType.BYTE_LEVEL, vocab_size=len(vocab),
-                                 stop_token_ids=sorted(stop_ids))
+        # how a token's string becomes bytes: byte-level (GPT-2's alphabet) or SentencePiece's "▁" and <0xNN>
+        kind = xgr.VocabType.BYTE_FALLBACK if byte_fallback else xgr.VocabType.BYTE_LEVEL
+        info = xgr.TokenizerInfo(vocab, kind, vocab_size=len(vocab), stop_token_ids=sorted(stop_ids))
         self.compiler = xgr.GrammarCompiler(info, cache_enabled=True, cache_limit_bytes=cache_bytes)
 
     def for_request(self, request: Request) -> JsonConstraint | None:

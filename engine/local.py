@@ -209,7 +209,8 @@ class LocalLLM(LLM):
         """Grammar compilation for this tokenizer, made on first use (once: requests prepare on several threads)."""
         with self._grammars_made:
             if self._grammars is None:
-                self._grammars = Grammars(self.tokenizer.vocab, self.tokenizer.eos_ids)
+                self._grammars = Grammars(self.tokenizer.vocab, self.tokenizer.eos_ids,
+                                          byte_fallback=self.tokenizer.byte_fallback)
             return self._grammars
 
     async def aclose(self) -> None:

@@ -85,6 +85,12 @@ class ChatTokenizer:
             tokens[index] = token
         return tokens
 
+    @property
+    def byte_fallback(self) -> bool:
+        """Whether the vocabulary is SentencePiece's (characters it lacks become <0xNN> byte tokens) rather than
+        byte-level."""
+        return bool(getattr(self.tokenizer.model, "byte_fallback", False))
+
     def encode(self, text: str, *, bos: bool = False) -> list[int]:
         """Token ids of `text`; special tokens written in it (<|im_start|>) become their ids. `bos`: a raw prompt,
         which starts with BOS where the model's tokenizer adds one (once: not before a BOS the text has already);

@@ -162,3 +162,26 @@ def test_an_unknown_tokenizer_model_names_the_file_and_what_is_supported(llama2_
     with pytest.raises(WeightsError, match=r"llama2\.gguf: tokenizer\.ggml\.model 'bert' is not supported "
                                            r"\(supported: 'gpt2' .*'llama'"):
         ChatTokenizer(WeightFiles(config, {}, {**fields, "model": "bert"}, template, str(llama2_file)))
+
+
+@pytest.mark.parametrize("name", ["llama2_file", "gemma_file"])
+def test_a_json_grammar_reads_sentencepiece_tokens_as_their_text(name: str, request: pytest.FixtureRequest,
+                                                                 pairs: dict[Path, tuple[ChatTokenizer, Any]]) -> None:
+    """Constrained decoding spells a token as the vocabulary does ("▁" a space, <0xNN> a byte): the tokens of an
+    answer that fits the schema all pass, and the grammar ends on the model's end of turn."""
+    from baobab.engine.grammar import Grammars
+    from baobab.engine.types import Request
+
+    ours, _ = pair(request.getfixturevalue(name), pairs)
+    grammars = Grammars(ours.vocab, ours.eos_ids, byte_fallback=ours.byte_fallback)
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    constraint = grammars.for_request(Request(prompt="x", response_format={
+        "type": "json_schema", "json_schema": {"name": "place", "schema": schema}}))
+    assert constraint is not None and ours.byte_fallback
+    answer = ours.encode('{"city": "New Tōkyō ☃"}')
+    assert ours.decode(answer) == '{"city": "New Tōkyō ☃"}'
+    answer = answer[1:] if ours.vocab[answer[0]] == "▁" else answer  # a text's start space: a reply has none
+    for token in answer:
+        constraint.accept(token)  # raises on a token the grammar forbids
+    constraint.accept(sorted(ours.eos_ids)[0])
+    assert constraint.done()

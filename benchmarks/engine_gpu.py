@@ -139,9 +139,9 @@ def free(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def default_step_ms(device: str, steps: int) -> float:
+def default_step_ms(model_name: str, device: str, steps: int) -> float:
     """The default SmolLM2-135M's float32 batch-1 decode step, as `LocalLLM(device=...)` runs it."""
-    files = weights.load(weights.resolve("smollm2-135m"))
+    files = weights.load(weights.resolve(model_name))
     model = Llama.from_weights(files, slots=1, max_len=1024, device=device, spare_slots=1)
     rate = baobab_decode(model, 1, steps, device)
     del model
@@ -183,6 +183,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the 1B shape only, fewer steps")
     parser.add_argument("--device", default="cuda", help="cuda (the measurement) or cpu (tiny shapes, a check)")
     parser.add_argument("--steps", type=int, help="decode steps measured (default 64; quick 16)")
+    parser.add_argument("--default", default=weights.DEFAULT_MODEL, help="the default model, or its GGUF's path")
     args = parser.parse_args()
     args.steps = args.steps or (16 if args.quick else 64)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -191,7 +192,7 @@ def main() -> None:
     bandwidth = bandwidth_gbs(args.device)
     print(f"measured read bandwidth: {bandwidth:.0f} GB/s", flush=True)
     rows = [measure(name, shape, args, bandwidth) for name, shape in shapes.items()]
-    step_ms = default_step_ms(args.device, args.steps)
+    step_ms = default_step_ms(args.default, args.device, args.steps)
     print(f"SmolLM2-135M float32 decode step: {step_ms:.2f} ms", flush=True)
     real = args.device == "cuda" and not args.quick
     summary = "; ".join(f"{r['model']}: batch 1 {r['batch1']['baobab_tok_s']} tok/s ({r['floor_ratio_batch1']}x "

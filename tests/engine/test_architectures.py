@@ -21,7 +21,17 @@ from baobab.engine.weights import WeightsError
 transformers = pytest.importorskip("transformers")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tiny_models.py, beside this file
 from tiny_models import (  # noqa: E402 - after the skip above
-    DECODE, FAMILIES, PROMPT, READ_BACK, compare, engine_greedy, relative, tiny, tiny_prompt, write_gguf)
+    DECODE,
+    FAMILIES,
+    PROMPT,
+    READ_BACK,
+    compare,
+    engine_greedy,
+    relative,
+    tiny,
+    tiny_prompt,
+    write_gguf,
+)
 
 
 def check_against(reference: Any, model: Llama, prompt: list[int] | None = None, steps: int = DECODE,

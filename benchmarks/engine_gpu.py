@@ -115,9 +115,8 @@ def hf_decode(shape: dict[str, Any], batch: int, steps: int, device: str, compil
     finally:
         torch.set_default_dtype(torch.float32)
     kwargs: dict[str, Any] = {"do_sample": False, "pad_token_id": 0}
-    if compiled:
+    if compiled:  # generate compiles the forward itself for a static cache (its compile_config)
         model.generation_config.cache_implementation = "static"
-        model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)  # type: ignore[method-assign]
     ids = torch.randint(0, shape["vocab_size"], (batch, PROMPT), device=device)
 
     def run(new: int) -> float:

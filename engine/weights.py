@@ -112,7 +112,10 @@ def load(path: Path, dtype: torch.dtype = torch.float32) -> WeightFiles:
 
 
 GGUF_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3")
-HF_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "smollm3")
+HF_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "gemma3", "phi3", "smollm3")
+# a multimodal Gemma 3's language model, by the prefixes transformers saves it under (its vision tower is left out)
+_LANGUAGE_MODEL = {"language_model.model.": "model.", "model.language_model.": "model.",
+                   "language_model.lm_head.": "lm_head."}
 _PERMUTED = ("llama", "mistral", "smollm3")  # llama.cpp interleaves q/k rows only for its "normal" RoPE archs
 _GEMMA_27B_LAYERS = {"gemma2": 46, "gemma3": 62}  # llama.cpp scales 27B's queries by dim / heads, not head_dim
 _SWA_EVERY = {"gemma2": 2, "gemma3": 6}  # llama.cpp's fixed patterns: all but the last layer of each group slide
@@ -309,12 +312,23 @@ def _load_hf_dir(path: Path, dtype: torch.dtype) -> WeightFiles:
     if cfg.get("model_type") not in HF_MODEL_TYPES:
         raise WeightsError(f"{config_file}: model_type {cfg.get('model_type')!r} is not supported "
                            f"(supported: {', '.join(HF_MODEL_TYPES)})")
+    text_of = cfg.get("model_type") == "gemma3"  # image-and-text: its text part
+    if text_of and not isinstance(cfg.get("text_config"), dict):
+        raise WeightsError(f"{config_file}: model_type 'gemma3' needs a text_config (its language model's)")
+    if text_of:
+        cfg = {"tie_word_embeddings": cfg.get("tie_word_embeddings", True), **cfg["text_config"],
+               "model_type": "gemma3_text"}
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise WeightsError(f"{path}: no .safetensors weights")
     tensors: dict[str, torch.Tensor] = {}
     for file in files:
-        tensors.update({k: v.to(dtype) for k, v in load_file(str(file)).items()})
+        for name, tensor in load_file(str(file)).items():
+            if text_of:
+                name = next((new + name[len(old):] for old, new in _LANGUAGE_MODEL.items() if name.startswith(old)),
+                            "")
+            if name:
+                tensors[name] = tensor.to(dtype)
     config = _hf_config(cfg, "lm_head.weight" in tensors, "model.layers.0.self_attn.q_proj.bias" in tensors
                         or "model.layers.0.self_attn.qkv_proj.bias" in tensors, config_file)
     template = None

@@ -73,6 +73,21 @@ def test_a_hugging_face_directory_gives_transformers_logits(family: str, saved: 
     print(f"{family}: max relative logit difference {check_against(reference, model):.2e}")
 
 
+def test_an_image_and_text_gemma3_directory_gives_its_language_models_logits(saved: Saved, tmp_path: Path) -> None:
+    """A multimodal Gemma 3 folder (model_type gemma3, a text_config, a vision tower beside the language model):
+    the engine runs its language model and leaves the vision tower out."""
+    text = saved("gemma3")[0].config
+    vision = transformers.SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                             num_attention_heads=2, image_size=28, patch_size=14)
+    config = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                                       image_token_index=300, boi_token_index=301, eoi_token_index=302)
+    torch.manual_seed(0)
+    reference = transformers.Gemma3ForConditionalGeneration(config).eval()
+    reference.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "gemma3"
+    check_against(reference, Llama.from_weights(weights.load(tmp_path), max_len=256))
+
+
 @pytest.mark.parametrize("family", ["gemma2", "gemma3", "mistral"])
 def test_fixed_shape_steps_keep_the_window_and_caps(family: str, saved: Saved) -> None:
     """The padded forward (what CUDA graphs replay) masks keys older than the window and caps scores too."""
@@ -115,7 +130,7 @@ def test_longrope_is_refused_by_name(saved: Saved, tmp_path: Path) -> None:
 def test_an_unsupported_architecture_names_the_file_and_the_supported_ones(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
     with pytest.raises(WeightsError, match=r"config\.json: model_type 'gpt2' is not supported \(supported: llama, "
-                                           r"mistral, qwen2, qwen3, gemma2, gemma3_text, phi3, smollm3\)"):
+                                           r"mistral, qwen2, qwen3, gemma2, gemma3_text, gemma3, phi3, smollm3\)"):
         weights.load(tmp_path)
     writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "falcon")
     writer.write_header_to_file()

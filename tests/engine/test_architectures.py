@@ -27,6 +27,7 @@ from tiny_models import (  # noqa: E402 - after the skip above
     READ_BACK,
     compare,
     engine_greedy,
+    finish,
     relative,
     tiny,
     tiny_prompt,
@@ -133,10 +134,7 @@ def test_an_unsupported_architecture_names_the_file_and_the_supported_ones(tmp_p
                                            r"mistral, qwen2, qwen3, gemma2, gemma3_text, gemma3, phi3, smollm3\)"):
         weights.load(tmp_path)
     writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "falcon")
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
     with pytest.raises(WeightsError, match=r"m\.gguf: architecture 'falcon' is not supported \(supported: llama, "
                                            r"mistral, qwen2, qwen3, gemma2, gemma3, phi3, smollm3\)"):
         weights.load(tmp_path / "m.gguf")

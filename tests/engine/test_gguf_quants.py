@@ -17,6 +17,9 @@ from baobab.engine import weights
 from baobab.engine.model import Linear
 from baobab.engine.weights import WeightsError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tiny_models.py, beside this file
+from tiny_models import finish
+
 Kind = GGMLQuantizationType
 QUANTIZABLE = [Kind.F32, Kind.F16, Kind.BF16, Kind.Q4_0, Kind.Q4_1, Kind.Q5_0, Kind.Q5_1, Kind.Q8_0, Kind.TQ1_0,
                Kind.TQ2_0, Kind.MXFP4]  # what gguf 0.19 quantizes
@@ -56,10 +59,7 @@ def write_llama(path: Path, kind: GGMLQuantizationType, rng: np.random.Generator
         data = stored(kind, shape, rng)
         writer.add_tensor(f"blk.0.{name}.weight", data, raw_dtype=kind)
         expected[name] = dequantize(data, kind)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
     return expected
 
 
@@ -109,10 +109,7 @@ def test_a_type_gguf_cannot_dequantize_names_the_file_tensor_and_the_supported_t
             writer.add_tensor(tensor.name, np.zeros((HIDDEN, DIM // block * size), np.uint8), raw_dtype=Kind.Q8_1)
         else:
             writer.add_tensor(tensor.name, np.array(tensor.data), raw_dtype=tensor.tensor_type)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
     with pytest.raises(WeightsError, match=r"odd\.gguf: tensor 'blk\.0\.ffn_up\.weight' is Q8_1, which the installed "
                                            r"gguf package cannot dequantize \(it can: F32, F16, Q4_0, .*Q6_K.*IQ4_XS"):
         weights.load(tmp_path / "odd.gguf")

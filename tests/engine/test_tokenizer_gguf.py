@@ -1,6 +1,7 @@
 """SentencePiece vocabularies rebuilt from GGUF files encode and decode as transformers' conversion of the same file:
 a synthetic Llama-2-style file (scores, byte-fallback tokens, token types) and the real Gemma 3 270M Q4_K_M file."""
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,9 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from baobab.engine import weights
 from baobab.engine.tokenizer import ChatTokenizer
 from baobab.engine.weights import LlamaConfig, WeightFiles, WeightsError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tiny_models.py, beside this file
+from tiny_models import finish
 
 CORPUS = ["Hello world", " leading space", "   three leading", "trailing  ", "a  b   c    d", "\n\nnewlines\n",
           "tab\there\t\tend", "\r\n windows", "café naïve résumé über straße Ærø", "東京タワー 中文 日本語 한국어",
@@ -55,10 +59,7 @@ def write_sentencepiece_gguf(path: Path, add_space_prefix: bool | None = None) -
         add(value)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_tensor("token_embd.weight", np.zeros((len(tokens), 8), np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
     return path
 
 

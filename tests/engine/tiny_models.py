@@ -151,6 +151,11 @@ def write_gguf(reference: Any, family: str, path: Path) -> None:
         if arch.startswith("gemma") and name.endswith("norm.weight"):
             tensor = tensor + 1  # llama.cpp stores Gemma's norms as 1 + weight
         writer.add_tensor(name, tensor.contiguous().numpy())
+    finish(writer)
+
+
+def finish(writer: gguf.GGUFWriter) -> None:
+    """Write out a GGUF file whose metadata and tensors have all been added."""
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

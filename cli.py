@@ -442,7 +442,7 @@ def serve(
     """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models)."""
     import uvicorn
 
-    from baobab.engine.server import create_app
+    from baobab.serve.openai_server import create_app
 
     llm = _load_model(model, **({} if speculative or not model.startswith("local:") else {"speculative": False}))
     errors.print(f"serving [bold]{llm.name}[/] on http://{host}:{port}/v1" + (" (API key required)" if api_key else "")

@@ -24,6 +24,7 @@ MAY_IMPORT = {
     "agents": {"search", "graphs", "engine", "tools", "memory", "executors", "store"},
     "ui": {"search", "graphs", "store"},  # the trace viewer reads runs and search trees
     "train": {"search", "graphs", "engine", "executors", "store"},  # datasets from search trees and runs
+    "serve": {"agents", "search", "graphs", "engine", "tools", "memory", "executors", "store"},  # the top layer
     "errors": set(),
     "aio": set(),
     "jsonl": set(),

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from baobab.agents import ConfigError, read_config
 from baobab.engine import LLM, ScriptedLLM, load_llm
-from baobab.engine.server import create_app
+from baobab.serve.openai_server import create_app
 from baobab.graphs import END, START, Graph, GraphError, GraphRecursionError
 from baobab.tools import tool
 

@@ -17,7 +17,7 @@ from baobab.aio import run_sync
 from baobab.engine import Choice, RequestError, ScriptedLLM, load_llm
 from baobab.engine.llm import completion_of
 from baobab.engine.remote import RemoteError, RemoteLLM
-from baobab.engine.server import create_app
+from baobab.serve.openai_server import create_app
 
 MODEL = "local:smollm2-135m"
 

@@ -330,20 +330,22 @@ class Attention:
         return joined.view(-1, len(step.rows), q.shape[2], dim).transpose(0, 1)
 
     def _attend_fixed(self, q: Tensor, k: Tensor, v: Tensor, step: Step) -> Tensor:
+        """Every row over its slot's first `window` keys, with fixed shapes: the query heads of a key head folded
+        into one matrix product (no key or value copied per query head), the mask applied before the softmax."""
         sees = step.local_sees if self.windowed else step.sees
         assert step.slots is not None and step.write_slots is not None and sees is not None
-        window = sees.shape[-1]
+        batch, _, length, dim = q.shape
+        window, group = sees.shape[-1], self.n_heads // self.n_kv_heads
         self.keys[step.write_slots, :, step.write_at] = k.transpose(1, 2).to(self.keys.dtype)  # no host sync
         self.values[step.write_slots, :, step.write_at] = v.transpose(1, 2).to(self.values.dtype)  # graph-safe
         keys, values = self.keys[:, :, :window][step.slots], self.values[:, :, :window][step.slots]
-        if self.softcap is None:
-            out: Tensor = F.scaled_dot_product_attention(q, keys, values, attn_mask=sees, enable_gqa=True,
-                                                         scale=self.scale)
-            return out
-        group = self.n_heads // self.n_kv_heads  # SDPA cannot cap scores: written out
-        scores = (q * self.scale) @ keys.repeat_interleave(group, 1).transpose(-1, -2)
-        scores = (scores / self.softcap).tanh() * self.softcap
-        return scores.masked_fill(~sees, float("-inf")).softmax(-1) @ values.repeat_interleave(group, 1)
+        queries = (q * self.scale).reshape(batch, self.n_kv_heads, group * length, dim)
+        scores = queries @ keys.transpose(-1, -2)  # batch x kv heads x group * length x window
+        if self.softcap is not None:
+            scores = (scores / self.softcap).tanh() * self.softcap
+        scores = scores.view(batch, self.n_kv_heads, group, length, window).masked_fill(~sees[:, :, None], -math.inf)
+        out: Tensor = scores.softmax(-1).view(batch, self.n_kv_heads, group * length, window) @ values
+        return out.view(batch, self.n_heads, length, dim)
 
 
 def _fused(take: "TensorSource", prefix: str, fused: str, parts: tuple[str, ...], kind: str = "weight") -> Tensor:
@@ -490,14 +492,14 @@ class Llama:
 
     __call__ = forward
 
-    @torch.inference_mode()
     def forward_fixed(self, tokens: Tensor, slots: Tensor, positions: Tensor, write_slots: Tensor, write_at: Tensor,
                       sees: Tensor) -> Tensor:
         """Logits of every token, with every shape fixed by the arguments' (what a CUDA graph replays).
 
         `tokens`, `positions` (RoPE), `write_slots` and `write_at` (where each token's key and value go) are
         batch x length; `slots` is each row's slot; `sees` (batch x 1 x length x window, bool) says which of
-        the slot's first `window` positions each token attends to, after this forward's own writes.
+        the slot's first `window` positions each token attends to, after this forward's own writes. Call it
+        under `torch.inference_mode()` (not applied here: torch.compile traces this function as it is).
         """
         x = self._embed(tokens)
         local, width = None, self.config.sliding_window

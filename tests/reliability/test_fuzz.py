@@ -21,8 +21,8 @@ from pydantic import BaseModel
 
 from baobab.agents import ConfigError, read_config
 from baobab.engine import LLM, ScriptedLLM, load_llm
-from baobab.serve.openai_server import create_app
 from baobab.graphs import END, START, Graph, GraphError, GraphRecursionError
+from baobab.serve.openai_server import create_app
 from baobab.tools import tool
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))

@@ -439,7 +439,8 @@ def serve(
         "--alias", help="Another model name to answer to (e.g. gpt-4o-mini); repeatable. Other names get 404.")]
     = None,
 ) -> None:
-    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models)."""
+    """Serve a model over OpenAI-compatible HTTP APIs: /v1/chat/completions, /v1/completions, the Responses API
+    (/v1/responses: input items, function tools, text.format, streamed events; nothing stored), /v1/models."""
     import uvicorn
 
     from baobab.serve.openai_server import create_app

@@ -1,50 +1,45 @@
-"""An OpenAI-compatible HTTP server for any Baobab model: /v1/models, /v1/chat/completions, /v1/completions.
+"""An OpenAI-compatible HTTP server for any Baobab model: /v1/models, /v1/chat/completions, /v1/completions, and
+the Responses API at /v1/responses (serve/responses.py).
 
     baobab serve --model local:smollm2-135m --port 8000 [--api-key KEY] [--alias gpt-4o-mini]
 
 Bad requests get OpenAI-shaped 400 errors naming the field; a missing or wrong key gets 401; a `model` that is
 neither the served model's name nor one of its aliases gets 404 (model_not_found), as OpenAI answers it; a body
 larger than `max_body` gets 413 before it is read. A client that disconnects cancels its generation, streamed
-or not, and its place is free at once.
+or not, and its place is free at once (serve/endpoint.py: what every endpoint shares).
 """
 
 import asyncio
 import contextlib
 import json
-import secrets
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request as HttpRequest
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
 from baobab.engine.llm import LLM, RequestError, parses_as_json
 from baobab.engine.types import Chunk, Completion, Message, Request, ToolCall, ToolSpec
-from baobab.errors import BaobabError
+from baobab.serve.endpoint import Body, HttpError, Reply, Served, error_response, offered_tool, validated
+from baobab.serve.responses import ResponsesBody, responses_reply
 
-API_KEY_ENV = "BAOBAB_API_KEY"
-RETRY_AFTER = 1  # seconds a client turned away at capacity is told to wait
 MAX_BODY = 4 * 2**20  # bytes of a request body at most, by default: a long document, not a memory attack
 LARGE_BODY = 2**20  # bytes of a body after which the memory its copies took is handed back to the OS
 INT64 = 2**63  # seeds are int64, as OpenAI documents them
-M = TypeVar("M", bound=BaseModel)
 
 
-class _Wire(BaseModel):
+class _Wire(Body):
     """Fields shared by both endpoints; known OpenAI fields Baobab does not use are accepted and ignored."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = ""
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -129,13 +124,6 @@ class _CompletionBody(_Wire):
     top_k: int = Field(default=0, ge=0)
 
 
-class _HttpError(BaobabError):
-    def __init__(self, status: int, message: str, param: str | None = None, kind: str = "invalid_request_error",
-                 code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.kind, self.code = status, message, param, kind, code
-
-
 def create_app(llm: LLM, *, api_key: str | None = None, model_name: str | None = None,
                aliases: Sequence[str] = (), max_pending: int = 64, max_body: int = MAX_BODY) -> Starlette:
     """The ASGI app serving `llm`; with `api_key`, requests need `Authorization: Bearer KEY`.
@@ -153,31 +141,25 @@ def create_app(llm: LLM, *, api_key: str | None = None, model_name: str | None =
 
     >>> app = create_app(load_llm("scripted:hi"), max_body=2**20)  # doctest: +SKIP
     """
-    name = model_name or llm.name
-    names = list(dict.fromkeys([name, *aliases]))
-    capacity = _Capacity(max_pending)
-
-    def check_key(request: HttpRequest) -> None:
-        if api_key is None:
-            return
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not secrets.compare_digest(given.encode(), api_key.encode()):
-            raise _HttpError(401, "missing or wrong API key (send Authorization: Bearer KEY)",
-                             kind="authentication_error")
+    names = list(dict.fromkeys([model_name or llm.name, *aliases]))
+    served = Served(llm, names, api_key=api_key, max_pending=max_pending, max_body=max_body)
 
     async def models(request: HttpRequest) -> Response:
         try:
-            check_key(request)
-        except _HttpError as exc:
-            return _error(exc)
+            served.check_key(request)
+        except HttpError as exc:
+            return error_response(exc)
         return JSONResponse({"object": "list", "data": [
             {"id": n, "object": "model", "created": 0, "owned_by": "baobab"} for n in names]})
 
     async def chat(request: HttpRequest) -> Response:
-        return await _serve(request, check_key, llm, names, capacity, max_body, chat=True)
+        return await served.answer(request, _ChatBody, lambda body: _reply(body, served))
 
     async def completions(request: HttpRequest) -> Response:
-        return await _serve(request, check_key, llm, names, capacity, max_body, chat=False)
+        return await served.answer(request, _CompletionBody, lambda body: _reply(body, served))
+
+    async def responses(request: HttpRequest) -> Response:
+        return await served.answer(request, ResponsesBody, lambda body: responses_reply(body, served))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -189,6 +171,7 @@ def create_app(llm: LLM, *, api_key: str | None = None, model_name: str | None =
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
     ], middleware=[Middleware(_HandsBackMemory)], lifespan=lifespan)
 
 
@@ -215,123 +198,22 @@ class _HandsBackMemory:
             await asyncio.to_thread(return_freed_memory)
 
 
-class _Capacity:
-    """How many completions are in progress, and the most allowed."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.busy = limit, 0
-
-    def take(self) -> None:
-        if self.busy >= self.limit:
-            raise _HttpError(503, f"the server is at capacity ({self.limit} requests in progress); retry after "
-                                  f"{RETRY_AFTER} s", kind="server_overloaded")
-        self.busy += 1
-
-    def give(self) -> None:
-        self.busy -= 1
-
-
-async def _serve(http: HttpRequest, check_key: Callable[[HttpRequest], None], llm: LLM, names: list[str],
-                 capacity: _Capacity, max_body: int, *, chat: bool) -> Response:
-    """One completion request, answered under the served model's name (`names[0]`) whichever of `names` it asked."""
-    name = names[0]
-    try:
-        check_key(http)
-        data = _json(await _read(http, max_body))
-        body: _ChatBody | _CompletionBody = _validated(_ChatBody, data) if chat else _validated(_CompletionBody, data)
-        if body.model and body.model not in names:
-            raise _HttpError(404, f"The model '{body.model}' does not exist", "model", code="model_not_found")
-        request = _to_request(body)
-        capacity.take()
-    except _HttpError as exc:
-        return _error(exc)
+def _reply(body: _ChatBody | _CompletionBody, served: Served) -> Reply:
+    """A chat or text completion, answered under the served model's name whichever of its names it asked."""
+    request, chat = _to_request(body), isinstance(body, _ChatBody)
     created, ident = int(time.time()), f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
 
     async def reply() -> Response | AsyncGenerator[str, None]:
         if body.stream:
             usage = bool((body.stream_options or {}).get("include_usage"))
-            return _sse(llm.stream(request), ident, created, name, chat, usage)
+            return _sse(served.llm.stream(request), ident, created, served.name, chat, usage)
         try:
-            completion = await llm.complete(request)
+            completion = await served.llm.complete(request)
         except RequestError as exc:
-            return _error(_HttpError(400, str(exc)))
-        return JSONResponse(_completion_json(completion, ident, created, name, chat))
+            return error_response(HttpError(400, str(exc)))
+        return JSONResponse(_completion_json(completion, ident, created, served.name, chat))
 
-    return _Held(reply, capacity)
-
-
-class _Held(StreamingResponse):
-    """The answer to a completion request: `reply()` makes it (a whole response, or the events of a stream), and
-    Starlette listens for the client's disconnect meanwhile, as it does for every stream, and cancels it then:
-    streamed or not, a client that leaves stops its generation at the engine's next step. However it ends, the
-    request's place in `capacity` is given back at once and a stream's events are closed (a client gone before
-    the first byte never started them, so a `finally` inside them would never run)."""
-
-    def __init__(self, reply: Callable[[], Awaitable[Response | AsyncGenerator[str, None]]],
-                 capacity: _Capacity) -> None:
-        super().__init__(())  # no content of its own: `stream_response` sends the reply's
-        self.reply, self.capacity = reply, capacity
-        self.events: AsyncGenerator[str, None] | None = None
-
-    async def stream_response(self, send: Send) -> None:
-        reply = await self.reply()
-        if isinstance(reply, Response):
-            await send({"type": "http.response.start", "status": reply.status_code, "headers": reply.raw_headers})
-            await send({"type": "http.response.body", "body": reply.body})
-            return
-        self.events = reply
-        await StreamingResponse(reply, media_type="text/event-stream").stream_response(send)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.capacity.give()
-            if self.events is not None:
-                await self.events.aclose()  # a stream left midway stops generating now, not when collected
-
-
-async def _read(http: HttpRequest, limit: int) -> bytes:
-    """The request's body, or 413 once it is known to exceed `limit` bytes: from Content-Length before reading
-    anything, else as soon as the bytes read pass it (a chunked body declares no length)."""
-    declared = http.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks, size = [], 0
-    async for chunk in http.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> _HttpError:
-    return _HttpError(413, f"the body is larger than this server's limit of {limit:,} bytes (baobab serve "
-                           f"--max-body)", code="request_too_large")
-
-
-def _json(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or a 400 saying why it is not one."""
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _HttpError(400, f"the body is not valid JSON: {exc}") from exc
-    except RecursionError:  # "[[[[..." deeper than Python's stack
-        raise _HttpError(400, "the body is not valid JSON: nested too deeply") from None
-    if not isinstance(data, dict):
-        raise _HttpError(400, "the body must be a JSON object")
-    return data
-
-
-def _validated(model: type[M], data: Any, where: str = "") -> M:
-    """`data` as a `model`, or a 400 naming the first field at fault (its path, under `where`)."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in (where, *first["loc"]) if p != "") or "request"
-        raise _HttpError(400, f"{param}: {first['msg']}", param) from exc
+    return reply
 
 
 def _to_request(body: _ChatBody | _CompletionBody) -> Request:
@@ -349,14 +231,14 @@ def _to_request(body: _ChatBody | _CompletionBody) -> Request:
             fields["tool_choice"] = _tool_choice(body.tool_choice, tools)
     else:
         fields["prompt"], fields["top_k"] = body.prompt, body.top_k
-    return _validated(Request, fields)
+    return validated(Request, fields)
 
 
 def _message(m: _WireMessage, index: int) -> Message:
     content = m.content
     if isinstance(content, list):  # content parts: only text is understood
         if any(p.type != "text" for p in content):
-            raise _HttpError(400, f"messages.{index}.content: only text parts are supported", f"messages.{index}")
+            raise HttpError(400, f"messages.{index}.content: only text parts are supported", f"messages.{index}")
         content = "".join(p.text for p in content)
     calls = [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments) for c in m.tool_calls or ()]
     role = "system" if m.role == "developer" else m.role
@@ -374,11 +256,8 @@ def _tool_choice(choice: str | dict[str, Any], tools: list[ToolSpec]) -> str:
     "function": {"name": NAME}})."""
     if choice in ("auto", "none", "required"):
         return str(choice)
-    name = choice if isinstance(choice, str) else _validated(_WireToolChoice, choice, "tool_choice").function.name
-    if name not in {t.name for t in tools}:
-        offered = ", ".join(repr(t.name) for t in tools) or "none"
-        raise _HttpError(400, f"tool_choice: {name!r} names no tool in tools (offered: {offered})", "tool_choice")
-    return name
+    name = choice if isinstance(choice, str) else validated(_WireToolChoice, choice, "tool_choice").function.name
+    return offered_tool(name, tools)
 
 
 def _completion_json(completion: Completion, ident: str, created: int, name: str, chat: bool) -> dict[str, Any]:
@@ -439,9 +318,3 @@ async def _sse(chunks: AsyncIterator[Chunk], ident: str, created: int, name: str
 
 def _event(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data)}\n\n"
-
-
-def _error(exc: _HttpError) -> JSONResponse:
-    retry = {"Retry-After": str(RETRY_AFTER)} if exc.status == 503 else None
-    return JSONResponse({"error": {"message": exc.message, "type": exc.kind, "param": exc.param, "code": exc.code}},
-                        status_code=exc.status, headers=retry)

@@ -21,8 +21,8 @@ from pydantic import BaseModel
 
 from baobab.agents import ConfigError, read_config
 from baobab.engine import LLM, ScriptedLLM, load_llm
-from baobab.serve.openai_server import create_app
 from baobab.graphs import END, START, Graph, GraphError, GraphRecursionError
+from baobab.serve.openai_server import create_app
 from baobab.tools import tool
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
@@ -248,6 +248,42 @@ def test_server_bodies_get_a_result_or_an_openai_shaped_4xx() -> None:
     FEW(fuzz_server_bodies)()
 
 
+ITEMS = st.lists(st.fixed_dictionaries({}, optional={
+    "type": st.sampled_from(["message", "function_call", "function_call_output", "item_reference"]) | json_values,
+    "role": st.sampled_from(["user", "developer", "assistant", "tool"]) | json_values, "call_id": NAMED,
+    "content": json_values | st.lists(shaped({"type": st.sampled_from(["input_text", "input_image"]) | json_values,
+                                              "text": json_values})),
+    "name": NAMED, "arguments": st.sampled_from(['{"a": 1}', "not json", "[" * 3000]) | json_values,
+    "output": json_values}), max_size=3)
+RESPONSES_BODIES = st.fixed_dictionaries({}, optional={
+    "model": json_values, "input": st.text(max_size=8) | ITEMS | json_values, "instructions": json_values,
+    "max_output_tokens": json_values, "temperature": json_values, "top_p": json_values,
+    "stream": st.booleans() | json_values, "previous_response_id": json_values, "store": json_values,
+    "tools": st.lists(shaped({"type": st.just("function") | json_values, "name": NAMED, "parameters": SCHEMAS}),
+                      max_size=2) | json_values,
+    "tool_choice": st.sampled_from(["auto", "none", "required"]) | shaped({
+        "type": st.just("function") | json_values, "name": NAMED}),
+    "text": shaped({"format": shaped({"type": st.sampled_from(["json_object", "json_schema"]) | json_values,
+                                      "name": json_values, "schema": SCHEMAS})})})
+
+
+@given(body=RESPONSES_BODIES)
+def fuzz_responses_bodies(body: dict[str, Any]) -> None:
+    response, events = asyncio.run(post("/v1/responses", json.dumps(body).encode(), {}, None))
+    assert response.status_code in (200, 400, 404), (response.status_code, response.text[:300])
+    if response.status_code != 200:
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+    elif events:  # each numbered, the last ending the response
+        data = [json.loads(event.removeprefix("data: ")) for event in events]
+        assert [d["sequence_number"] for d in data] == list(range(len(data)))
+        assert data[-1]["type"] in ("response.completed", "response.incomplete", "response.failed"), data[-1]
+
+
+def test_responses_bodies_get_a_result_or_an_openai_shaped_4xx() -> None:
+    FEW(fuzz_responses_bodies)()
+
+
 @pytest.fixture(scope="module")
 def local_llm() -> Iterator[LLM]:
     """The embedded model, small: 2 slots, a context of 1,024 tokens."""
@@ -284,6 +320,7 @@ def test_bodies_reaching_the_local_model_get_a_result_or_an_openai_shaped_4xx(lo
 
 @pytest.mark.long
 def test_many_more_fuzz_examples(tmp_path: Path, local_llm: LLM) -> None:
-    for target in [*fuzz_configs(tmp_path), fuzz_graphs, fuzz_tool_arguments, fuzz_server_bodies]:
+    for target in [*fuzz_configs(tmp_path), fuzz_graphs, fuzz_tool_arguments, fuzz_server_bodies,
+                   fuzz_responses_bodies]:
         MANY(target)()
     settings(MANY, deadline=None)(fuzz_engine_bodies(local_llm))()

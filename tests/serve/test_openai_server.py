@@ -137,11 +137,14 @@ def test_malformed_json_is_retried_like_a_5xx_then_named(faulty: FaultServer) ->
     assert ask(fixed) == "fine" and fixed.attempts == 2
 
 
-def test_a_stream_whose_client_left_before_its_first_byte_gives_its_place_back() -> None:
+@pytest.mark.parametrize(("path", "asked"), [("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]}),
+                                           ("/v1/responses", {"input": "x"})])
+def test_a_stream_whose_client_left_before_its_first_byte_gives_its_place_back(path: str,
+                                                                               asked: dict[str, Any]) -> None:
     app = create_app(load_llm("scripted:hi"), max_pending=1)
-    body = json.dumps({"model": "scripted", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
+    body = json.dumps({"model": "scripted", "stream": True, **asked}).encode()
     scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-             "method": "POST", "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
              "query_string": b"", "root_path": "", "headers": [(b"content-type", b"application/json")],
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
 
@@ -155,7 +158,7 @@ def test_a_stream_whose_client_left_before_its_first_byte_gives_its_place_back()
         with pytest.raises(ClientDisconnect):
             await app(scope, receive, send)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-            again = await http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
+            again = await http.post(path, json=asked)
         return again.status_code
 
     assert run_sync(scenario()) == 200  # not 503: the one place was given back
@@ -217,7 +220,8 @@ CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 def test_an_unknown_model_gets_openai_shaped_404s() -> None:
     app = create_app(load_llm("scripted:hi"))
     responses = serve(app, [("POST", "/v1/chat/completions", {"model": "gpt-4o-mini", **CHAT}),
-                            ("POST", "/v1/completions", {"model": "gpt-4o-mini", "prompt": "x"})])
+                            ("POST", "/v1/completions", {"model": "gpt-4o-mini", "prompt": "x"}),
+                            ("POST", "/v1/responses", {"model": "gpt-4o-mini", "input": "x"})])
     for response in responses:
         assert response.status_code == 404 and response.json() == {"error": {
             "message": "The model 'gpt-4o-mini' does not exist", "type": "invalid_request_error", "param": "model",

@@ -453,8 +453,8 @@ def serve(
 
 @app.command()
 def mcp(
-    targets: Annotated[list[str], typer.Argument(help="Workflow FILE.yaml files and FILE.py:NAME of Graphs or "
-                                                      "compiled Apps; each becomes one tool.")],
+    targets: Annotated[list[str], typer.Argument(help="Workflow FILE.yaml files (or directories of them) and "
+                                                      "FILE.py:NAME of Graphs or compiled Apps; each is one tool.")],
     transport: Annotated[str, typer.Option(help="stdio (a client starts this command) or http (streamable HTTP "
                                                 "at http://HOST:PORT/mcp).")] = "stdio",
     host: Annotated[str, typer.Option(help="With --transport http: the address to listen on.")] = "127.0.0.1",
@@ -473,7 +473,7 @@ def mcp(
 
     if transport not in ("stdio", "http"):
         raise typer.BadParameter(f"expected stdio or http, got {transport!r}", param_hint="--transport")
-    flows = [t for t in targets if t.endswith((".yaml", ".yml"))]
+    flows = [t for t in targets if t.endswith((".yaml", ".yml")) or Path(t).is_dir()]
     apps = [_app(t, db) for t in targets if t not in flows]
     where = "stdio" if transport == "stdio" else f"http://{host}:{port}/mcp"
     try:

@@ -25,7 +25,6 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from pydantic_core import to_jsonable_python
 
-from baobab import __version__
 from baobab.agents import Workflow, pipeline
 from baobab.agents.config import InputEntry
 from baobab.errors import BaobabError
@@ -109,7 +108,7 @@ class WorkflowTool:
                                     if thread is not None else "resume: give the thread of the interrupted run")
             events = self.app.astream(self.start(inputs), thread=thread or uuid.uuid4().hex)
         else:
-            events = self.app.astream_resume(thread, **({} if resume is ... else {"value": resume}))
+            events = self.app.astream_resume(info.name, **({} if resume is ... else {"value": resume}))
         async for event in events:
             yield event
 
@@ -242,7 +241,7 @@ def create_server(tools: Sequence[WorkflowTool]) -> Server[Any]:
                 if thread and not isinstance(exc, ToolCallError) else ""
             return _error(f"{exc}{hint}" if isinstance(exc, ToolCallError) else f"{type(exc).__name__}: {exc}{hint}")
 
-    return Server("baobab", version=__version__, instructions="Baobab workflows: each tool runs one to its end.",
+    return Server("baobab", instructions="Baobab workflows: each tool runs one to its end.",
                   get_tool_input_schema=lambda name: by_name[name].input_schema if name in by_name else None,
                   on_list_tools=list_tools, on_call_tool=call_tool)
 

@@ -18,6 +18,7 @@ import pytest
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from baobab.serve.mcp_server import OfferError, create_server, tool_name, with_control
 
@@ -98,16 +99,16 @@ def test_a_killed_servers_run_resumes_from_its_checkpoint(tmp_path: Path) -> Non
     gate, db = tmp_path / "gate", f"sqlite:///{tmp_path / 'runs.db'}"
 
     async def killed_mid_run() -> None:
-        async with stdio_session(GRAPH, "--db", db, env={"MCP_TEST_GATE": str(gate)}) as session:
-            async with anyio.create_task_group() as group:
-                async def run() -> None:
-                    with pytest.raises(Exception):  # noqa: B017 - whatever the client raises when the server dies
-                        await call(session, {"item": "pen", "quantity": 2, "thread": "crash-1"})
-                group.start_soon(run)
-                with anyio.fail_after(60):
-                    while not Path(f"{gate}.pid").exists():  # `book` is running: two steps are committed
-                        await anyio.sleep(0.05)
-                os.kill(int(Path(f"{gate}.pid").read_text()), signal.SIGKILL)
+        async with stdio_session(GRAPH, "--db", db, env={"MCP_TEST_GATE": str(gate)}) as session, \
+                anyio.create_task_group() as group:
+            async def run() -> None:
+                with pytest.raises(MCPError, match="Connection closed"):
+                    await call(session, {"item": "pen", "quantity": 2, "thread": "crash-1"})
+            group.start_soon(run)
+            with anyio.fail_after(60):
+                while not Path(f"{gate}.pid").exists():  # `book` is running: two steps are committed
+                    await anyio.sleep(0.05)
+            os.kill(int(Path(f"{gate}.pid").read_text()), signal.SIGKILL)
 
     async def resumed() -> None:
         gate.write_text("open")

@@ -94,8 +94,7 @@ class WorkflowTool:
     async def _events(self, thread: Any, resume: Any, inputs: dict[str, Any]) -> AsyncIterator[Event]:
         if thread is not None and (not isinstance(thread, str) or not thread):
             raise ToolCallError(f"thread: expected a non-empty string, got {thread!r}")
-        checkpointer = self.app.checkpointer
-        assert checkpointer is not None, "offered graphs are compiled with a checkpointer"
+        checkpointer = self.app.require_checkpointer("a tool's run")
         info = checkpointer.thread(thread) if thread is not None else None
         if info is not None and info.graph != self.app.graph.name:
             raise ToolCallError(f"thread {thread!r} is a run of {info.graph!r}, not of {self.app.graph.name!r}: "
@@ -113,7 +112,7 @@ class WorkflowTool:
             yield event
 
     def _result(self, result: RunResult) -> types.CallToolResult:
-        state = result.state.model_dump(mode="json")
+        state: dict[str, Any] = to_jsonable_python(result.state, fallback=repr)
         pause = result.interrupt
         interrupt = None if pause is None else {"when": pause.when, "nodes": list(pause.nodes),
                                                 "payload": to_jsonable_python(pause.payload, fallback=repr)}
@@ -135,6 +134,8 @@ def graph_tool(app: App) -> WorkflowTool:
     >>> graph_tool(graph.compile(checkpointer=Store("sqlite:///runs.db"))).name  # doctest: +SKIP
     'State'
     """
+    if app.checkpointer is None:
+        raise OfferError(f"graph {app.graph.name!r}: compile it with a checkpointer, where its runs' threads are kept")
     model = app.schema.model
     schema = model.model_json_schema()
     own_doc = model.__doc__ if "__doc__" in vars(model) and model.__doc__ else ""
@@ -196,7 +197,7 @@ def with_control(schema: dict[str, Any], what: str) -> dict[str, Any]:
     taken = sorted(set(schema.get("properties", {})) & set(CONTROL))
     if taken:
         raise OfferError(f"{what}: its inputs {taken} clash with the MCP tool's own thread and resume inputs: "
-                            f"rename them to offer it as a tool")
+                         f"rename them to offer it as a tool")
     return {**schema, "properties": {**schema.get("properties", {}), **CONTROL}}
 
 

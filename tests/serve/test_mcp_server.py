@@ -20,7 +20,8 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from baobab.serve.mcp_server import OfferError, create_server, tool_name, with_control
+from baobab.cli import load_target
+from baobab.serve.mcp_server import OfferError, create_server, graph_tool, tool_name, with_control
 
 HERE = Path(__file__).parent
 GRAPH = f"{HERE / 'mcp_graph.py'}:graph"
@@ -194,3 +195,9 @@ def test_names_and_clashes() -> None:
 class _Named:
     def __init__(self, name: str) -> None:
         self.name = name
+
+
+def test_a_graph_without_a_checkpointer_is_refused() -> None:
+    graph = load_target(GRAPH)
+    with pytest.raises(OfferError, match="graph 'orders': compile it with a checkpointer"):
+        graph_tool(graph.compile())

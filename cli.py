@@ -452,6 +452,43 @@ def serve(
                 host=host, port=port, log_level="warning")
 
 
+@app.command()
+def mcp(
+    targets: Annotated[list[str], typer.Argument(help="Workflow FILE.yaml files (or directories of them) and "
+                                                      "FILE.py:NAME of Graphs or compiled Apps; each is one tool.")],
+    transport: Annotated[str, typer.Option(help="stdio (a client starts this command) or http (streamable HTTP "
+                                                "at http://HOST:PORT/mcp).")] = "stdio",
+    host: Annotated[str, typer.Option(help="With --transport http: the address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="With --transport http: the port to listen on.")] = 8000,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="YAML: use this model for every agent.")] = None,
+    db: DbOption = None,
+    agents: Annotated[bool, typer.Option("--agents", help="YAML: offer each agent as a tool too "
+                                                          "(WORKFLOW.AGENT, taking a task).")] = False,
+) -> None:
+    """Offer workflows and graphs as MCP tools: a call runs one to its end, with progress per node; a run's thread
+    continues it after an interrupt or a restart."""
+    from baobab.agents import ConfigError
+    from baobab.aio import run_sync
+    from baobab.serve.mcp_server import OfferError, serve_mcp
+    from baobab.store import Store
+
+    if transport not in ("stdio", "http"):
+        raise typer.BadParameter(f"expected stdio or http, got {transport!r}", param_hint="--transport")
+    flows = [t for t in targets if t.endswith((".yaml", ".yml")) or Path(t).is_dir()]
+    apps = [_app(t, db) for t in targets if t not in flows]
+    where = "stdio" if transport == "stdio" else f"http://{host}:{port}/mcp"
+    try:
+        run_sync(serve_mcp(apps, flows, store=Store(db), model=model, agents=agents, transport=transport, host=host,
+                           port=port, on_ready=lambda names: errors.print(
+                               f"MCP tools {', '.join(names)} on {where}", markup=False, highlight=False)))
+    except ConfigError as exc:
+        print_error(str(exc), located=True)
+        raise typer.Exit(2) from exc
+    except OfferError as exc:
+        print_error(str(exc))
+        raise typer.Exit(2) from exc
+
+
 AppsOption = Annotated[list[str] | None, typer.Option(
     "--app", help="FILE.py:NAME of a Graph or App whose threads are shown (exact states, validated forks); "
                   "repeatable.")]

@@ -200,6 +200,7 @@ class SupervisorEntry(Strict):
 class WorkflowEntry(Strict):
     type: Literal["sequential", "supervisor", "handoffs", "graph"]
     task: str = "{task}"  # the task text; {name} is filled from the inputs
+    description: str = ""  # what the workflow does: `baobab mcp` shows it as the tool's description
     agents: list[str] = []  # sequential, supervisor, handoffs: in order (handoffs start with the first)
     supervisor: SupervisorEntry = SupervisorEntry()
     nodes: dict[Name, NodeEntry] = {}  # graph

@@ -468,10 +468,14 @@ def serve_agent(
     import uvicorn
 
     from baobab.agents import ConfigError
-    from baobab.serve.agent_app import PROTOCOLS, create_agent_app
-    from baobab.serve.target import InputError, graph_target, workflow_target
     from baobab.store import Store
 
+    try:
+        from baobab.serve.agent_app import PROTOCOLS, create_agent_app
+        from baobab.serve.target import InputError, graph_target, workflow_target
+    except ModuleNotFoundError as exc:  # a2a-sdk or ag-ui-protocol is not installed
+        print_error(f"{exc}: serving agents needs the serve extra: pip install 'baobab[serve]'")
+        raise typer.Exit(1) from exc
     protocols = PROTOCOLS if protocol == "both" else (protocol,)
     if protocol != "both" and protocol not in PROTOCOLS:
         raise typer.BadParameter(f"expected a2a, agui or both, got {protocol!r}", param_hint="--protocol")

@@ -11,6 +11,7 @@ payload}]`, the payload being the value the run resumes with. A run that raises 
 >>> routes = agui_routes(graph_target(graph.compile(checkpointer=store)))  # doctest: +SKIP
 """
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -53,39 +54,72 @@ from baobab.serve.target import InputError, Target
 async def agui_events(target: Target, run: RunAgentInput) -> AsyncIterator[BaseEvent]:
     """The AG-UI events of one run of `target` (a new run, or the resume of an interrupted thread).
 
+    The run goes on in a task of its own (its listeners and budget set there), which ends if the events are dropped.
+
     >>> async for event in agui_events(target, RunAgentInput(thread_id="t", run_id="r", messages=[])):  # doctest: +SKIP
     ...     print(event.type)
     """
     yield RunStartedEvent(thread_id=run.thread_id, run_id=run.run_id)
-    heard: list[AgentEvent] = []
     try:
         events = _events(target, run)
-        if events is None:  # the interrupt was cancelled: the thread stays paused
-            yield RunFinishedEvent(thread_id=run.thread_id, run_id=run.run_id, outcome=Cancelled())
-            return
-        talk = _Talk()
-        shown: Any = None
-        with listen(heard.append), target.running():
+    except Exception as exc:  # a bad input or resume, before anything ran
+        yield _error(exc)
+        return
+    if events is None:  # the interrupt was cancelled: the thread stays paused
+        yield RunFinishedEvent(thread_id=run.thread_id, run_id=run.run_id, outcome=Cancelled())
+        return
+    told: asyncio.Queue[Event | ToolCalled | Exception | None] = asyncio.Queue()
+    producer = asyncio.create_task(_produce(target, events, told))
+    talk, shown = _Talk(), None
+    try:
+        while (event := await told.get()) is not None:
+            if isinstance(event, Exception):  # the run stopped (its thread keeps its last checkpoint)
+                yield _error(event)
+                return
+            if isinstance(event, ToolCalled):
+                for said in talk.tool(event):
+                    yield said
+                continue
+            if shown is None:
+                shown = target.app.state(run.thread_id).model_dump(mode="json")
+                yield StateSnapshotEvent(snapshot=shown)
+            if isinstance(event, Checkpoint):
+                state = event.state.model_dump(mode="json")
+                if patch := diff(shown, state):
+                    yield StateDeltaEvent(delta=patch)
+                shown = state
+            elif isinstance(event, RunResult):
+                for said in talk.close():
+                    yield said
+                yield _finished(run, event)
+            else:
+                for said in talk.on(event):
+                    yield said
+    finally:
+        producer.cancel()  # the client left: the run stops where its last checkpoint left it
+
+
+async def _produce(target: Target, events: AsyncIterator[Event],
+                   told: "asyncio.Queue[Event | ToolCalled | Exception | None]") -> None:
+    """Run the graph: put its events, and the tool calls its agents make, on `told`; then an error or None."""
+    loop = asyncio.get_running_loop()
+
+    def hear(event: AgentEvent) -> None:
+        if isinstance(event, ToolCalled):  # an agent in a sync node calls from the node's worker thread
+            loop.call_soon_threadsafe(told.put_nowait, event)
+
+    try:
+        with listen(hear), target.running():
             async for event in events:
-                for told in talk.tools(heard):
-                    yield told
-                if shown is None:
-                    shown = target.app.state(run.thread_id).model_dump(mode="json")
-                    yield StateSnapshotEvent(snapshot=shown)
-                if isinstance(event, Checkpoint):
-                    state = event.state.model_dump(mode="json")
-                    if patch := diff(shown, state):
-                        yield StateDeltaEvent(delta=patch)
-                    shown = state
-                elif isinstance(event, RunResult):
-                    for closed in talk.close():
-                        yield closed
-                    yield _finished(run, event)
-                else:
-                    for told in talk.on(event):
-                        yield told
-    except Exception as exc:  # the run stopped (its thread keeps its last checkpoint): the client hears why
-        yield RunErrorEvent(message=f"{type(exc).__name__}: {exc}", code=type(exc).__name__)
+                await asyncio.sleep(0)  # tool calls heard so far go first
+                told.put_nowait(event)
+    except Exception as exc:
+        told.put_nowait(exc)
+    told.put_nowait(None)
+
+
+def _error(exc: Exception) -> RunErrorEvent:
+    return RunErrorEvent(message=f"{type(exc).__name__}: {exc}", code=type(exc).__name__)
 
 
 def agui_routes(target: Target, path: str = "/agui") -> list[Route]:
@@ -179,19 +213,15 @@ class _Talk:
             self.steps.remove(event.node)
             yield StepFinishedEvent(step_name=event.node)
 
-    def tools(self, heard: list[AgentEvent]) -> Iterator[BaseEvent]:
-        """The tool calls agents made since last asked (they are told once the tool has answered)."""
-        while heard:
-            called = heard.pop(0)
-            if not isinstance(called, ToolCalled):
-                continue
-            call = called.call
-            yield ToolCallStartEvent(tool_call_id=call.id, tool_call_name=call.name,
-                                     parent_message_id=self.open.get(called.agent))
-            yield ToolCallArgsEvent(tool_call_id=call.id, delta=call.arguments)
-            yield ToolCallEndEvent(tool_call_id=call.id)
-            yield ToolCallResultEvent(message_id=uuid.uuid4().hex, tool_call_id=call.id, role="tool",
-                                      content=called.observation.content)
+    def tool(self, called: ToolCalled) -> Iterator[BaseEvent]:
+        """A tool call an agent made (told once the tool has answered): its start, arguments, end and result."""
+        call = called.call
+        yield ToolCallStartEvent(tool_call_id=call.id, tool_call_name=call.name,
+                                 parent_message_id=self.open.get(called.agent))
+        yield ToolCallArgsEvent(tool_call_id=call.id, delta=call.arguments)
+        yield ToolCallEndEvent(tool_call_id=call.id)
+        yield ToolCallResultEvent(message_id=uuid.uuid4().hex, tool_call_id=call.id, role="tool",
+                                  content=called.observation.content)
 
     def close(self) -> Iterator[BaseEvent]:
         """End the text messages and steps still open (the nodes a pause stopped), as a run must before it ends."""

@@ -207,3 +207,14 @@ def test_serve_agent_on_the_embedded_model_answers_over_a2a(tmp_path: Path, port
         proc.wait(timeout=30)
         log.close()
     assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def test_serve_agent_names_a_bad_protocol_and_a_bad_workflow(tmp_path: Path) -> None:
+    (tmp_path / "geo.yaml").write_text(MODEL_WORKFLOW.replace("agents: [geographer]", "agents: [geographer, poet]"))
+    bad = subprocess.run(["baobab", "serve-agent", "geo.yaml", "--protocol", "smoke"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "expected a2a, agui or both, got 'smoke'" in bad.stderr
+    broken = subprocess.run(["baobab", "serve-agent", "geo.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert broken.returncode == 2
+    assert broken.stderr.strip() == "geo.yaml:8: workflow.agents.1: 'poet' is not an agent (['geographer'])"

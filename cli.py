@@ -492,8 +492,9 @@ def serve_agent(
     except InputError as exc:
         raise typer.BadParameter(str(exc), param_hint="TARGET") from exc
     public = url or f"http://{host}:{port}/"
-    errors.print(Text(f"serving {served.name} at {public} over {' and '.join(p.upper() for p in protocols)}"
-                      + (f" (AG-UI: POST {public.rstrip('/')}/agui)" if "agui" in protocols else "")), soft_wrap=True)
+    where = {"a2a": f"A2A (card: {public.rstrip('/')}/.well-known/agent-card.json)",
+             "agui": f"AG-UI (POST {public.rstrip('/')}/agui)"}
+    errors.print(Text(f"serving {served.name} over {' and '.join(where[p] for p in protocols)}"), soft_wrap=True)
     uvicorn.run(create_agent_app(served, url=public, protocols=protocols), host=host, port=port, log_level="warning")
 
 

@@ -25,7 +25,6 @@ from a2a.utils.constants import PROTOCOL_VERSION_1_0, TransportProtocol
 from pydantic_core import to_jsonable_python
 from starlette.routing import BaseRoute
 
-from baobab import __version__
 from baobab.agents import ConfigError
 from baobab.graphs import Interrupt, NodeEnd, RunResult, Token
 from baobab.serve.target import InputError, Target
@@ -42,7 +41,7 @@ def agent_card(target: Target, url: str) -> AgentCard:
            else f"Send the inputs as a JSON object ({takes}).")
     skill = AgentSkill(id=target.name, name=target.name, description=f"{target.description} {how}",
                        tags=target.tags or [target.name], examples=target.examples)
-    return AgentCard(name=target.name, description=target.description, version=__version__,
+    return AgentCard(name=target.name, description=target.description, version=target.version,
                      supported_interfaces=[AgentInterface(url=url, protocol_binding=TransportProtocol.JSONRPC.value,
                                                           protocol_version=PROTOCOL_VERSION_1_0)],
                      capabilities=AgentCapabilities(streaming=True),

@@ -86,7 +86,7 @@ async def agui_events(target: Target, run: RunAgentInput) -> AsyncIterator[BaseE
             if isinstance(event, Checkpoint):
                 state = event.state.model_dump(mode="json")
                 if patch := diff(shown, state):
-                    yield StateDeltaEvent(delta=patch)
+                    yield StateDeltaEvent.model_validate({"delta": patch})
                 shown = state
             elif isinstance(event, RunResult):
                 for said in talk.close():
@@ -133,7 +133,7 @@ def agui_routes(target: Target, path: str = "/agui") -> list[Route]:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
             return JSONResponse({"error": f"expected a RunAgentInput: {problems}"}, status_code=400)
-        encoder = EventEncoder(accept=request.headers.get("accept"))
+        encoder = EventEncoder(accept=request.headers.get("accept", "text/event-stream"))
 
         async def stream() -> AsyncIterator[str]:
             async for event in agui_events(target, run):
@@ -144,7 +144,7 @@ def agui_routes(target: Target, path: str = "/agui") -> list[Route]:
     return [Route(path, run_agent, methods=["POST"])]
 
 
-def interrupt_id(when: str, step: int, nodes: Any) -> str:
+def _interrupt_id(when: str, step: int, nodes: Any) -> str:
     """How an AG-UI client names a paused run's interrupt: where it paused."""
     return f"{when}-{step}-{'+'.join(nodes)}"
 
@@ -153,7 +153,7 @@ def _events(target: Target, run: RunAgentInput) -> AsyncIterator[Event] | None:
     """The run's Baobab events: a resume when `run` answers the thread's interrupt, else a run on its input."""
     app, thread = target.app, run.thread_id
     info = app.require_checkpointer("serve").thread(thread)
-    waiting = (interrupt_id(info.detail["when"], info.detail["step"], info.detail["nodes"])
+    waiting = (_interrupt_id(info.detail["when"], info.detail["step"], info.detail["nodes"])
                if info is not None and info.status == "interrupted" and info.detail and "when" in info.detail else None)
     if run.resume:
         entry = run.resume[0]
@@ -181,7 +181,7 @@ def _finished(run: RunAgentInput, result: RunResult) -> RunFinishedEvent:
     pause = result.interrupt
     assert pause is not None
     where = f"{pause.when} {', '.join(pause.nodes)}"
-    interrupt = Interrupt(id=interrupt_id(pause.when, pause.step, pause.nodes), reason="input_required",
+    interrupt = Interrupt(id=_interrupt_id(pause.when, pause.step, pause.nodes), reason="input_required",
                           message=f"paused {where}: resume with the value to continue",
                           metadata={"when": pause.when, "nodes": list(pause.nodes), "step": pause.step,
                                     "payload": to_jsonable_python(pause.payload)})

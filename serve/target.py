@@ -34,6 +34,7 @@ class Target:
     text_input: str | None  # the input a plain-text message fills (None: send a JSON object)
     examples: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    version: str = "1.0.0"  # what its Agent Card says: raise it when the inputs or the answers change shape
     _app: App | None = None
     _path: str | None = None  # a YAML workflow, loaded by open()
     _model: str | None = None
@@ -100,7 +101,7 @@ def graph_target(app: App) -> Target:
     doc = (app.schema.model.__doc__ or "").strip()
     nodes = ", ".join(app.graph.nodes)
     return Target(app.graph.name, doc or f"A Baobab graph over {app.schema.model.__name__} (nodes: {nodes}).",
-                  {name: f.description or getattr(f.annotation, "__name__", str(f.annotation))
+                  {name: str(f.description or getattr(f.annotation, "__name__", None) or f.annotation)
                    for name, f in fields.items()}, text, tags=list(app.graph.nodes), _app=app)
 
 

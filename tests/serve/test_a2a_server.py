@@ -3,6 +3,7 @@ Agent Card is discovered, a task streams each node's update and the text it stre
 input-required and the next message on the task resumes it, a context's tasks continue one thread, bad input is
 rejected and a failing node fails the task; `baobab serve-agent` on the embedded model answers a question right."""
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -11,9 +12,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from a2a.client import A2ACardResolver, Client, create_client
+from a2a.client import A2ACardResolver, Client, ClientConfig, create_client
 from a2a.helpers import get_data_parts, get_text_parts, new_data_message, new_text_message
-from a2a.types import AgentCard, GetTaskRequest, Message, Role, SendMessageRequest, StreamResponse, TaskState
+from a2a.types import (
+    AgentCard,
+    CancelTaskRequest,
+    GetTaskRequest,
+    Message,
+    Role,
+    SendMessageRequest,
+    StreamResponse,
+    TaskState,
+)
 from asgi_server import served
 from pydantic import BaseModel
 
@@ -164,6 +174,30 @@ def test_context_continues_its_thread_bad_input_is_rejected_and_a_failing_node_f
         failed = last_status(send(client, user('{"a": -1, "b": 0}')))  # JSON text is an object of inputs too
         assert failed.state == TaskState.TASK_STATE_FAILED
         assert "a must not be negative, got -1" in get_text_parts(failed.message.parts)[0]
+
+
+class Slow(BaseModel):
+    task: str = ""
+    done: bool = False
+
+
+async def wait(state: Slow) -> dict[str, Any]:
+    await asyncio.sleep(120)
+    return {"done": True}
+
+
+def test_a_cancelled_task_stops_its_run(tmp_path: Path) -> None:
+    app = Graph(Slow).node("wait", wait).edge(START, "wait").edge("wait", END) \
+        .compile(checkpointer=f"sqlite:///{tmp_path / 'served.db'}")
+    with served(lambda url: create_agent_app(graph_target(app), url=f"{url}/", protocols=["a2a"])) as url:
+        client = run_sync(create_client(url, client_config=ClientConfig(streaming=False, polling=True)))
+        started = send(client, user("take your time"))[0].task  # answered at once: the run goes on
+        assert started.status.state in (TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING)
+        cancelled = run_sync(client.cancel_task(CancelTaskRequest(id=started.id)))
+        assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
+        assert run_sync(client.get_task(GetTaskRequest(id=started.id))).status.state == TaskState.TASK_STATE_CANCELED
+        run_sync(client.close())
+    assert app.state(started.context_id).done is False  # the node never finished
 
 
 MODEL_WORKFLOW = """\

@@ -489,6 +489,53 @@ def mcp(
         raise typer.Exit(2) from exc
 
 
+@app.command("serve-agent")
+def serve_agent(
+    target: Annotated[str, typer.Argument(help="A workflow FILE.yaml (or a directory of them), or FILE.py:NAME of "
+                                               "a Graph or compiled App.")],
+    protocol: Annotated[str, typer.Option(help="a2a, agui or both.")] = "both",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="YAML: use this model for every agent.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    url: Annotated[str | None, typer.Option(help="The URL clients reach this server at, for the Agent Card "
+                                                 "(default: http://HOST:PORT/).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Serve a workflow or graph to other agents: over A2A (Agent Card at /.well-known/agent-card.json, JSON-RPC at
+    /; a task's contextId is its thread, an interrupt asks for input) and AG-UI (POST /agui, server-sent events)."""
+    import uvicorn
+
+    from baobab.agents import ConfigError
+    from baobab.store import Store
+
+    try:
+        from baobab.serve.agent_app import PROTOCOLS, create_agent_app
+        from baobab.serve.target import InputError, graph_target, workflow_target
+    except ModuleNotFoundError as exc:  # a2a-sdk or ag-ui-protocol is not installed
+        print_error(f"{exc}: serving agents needs the serve extra: pip install 'baobab[serve]'")
+        raise typer.Exit(1) from exc
+    protocols = PROTOCOLS if protocol == "both" else (protocol,)
+    if protocol != "both" and protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"expected a2a, agui or both, got {protocol!r}", param_hint="--protocol")
+    try:
+        if target.endswith((".yaml", ".yml")) or Path(target).is_dir():
+            served = workflow_target(target, model=model, checkpointer=Store(db))
+        elif model is not None:
+            raise typer.BadParameter("--model replaces the models of a YAML workflow's agents", param_hint="--model")
+        else:
+            served = graph_target(_app(target, db))
+    except ConfigError as exc:
+        print_error(str(exc), located=True)
+        raise typer.Exit(2) from exc
+    except InputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TARGET") from exc
+    public = url or f"http://{host}:{port}/"
+    where = {"a2a": f"A2A (card: {public.rstrip('/')}/.well-known/agent-card.json)",
+             "agui": f"AG-UI (POST {public.rstrip('/')}/agui)"}
+    errors.print(Text(f"serving {served.name} over {' and '.join(where[p] for p in protocols)}"), soft_wrap=True)
+    uvicorn.run(create_agent_app(served, url=public, protocols=protocols), host=host, port=port, log_level="warning")
+
+
 AppsOption = Annotated[list[str] | None, typer.Option(
     "--app", help="FILE.py:NAME of a Graph or App whose threads are shown (exact states, validated forks); "
                   "repeatable.")]

@@ -1,10 +1,11 @@
 """Decode and verify forwards at fixed shapes, replayed as CUDA graphs on a GPU.
 
 A decode step of a small model on a GPU is hundreds of kernel launches and little arithmetic; a CUDA graph
-replays them all with one launch, and torch.compile first fuses each layer's norms, RoPE, masking and activations
-into a few kernels (a step of SmolLM2-135M was 750 kernels). A graph needs fixed shapes, so a step is padded up to a bucket of rows,
-tokens per row and attended window (powers of two), and one graph per bucket is captured on first use.
-Padding rows and padding tokens write their keys and values to a spare KV slot that no sequence owns.
+replays them all with one launch, and torch.compile first fuses each layer's norms, RoPE, masking and
+activations into a few kernels (a step of SmolLM2-135M was 750 kernels). A graph needs fixed shapes, so a step is
+padded up to a bucket of rows, tokens per row and attended window (powers of two), and one graph per bucket is
+captured on first use. Padding rows and padding tokens write their keys and values to a spare KV slot that no
+sequence owns.
 
 >>> forward = FixedForward(model, graphs=True)  # model on a GPU, with spare_slots=1  # doctest: +SKIP
 >>> logits = forward([[42, 7]], [Row(slot=0, start=10)])  # rows x tokens x vocab  # doctest: +SKIP

@@ -229,17 +229,37 @@ class KVCache:
     """Keys and values of `slots` sequences of up to `max_len` tokens, for every layer, and `spare` slots more
     that no sequence owns (the padding rows of a fixed-shape forward write there).
 
+    On a GPU the whole cache is allocated at start, so its memory is bounded by slots x max_len: one that would
+    not fit beside `weight_bytes` of weights still to load is refused, saying how many slots would.
+
     On a CPU the memory is an anonymous mapping: the OS hands out a page when it is first written, so the cache
     holds resident what sequences have used (8 slots of 4,096 tokens reserve 1.5 GB for SmolLM2-135M; a
     chat uses a few MB of it).
     """
 
     def __init__(self, config: LlamaConfig, slots: int, max_len: int, dtype: torch.dtype, device: torch.device,
-                 spare: int = 0) -> None:
+                 spare: int = 0, weight_bytes: int = 0) -> None:
         shape = (config.n_layers, slots + spare, config.n_kv_heads, max_len, config.head_dim)
+        if device.type == "cuda":
+            _check_fits(2 * math.prod(shape) * dtype.itemsize, weight_bytes, slots, spare, max_len, device)
         self.k, self.v = (_zeros_on_demand(shape, dtype) if device.type == "cpu" else
                           torch.zeros(shape, dtype=dtype, device=device) for _ in "kv")
         self.slots, self.max_len = slots, max_len
+
+
+GPU_SHARE = 0.9  # of a GPU's free memory, the weights and the KV cache may take (the rest: activations, logits)
+
+
+def _check_fits(cache_bytes: int, weight_bytes: int, slots: int, spare: int, max_len: int,
+                device: torch.device) -> None:
+    """Refuse, before allocating, a KV cache that would not fit on the GPU beside the weights still to come, naming
+    how many slots of this context would."""
+    free = torch.cuda.mem_get_info(device)[0] * GPU_SHARE - weight_bytes
+    if cache_bytes > free:
+        fit = max(0, int(free // (cache_bytes / (slots + spare))) - spare)
+        raise ValueError(f"a KV cache of {slots} slots x {max_len:,} tokens needs {cache_bytes / 1e9:.1f} GB, and "
+                         f"{max(0.0, free) / 1e9:.1f} GB of {device} are left beside the weights: use at most {fit} "
+                         f"slots of this context, or a shorter context")
 
 
 def _zeros_on_demand(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
@@ -460,8 +480,9 @@ class Llama:
         """
         dtype, device = files.tensors["model.norm.weight"].dtype, torch.device(device)
         take = TensorSource(files.tensors, files.source or "checkpoint", device)
+        to_move = sum(t.numel() * t.element_size() for t in files.tensors.values() if t.device != device)
         cache = KVCache(files.config, slots, min(max_len, files.config.max_seq_len), dtype, device,
-                        spare_slots)
+                        spare_slots, to_move)
         model = cls(files.config, take, weight_dtype or dtype, cache)
         take.check_used()
         return model

@@ -117,3 +117,19 @@ def test_a_prefix_hit_replays_a_graph_for_the_rest_of_its_prompt() -> None:
         assert len(replays) == 2 * cold + 1  # the same decode steps, and the first token's forward replayed too
     finally:
         run_sync(llm.aclose())
+
+
+def test_a_gpu_kv_cache_that_cannot_fit_is_refused_saying_what_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU the cache is allocated whole at start: one too big for the memory left beside the weights is
+    refused before allocating, naming how many slots of that context fit."""
+    from baobab.engine.model import KVCache, _check_fits
+
+    config = weights.load(weights.resolve(weights.DEFAULT_MODEL)).config  # 30 layers x 3 heads x 64: 46 KB a token
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (4 * 10**9, 80 * 10**9))
+    per_slot = 2 * config.n_layers * config.n_kv_heads * 4096 * config.head_dim * 4
+    with pytest.raises(ValueError, match=r"64 slots x 4,096 tokens needs 12\.3 GB.*use at most 12 slots") as error:
+        KVCache(config, 64, 4096, torch.float32, torch.device("cuda"), spare=1, weight_bytes=10**9)
+    assert per_slot == 188_743_680 and "2.6 GB of cuda are left" in str(error.value)
+    _check_fits(12 * per_slot + per_slot, 10**9, 12, 1, 4096, torch.device("cuda"))  # 12 slots and the spare fit
+    with pytest.raises(ValueError, match="at most 12 slots"):
+        _check_fits(13 * per_slot + per_slot, 10**9, 13, 1, 4096, torch.device("cuda"))

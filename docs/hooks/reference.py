@@ -147,7 +147,7 @@ def _default(field: FieldInfo) -> str:
 def _comment(model: type[BaseModel], field: str) -> str:
     """The comment after a field's declaration, in the first of the model's classes that declares it with one."""
     declared = re.compile(rf"^\s+{field}\s*:")
-    for owner in [c for c in model.__mro__ if field in c.__dict__.get("__annotations__", {})]:
+    for owner in [c for c in model.__mro__ if field in inspect.get_annotations(c)]:
         for token in tokenize.generate_tokens(io.StringIO(inspect.getsource(owner)).readline):
             if token.type == tokenize.COMMENT and declared.match(token.line):
                 return token.string.lstrip("# ")

@@ -27,12 +27,12 @@ _NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", type(
 
 
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
-    """Fill the nav's command-line section with one page per command, in the app's order."""
+    """Add to the nav's command-line section one page per command, in the app's order."""
     sections = list(config.nav or [])
     for entry in sections:  # grows as it goes: nested sections are looked in too
         if isinstance(entry, dict):
             if CLI_SECTION in entry:
-                entry[CLI_SECTION] = [{f"baobab {name}": f"reference/cli/{name}.md"} for name in _commands()]
+                entry[CLI_SECTION] += [{f"baobab {name}": f"reference/cli/{name}.md"} for name in _commands()]
             sections += [item for value in entry.values() if isinstance(value, list) for item in value]
     return config
 

@@ -8,13 +8,17 @@ import inspect
 import io
 import json
 import re
+import shutil
+import tempfile
 import tokenize
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import typer.main
 from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 from pydantic import BaseModel
@@ -23,11 +27,20 @@ from typer.cli import get_docs_for_click
 
 YAML_MARKER = "<!-- yaml-reference -->"  # the line of docs/reference/yaml.md that the models' tables replace
 CLI_SECTION = "Command line"  # the nav section whose pages are one per command
+_linked: list[Path] = []  # the folders on_config made, removed on shutdown
 _NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null", Any: "any"}
 
 
+@event_priority(100)  # before mkdocstrings reads its handlers' options
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
-    """Add to the nav's command-line section one page per command, in the app's order."""
+    """Point the API reference at this checkout, and add to the nav's command-line section one page per command, in
+    the app's order."""
+    # the repository's root is the package: griffe finds it by a folder named baobab (an editable install's finder
+    # maps the name in a way griffe does not follow)
+    folder = Path(tempfile.mkdtemp(prefix="baobab-docs-"))
+    (folder / "baobab").symlink_to(Path(config.config_file_path).parent, target_is_directory=True)
+    config.plugins["mkdocstrings"].config.handlers.setdefault("python", {})["paths"] = [str(folder)]
+    _linked.append(folder)
     sections = list(config.nav or [])
     for entry in sections:  # grows as it goes: nested sections are looked in too
         if isinstance(entry, dict):
@@ -35,6 +48,12 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
                 entry[CLI_SECTION] += [{f"baobab {name}": f"reference/cli/{name}.md"} for name in _commands()]
             sections += [item for value in entry.values() if isinstance(value, list) for item in value]
     return config
+
+
+def on_shutdown() -> None:
+    """Remove the folders that pointed griffe at the checkout."""
+    while _linked:
+        shutil.rmtree(_linked.pop())
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:

@@ -82,18 +82,18 @@ class AgentResult:
 class ExampleCall(BaseModel):
     """A tool call in a worked example, with what the tool returned."""
 
-    tool: str
-    arguments: dict[str, Any] = {}
-    result: str
+    tool: str  # the tool's name
+    arguments: dict[str, Any] = {}  # its arguments
+    result: str  # what it returned, as text
 
 
 class Example(BaseModel):
     """A worked example shown to the model before its task: small models follow demonstrations far better
     than instructions."""
 
-    task: str
-    calls: list[ExampleCall] = []
-    answer: str
+    task: str  # what the user asked
+    calls: list[ExampleCall] = []  # the tool calls made, in order
+    answer: str  # the final answer
 
     def messages(self, index: int) -> list[Message]:
         """The example as the conversation it stands for."""

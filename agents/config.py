@@ -80,14 +80,14 @@ class Strict(BaseModel):
 class ModelEntry(Strict):
     """A model string and the options its constructor takes (api_base, api_key, threads, ...)."""
 
-    model: str
-    options: dict[str, Any] = {}
+    model: str  # a model string: local:NAME or local:PATH, a litellm name, http://host:port/v1
+    options: dict[str, Any] = {}  # keyword arguments of the model's constructor
 
 
 class McpEntry(Strict):
-    command: list[str] | None = None
-    url: str | None = None
-    env: dict[str, str] | None = None
+    command: list[str] | None = None  # stdio: the command line that starts the server
+    url: str | None = None  # streamable HTTP: the server's URL
+    env: dict[str, str] | None = None  # environment variables for the command
 
     @model_validator(mode="after")
     def _one_way(self) -> "McpEntry":
@@ -101,9 +101,9 @@ class ToolEntry(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    builtin: str | None = None
-    import_: ImportRef | None = Field(default=None, alias="import")
-    mcp: McpEntry | None = None
+    builtin: str | None = None  # python, files, read_file, write_file, list_files, http_get or calculator
+    import_: ImportRef | None = Field(default=None, alias="import")  # a @tool function or a Tool
+    mcp: McpEntry | None = None  # an MCP server: each of its tools is added
 
     @model_validator(mode="after")
     def _one_kind(self) -> "ToolEntry":
@@ -116,23 +116,23 @@ class ToolEntry(BaseModel):
 
 
 class AgentEntry(Strict):
-    role: str = ""
-    instructions: str = ""
+    role: str = ""  # what the agent is, in a few words (supervisors and llm routers read it)
+    instructions: str = ""  # how it works: added to its system prompt
     model: str = DEFAULT_MODEL  # a key of `models`, or a model string
     tools: list[str] = []  # keys of `tools`, or built-in names
     output: Annotated[dict[str, str] | str | None, BeforeValidator(_output)] = None  # {field: type} or module:Model
-    max_steps: int = Field(default=8, ge=1)
-    max_tokens: int = Field(default=512, ge=1)
-    temperature: float = Field(default=0.0, ge=0)
-    handoffs: list[str] = []
+    max_steps: int = Field(default=8, ge=1)  # model calls that may call tools, before it must answer
+    max_tokens: int = Field(default=512, ge=1)  # the longest answer of one model call
+    temperature: float = Field(default=0.0, ge=0)  # 0: greedy
+    handoffs: list[str] = []  # agents it may pass the task to (transfer_to_<agent> tools)
     examples: list[Example] = []  # worked examples: {task, calls: [{tool, arguments, result}], answer}
 
 
 class NodeEntry(Strict):
     """A graph node: an agent, or a Python callable `module:function` over the TeamState."""
 
-    agent: str | None = None
-    call: ImportRef | None = None
+    agent: str | None = None  # a key of `agents`
+    call: ImportRef | None = None  # a function of the TeamState that returns an update
 
     @model_validator(mode="after")
     def _one_kind(self) -> "NodeEntry":
@@ -146,8 +146,8 @@ class LLMRouterEntry(Strict):
 
     kind: Literal["llm"]
     model: str = DEFAULT_MODEL  # a key of `models`, or a model string
-    descriptions: dict[str, str] = {}
-    reason: bool = True
+    descriptions: dict[str, str] = {}  # target -> what it is for
+    reason: bool = True  # ask for a short reason, recorded with the decision
 
 
 class BanditRouterEntry(Strict):
@@ -156,9 +156,9 @@ class BanditRouterEntry(Strict):
     kind: Literal["bandit"]
     reward: ImportRef  # of the state when the routed work is over: a number, best within [0, 1]
     features: Literal["embedding"] | ImportRef | None = None  # of the state: a list of numbers
-    method: Literal["linucb", "thompson"] = "linucb"
+    method: Literal["linucb", "thompson"] = "linucb"  # LinUCB or Thompson sampling
     alpha: float | None = Field(default=None, gt=0)  # exploration (default: 1 for linucb, 0.5 for thompson)
-    decay: float = Field(default=0.99, gt=0, le=1)
+    decay: float = Field(default=0.99, gt=0, le=1)  # below 1: older rewards count less, so it follows a change
     name: str | None = None  # what its rewards are stored under (default: from -> targets)
 
 
@@ -167,7 +167,7 @@ class LookaheadRouterEntry(Strict):
 
     kind: Literal["lookahead"]
     value: ImportRef  # of a branch's state: a number, higher is better
-    depth: int = Field(default=2, ge=1)
+    depth: int = Field(default=2, ge=1)  # super-steps each branch runs ahead
     budget: int | None = Field(default=None, ge=1)  # super-steps one decision may spend on branches
     sample: int | None = Field(default=None, ge=1)  # explore only this many targets
 
@@ -187,22 +187,22 @@ class RouteEntry(Strict):
     """After `from`, go where `by` says: `next` (the state's next field: handoffs, supervisors),
     `module:function` of the state, or a router: `{kind: llm | bandit | lookahead, ...}`."""
 
-    from_: str = Field(alias="from")
-    to: list[str] = Field(min_length=1)
-    by: RouteBy = "next"
+    from_: str = Field(alias="from")  # the node after which to route
+    to: list[str] = Field(min_length=1)  # the targets it may go to (END included)
+    by: RouteBy = "next"  # what chooses among them
 
 
 class SupervisorEntry(Strict):
-    model: str = DEFAULT_MODEL
-    max_rounds: int = Field(default=8, ge=1)
+    model: str = DEFAULT_MODEL  # the model that picks the next agent
+    max_rounds: int = Field(default=8, ge=1)  # agents it may call before the run ends
 
 
 class WorkflowEntry(Strict):
-    type: Literal["sequential", "supervisor", "handoffs", "graph"]
+    type: Literal["sequential", "supervisor", "handoffs", "graph"]  # how the agents are wired
     task: str = "{task}"  # the task text; {name} is filled from the inputs
     description: str = ""  # what the workflow does: `baobab mcp` shows it as the tool's description
     agents: list[str] = []  # sequential, supervisor, handoffs: in order (handoffs start with the first)
-    supervisor: SupervisorEntry = SupervisorEntry()
+    supervisor: SupervisorEntry = SupervisorEntry()  # supervisor: the agent that picks who works next
     nodes: dict[Name, NodeEntry] = {}  # graph
     edges: list[tuple[str | list[str], str]] = []  # graph: [source or [sources], target]; START and END
     routes: list[RouteEntry] = []  # graph
@@ -227,11 +227,11 @@ class SearchEntry(Strict):
     """Search over runs of the workflow: `choice_points` (nodes that sample; default every agent) are run `k`
     times from the same checkpoint, `reward` (`module:function` of the final state) scores each end."""
 
-    strategy: Annotated[str, AfterValidator(_strategy)] = "mcts"
-    budget: SearchBudget = SearchBudget()
-    choice_points: list[str] = []
-    k: int = Field(default=3, ge=1)
-    reward: ImportRef
+    strategy: Annotated[str, AfterValidator(_strategy)] = "mcts"  # greedy, best_of_n, beam, mcts, ...
+    budget: SearchBudget = SearchBudget()  # when the search stops
+    choice_points: list[str] = []  # nodes sampled k times from one checkpoint (default: every agent)
+    k: int = Field(default=3, ge=1)  # samples per choice point
+    reward: ImportRef  # a function of the final state: a number, higher is better
     options: dict[str, Any] = {}  # the strategy's own: mcts {c, selection, batch}, beam {width}, ...
 
     @model_validator(mode="after")
@@ -245,26 +245,26 @@ class SearchEntry(Strict):
 
 
 class BudgetsEntry(Strict):
-    run: Budget | None = None
-    agents: dict[str, Budget] = {}
+    run: Budget | None = None  # caps for the whole run
+    agents: dict[str, Budget] = {}  # caps per agent, by name
 
 
 class InputEntry(Strict):
-    type: Literal["string", "integer", "number", "boolean"] = "string"
-    default: Any = None
-    description: str = ""
+    type: Literal["string", "integer", "number", "boolean"] = "string"  # what a command-line value becomes
+    default: Any = None  # used when the input is not given (none: the input is required)
+    description: str = ""  # shown to MCP clients in the tool's input schema
 
 
 class Sections(Strict):
     """The sections of a config, each optional: what parsed of a file that did not validate as a whole."""
 
-    models: dict[Name, str | ModelEntry] = {}
-    tools: dict[Name, ToolEntry] = {}
-    agents: dict[Name, AgentEntry] = {}
-    workflow: WorkflowEntry | None = None
-    budgets: BudgetsEntry = BudgetsEntry()
-    inputs: dict[Name, InputEntry] = {}
-    search: SearchEntry | None = None
+    models: dict[Name, str | ModelEntry] = {}  # names for models, which agents use instead of model strings
+    tools: dict[Name, ToolEntry] = {}  # tools by the name agents list them under
+    agents: dict[Name, AgentEntry] = {}  # the agents, by name
+    workflow: WorkflowEntry | None = None  # how the agents work together
+    budgets: BudgetsEntry = BudgetsEntry()  # hard caps on what the run and each agent spend
+    inputs: dict[Name, InputEntry] = {}  # the run's inputs (--input NAME=VALUE), filled into the task
+    search: SearchEntry | None = None  # a search over runs instead of one run
 
 
 class Config(Sections):

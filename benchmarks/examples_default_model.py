@@ -1,5 +1,5 @@
-"""The examples and the README's agents snippet on the default model, each run many times: the documented result
-must hold in at least 19 of 20 runs of every one.
+"""The examples and the agents snippet of docs/concepts/agents.md on the default model, each run many times: the
+documented result must hold in at least 19 of 20 runs of every one.
 
     python benchmarks/examples_default_model.py            # 20 runs of each
     python benchmarks/examples_default_model.py --quick    # 4 runs of each
@@ -59,8 +59,8 @@ def load_module(path: Path) -> ModuleType:
 
 
 def readme_agents() -> dict[str, Any]:
-    """The names the README's agents snippet defines, made by its own lines (all before its first print)."""
-    text = (ROOT / "README.md").read_text()
+    """The names the docs' agents snippet defines, made by its own lines (all before its first print)."""
+    text = (ROOT / "docs" / "concepts" / "agents.md").read_text()
     block = text.split("## Agents in a few lines", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict[str, Any] = {}
     exec(block.split("\nprint(", 1)[0], namespace)  # the tool, models, example and agents, as written

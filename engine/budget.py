@@ -28,7 +28,7 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_model_calls: int | None = Field(default=None, ge=1)
+    max_model_calls: int | None = Field(default=None, ge=1)  # calls to any model
     max_tokens: int | None = Field(default=None, ge=1)  # prompt + completion tokens
     max_cost: float | None = Field(default=None, gt=0)  # US dollars (remote models with known prices)
     max_seconds: float | None = Field(default=None, gt=0)  # wall time since the spend began

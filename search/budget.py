@@ -13,7 +13,7 @@ class SearchBudget(Budget):
     True
     """
 
-    max_expansions: int | None = Field(default=None, ge=1)
+    max_expansions: int | None = Field(default=None, ge=1)  # nodes whose children were proposed and stepped
 
     @property
     def bounded(self) -> bool:

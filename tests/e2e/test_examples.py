@@ -23,7 +23,7 @@ _spec = importlib.util.spec_from_file_location("examples_default_model",
 assert _spec is not None and _spec.loader is not None
 documented = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(documented)
-CASES = [c for c in documented.CASES  # test_readme.py runs the README's block and main command (analyst.yaml)
+CASES = [c for c in documented.CASES  # test_docs.py runs the docs block and the main command (analyst.yaml)
          if c.judged and c.name not in ("README agents", "analyst.yaml")]
 
 

@@ -469,7 +469,8 @@ def mcp(
     continues it after an interrupt or a restart."""
     from baobab.agents import ConfigError
     from baobab.aio import run_sync
-    from baobab.serve.mcp_server import OfferError, serve_mcp
+    from baobab.serve.mcp_server import serve_mcp
+    from baobab.serve.target import OfferError
     from baobab.store import Store
 
     if transport not in ("stdio", "http"):
@@ -510,7 +511,7 @@ def serve_agent(
 
     try:
         from baobab.serve.agent_app import PROTOCOLS, create_agent_app
-        from baobab.serve.target import InputError, graph_target, workflow_target
+        from baobab.serve.target import OfferError, graph_target, workflow_target
     except ModuleNotFoundError as exc:  # a2a-sdk or ag-ui-protocol is not installed
         print_error(f"{exc}: serving agents needs the serve extra: pip install 'baobab[serve]'")
         raise typer.Exit(1) from exc
@@ -527,7 +528,7 @@ def serve_agent(
     except ConfigError as exc:
         print_error(str(exc), located=True)
         raise typer.Exit(2) from exc
-    except InputError as exc:
+    except OfferError as exc:
         raise typer.BadParameter(str(exc), param_hint="TARGET") from exc
     public = url or f"http://{host}:{port}/"
     where = {"a2a": f"A2A (card: {public.rstrip('/')}/.well-known/agent-card.json)",

@@ -6,7 +6,8 @@ one conversation. The task streams a `working` status per node finished (the nod
 text the node's models stream as chunks of a `NODE-text` artifact, and ends `completed` with the final state as the
 `state` data artifact (and the state's `output`, if any, as `output`). A graph interrupt ends the request
 `input-required`; the next message on that task is the value the run resumes with (a data part, JSON text, or text).
-A message the target cannot take as input is `rejected`; a run that raises is `failed`, its error in the status.
+A message the target cannot take as input (or one on a context whose run is going on) is `rejected`; a run that
+raises is `failed`, its error in the status.
 
 >>> routes, handler = a2a_routes(graph_target(app), "http://127.0.0.1:8000/")  # doctest: +SKIP
 """
@@ -64,12 +65,10 @@ class GraphExecutor(AgentExecutor):
         updater = TaskUpdater(event_queue, context.task_id, context.context_id)
         parts = context.message.parts
         data, text = get_data_parts(parts), "\n".join(get_text_parts(parts))
-        app, thread = self.target.app, context.context_id
+        waiting = task is not None and task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
         try:
-            if task is not None and task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED:
-                events = app.astream_resume(thread, value=data[0] if data else _value(text), tokens=True)
-            else:
-                events = app.astream(self.target.input(data[0] if data else text), thread=thread, tokens=True)
+            events = self.target.events(context.context_id, data[0] if data else text, resume=waiting,
+                                        value=data[0] if data else _value(text), tokens=True)
         except (InputError, ConfigError) as exc:
             await updater.reject(_say(updater, str(exc)))
             return

@@ -1,6 +1,7 @@
 """One HTTP app serving a workflow or graph to other agents over A2A and AG-UI (`baobab serve-agent`).
 
->>> uvicorn.run(create_agent_app(workflow_target("examples/team.yaml"), url="http://127.0.0.1:8000/"))  # doctest: +SKIP
+>>> target = workflow_target("examples/team.yaml", checkpointer=Store())  # doctest: +SKIP
+>>> uvicorn.run(create_agent_app(target, url="http://127.0.0.1:8000/"))  # doctest: +SKIP
 """
 
 from collections.abc import AsyncIterator, Collection

@@ -151,8 +151,8 @@ def _interrupt_id(when: str, step: int, nodes: Any) -> str:
 
 def _events(target: Target, run: RunAgentInput) -> AsyncIterator[Event] | None:
     """The run's Baobab events: a resume when `run` answers the thread's interrupt, else a run on its input."""
-    app, thread = target.app, run.thread_id
-    info = app.require_checkpointer("serve").thread(thread)
+    thread = run.thread_id
+    info = target.thread(thread)
     waiting = (_interrupt_id(info.detail["when"], info.detail["step"], info.detail["nodes"])
                if info is not None and info.status == "interrupted" and info.detail and "when" in info.detail else None)
     if run.resume:
@@ -160,7 +160,8 @@ def _events(target: Target, run: RunAgentInput) -> AsyncIterator[Event] | None:
         if entry.interrupt_id != waiting:
             raise InputError(f"resume[0].interruptId is {entry.interrupt_id!r}, but thread {thread!r} "
                              + (f"waits on {waiting!r}" if waiting else "waits on no interrupt"))
-        return None if entry.status == "cancelled" else app.astream_resume(thread, value=entry.payload, tokens=True)
+        return None if entry.status == "cancelled" else target.events(thread, resume=True, value=entry.payload,
+                                                                      tokens=True)
     if waiting is not None:
         raise InputError(f"thread {thread!r} waits on interrupt {waiting!r}: answer it with resume: [{{interruptId: "
                          f"{waiting!r}, status: 'resolved', payload: ...}}]")
@@ -170,7 +171,7 @@ def _events(target: Target, run: RunAgentInput) -> AsyncIterator[Event] | None:
             "\n".join(getattr(part, "text", "") for part in last.content)
     else:
         content = run.state if run.state is not None else {}
-    return app.astream(target.input(content), thread=thread, tokens=True)
+    return target.events(thread, content, tokens=True)
 
 
 def _finished(run: RunAgentInput, result: RunResult) -> RunFinishedEvent:

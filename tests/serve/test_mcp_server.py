@@ -21,7 +21,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from baobab.cli import load_target
-from baobab.serve.mcp_server import OfferError, create_server, graph_tool, tool_name, with_control
+from baobab.serve.mcp_server import create_server, tool_name, with_control
+from baobab.serve.target import OfferError, graph_target
 
 HERE = Path(__file__).parent
 GRAPH = f"{HERE / 'mcp_graph.py'}:graph"
@@ -188,16 +189,11 @@ def test_names_and_clashes() -> None:
     assert tool_name("my flow/v2") == "my_flow_v2"
     with pytest.raises(OfferError, match=r"flow: its inputs \['thread'\] clash"):
         with_control({"properties": {"thread": {"type": "string"}}}, "flow")
-    with pytest.raises(OfferError, match="two targets are both named 'a'"):
-        create_server([_Named("a"), _Named("a")])  # type: ignore[list-item]
-
-
-class _Named:
-    def __init__(self, name: str) -> None:
-        self.name = name
+    with pytest.raises(OfferError, match="two targets are both named 'orders'"):
+        create_server([graph_target(load_target(GRAPH).compile(checkpointer="sqlite://"))] * 2)
 
 
 def test_a_graph_without_a_checkpointer_is_refused() -> None:
     graph = load_target(GRAPH)
     with pytest.raises(OfferError, match="graph 'orders': compile it with a checkpointer"):
-        graph_tool(graph.compile())
+        graph_target(graph.compile())

@@ -10,7 +10,7 @@ from pathlib import Path
 import networkx as nx
 
 ROOT = Path(__file__).resolve().parents[1]
-NOT_SHIPPED = {"tests", "benchmarks", "examples", "build", "dist"}
+NOT_SHIPPED = {"tests", "benchmarks", "examples", "docs", "site", "build", "dist"}
 # what each package may import of Baobab besides itself, baobab.errors and baobab.aio (DESIGN.md, "Dependencies
 # point downward only"); cli.py and the root __init__ are the top and may import anything
 MAY_IMPORT = {

@@ -1,17 +1,14 @@
 """Decode and verify forwards at fixed shapes, replayed as CUDA graphs on a GPU.
 
 A decode step of a small model on a GPU is hundreds of kernel launches and little arithmetic; a CUDA graph
-replays them all with one launch, and torch.compile first fuses each layer's norms, RoPE, masking and
-activations into a few kernels (a step of SmolLM2-135M was 750 kernels). A graph needs fixed shapes, so a step is
-padded up to a bucket of rows, tokens per row and attended window (powers of two), and one graph per bucket is
-captured on first use. Padding rows and padding tokens write their keys and values to a spare KV slot that no
-sequence owns.
+replays them all with one launch. A graph needs fixed shapes, so a step is padded up to a bucket of rows,
+tokens per row and attended window (powers of two), and one graph per bucket is captured on first use.
+Padding rows and padding tokens write their keys and values to a spare KV slot that no sequence owns.
 
 >>> forward = FixedForward(model, graphs=True)  # model on a GPU, with spare_slots=1  # doctest: +SKIP
 >>> logits = forward([[42, 7]], [Row(slot=0, start=10)])  # rows x tokens x vocab  # doctest: +SKIP
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +18,6 @@ from torch import Tensor
 from baobab.engine.model import Llama, Row
 
 SMALLEST_WINDOW = 256  # attended windows below this all cost about the same
-# compiled with dynamic shapes, a step specializes only on one row or token vs many and on the whole cache's window
-RECOMPILES = 16
 
 
 @dataclass
@@ -76,11 +71,10 @@ class _Inputs:
 class FixedForward:
     """`forward(tokens, rows)`: logits (rows x tokens x vocab) of a step whose rows all have as many tokens.
 
-    With `graphs=False` the padded forward runs eagerly (the same arithmetic, on any device); `compiled`
-    (default: with graphs) compiles it first (minutes once, then cached on disk by torch).
+    With `graphs=False` the padded forward runs eagerly (the same arithmetic, on any device).
     """
 
-    def __init__(self, model: Llama, *, graphs: bool, compiled: bool | None = None) -> None:
+    def __init__(self, model: Llama, *, graphs: bool) -> None:
         assert model.cache.k.shape[1] > model.cache.slots, "needs spare_slots=1"
         self.model, self.graphs = model, graphs
         self.slots = self.spare = model.cache.slots
@@ -89,10 +83,6 @@ class FixedForward:
         self._inputs: dict[tuple[int, int, int], _Inputs] = {}
         self._captured: dict[tuple[int, int, int], _Captured] = {}
         self._pool = torch.cuda.graph_pool_handle() if graphs else None
-        self._forward: Callable[..., Tensor] = model.forward_fixed
-        if graphs if compiled is None else compiled:
-            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, RECOMPILES)
-            self._forward = torch.compile(model.forward_fixed, dynamic=True, fullgraph=True)
 
     def __call__(self, tokens: list[list[int]], rows: list[Row]) -> Tensor:
         length = len(tokens[0])
@@ -101,8 +91,7 @@ class FixedForward:
             self._inputs[shape] = _Inputs(*shape, self.spare, self.device)
         inputs = self._inputs[shape].fill(tokens, rows)
         if not self.graphs:
-            with torch.inference_mode():
-                return self._forward(**inputs)[:len(rows), :length]
+            return self.model.forward_fixed(**inputs)[:len(rows), :length]
         captured = self._captured.get(shape)
         if captured is None:
             captured = self._captured[shape] = self._capture(inputs)
@@ -124,14 +113,13 @@ class FixedForward:
     def _capture(self, inputs: dict[str, Tensor]) -> _Captured:
         stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.inference_mode():
-            with torch.cuda.stream(stream):  # warm-up runs (the first compiles) write what the step would
-                for _ in range(2):
-                    self._forward(**inputs)
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
-                logits = self._forward(**inputs)
+        with torch.cuda.stream(stream):  # warm-up runs write the same keys and values the step would
+            for _ in range(2):
+                self.model.forward_fixed(**inputs)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            logits = self.model.forward_fixed(**inputs)
         graph.replay()
         return _Captured(graph, logits)
 

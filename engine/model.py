@@ -513,14 +513,14 @@ class Llama:
 
     __call__ = forward
 
+    @torch.inference_mode()
     def forward_fixed(self, tokens: Tensor, slots: Tensor, positions: Tensor, write_slots: Tensor, write_at: Tensor,
                       sees: Tensor) -> Tensor:
         """Logits of every token, with every shape fixed by the arguments' (what a CUDA graph replays).
 
         `tokens`, `positions` (RoPE), `write_slots` and `write_at` (where each token's key and value go) are
         batch x length; `slots` is each row's slot; `sees` (batch x 1 x length x window, bool) says which of
-        the slot's first `window` positions each token attends to, after this forward's own writes. Call it
-        under `torch.inference_mode()` (not applied here: torch.compile traces this function as it is).
+        the slot's first `window` positions each token attends to, after this forward's own writes.
         """
         x = self._embed(tokens)
         local, width = None, self.config.sliding_window

@@ -90,7 +90,7 @@ def baobab_decode(model: Llama, batch: int, steps: int, device: str) -> float:
     prompt = torch.randint(0, model.config.vocab_size, (batch, PROMPT)).tolist()
     with torch.inference_mode():
         tokens = [row[-1:] for row in prompt]
-        forward(prompt, [Row(slot=b, start=0) for b in range(batch)])
+        model(torch.tensor(prompt, device=device), [Row(slot=b, start=0) for b in range(batch)])  # prefill, eager
         times = []
         for step in range(steps + 3):  # three warm-up steps capture the graphs of the shapes decoding meets
             synchronize(device)

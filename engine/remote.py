@@ -22,9 +22,12 @@ from baobab.engine.types import Choice, Chunk, Completion, Request, ToolCall, Us
 from baobab.errors import BaobabError, require_extra
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the cost map from the network
-require_extra("remote", "remote models", "litellm")  # litellm is an extra: it and its deps are 40 packages
-import litellm  # noqa: E402
-from litellm import exceptions as llm_errors  # noqa: E402
+try:
+    import litellm
+    from litellm import exceptions as llm_errors
+except ModuleNotFoundError:  # litellm is an extra: with its dependencies, 40 packages
+    require_extra("remote", "remote models", "litellm")
+    raise
 
 litellm.disable_aiohttp_transport = True  # httpx: no unclosed aiohttp sessions left behind
 litellm.telemetry = False

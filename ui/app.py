@@ -6,24 +6,28 @@
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.datastructures import Headers
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocketClose
+from baobab.errors import require_extra
+
+try:
+    from starlette.applications import Starlette
+    from starlette.datastructures import Headers
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.websockets import WebSocketClose
+except ModuleNotFoundError:  # name the extra that brings the server
+    require_extra("ui", "the trace viewer's server", "starlette", "uvicorn")
+    raise
 
 from baobab.store import Store
-from baobab.ui import data
+from baobab.ui import STATIC, data
 from baobab.ui.memory import memory_available, memory_history, memory_view, open_memory
 
-STATIC = Path(__file__).parent / "static"
 Handler = Callable[[Request], Awaitable[Response]]
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 

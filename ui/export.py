@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from baobab.store import Store
-from baobab.ui import data
-from baobab.ui.app import STATIC
+from baobab.ui import STATIC, data
 
 
 def export_html(store: Store, run: str, path: str | Path, apps: data.Apps | None = None) -> Path:

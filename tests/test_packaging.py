@@ -47,9 +47,9 @@ def test_no_stray_scripts_at_the_root() -> None:
 
 
 def test_agents_import_without_the_engine_or_its_heavy_packages() -> None:
-    # numpy, httpx and torch are imported where they are used: `import baobab.agents` stays under a second
+    # torch, networkx, numpy and httpx are imported where they are used: `import baobab.agents` stays under a second
     code = ("import sys, baobab.agents; print([m for m in ('torch', 'transformers', 'xgrammar', 'litellm', "
-            "'sentence_transformers', 'numpy', 'httpx', 'starlette', 'mcp') if m in sys.modules])")
+            "'sentence_transformers', 'networkx', 'numpy', 'httpx', 'starlette', 'mcp') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -4,10 +4,7 @@
 >>> export_html(Store("sqlite:///.baobab/baobab.db"), "thread:t1", "t1.html")  # doctest: +SKIP
 """
 
-from pathlib import Path
 from typing import Any
-
-STATIC = Path(__file__).parent / "static"  # the page and its scripts, served by app.py and inlined by export.py
 
 __all__ = ["create_app", "export_html"]
 

@@ -25,7 +25,7 @@ except ModuleNotFoundError:  # name the extra that brings the server
     raise
 
 from baobab.store import Store
-from baobab.ui import STATIC, data
+from baobab.ui import data
 from baobab.ui.memory import memory_available, memory_history, memory_view, open_memory
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -78,7 +78,7 @@ def create_app(store: Store, apps: data.Apps | None = None, memory_url: str | No
         return memories[url]
 
     async def index(_: Request) -> Response:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(data.STATIC / "index.html")
 
     return Starlette(middleware=[Middleware(HostCheck, hosts=[*LOOPBACK_HOSTS, *allow_hosts])], routes=[
         Route("/", index),
@@ -91,7 +91,7 @@ def create_app(store: Store, apps: data.Apps | None = None, memory_url: str | No
         Route("/api/memory", api(lambda r: memory_view(memory()))),
         Route("/api/memory/history/{note:path}", api(lambda r: memory_history(memory(), r.path_params["note"]))),
         Route("/api/fork", fork, methods=["POST"]),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Mount("/static", StaticFiles(directory=data.STATIC), name="static"),
     ])
 
 

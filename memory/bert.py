@@ -96,7 +96,7 @@ class BertEncoder:
         heads = self.config.heads
         for i in range(self.config.layers):
             p = f"encoder.layer.{i}."
-            q, k, v = (self._linear(x, p + f"attention.self.{name}").unflatten(-1, (heads, -1)).transpose(1, 2)
+            q, k, v = (self._linear(x, p + f"attention.self.{name}").reshape(*ids.shape, heads, -1).transpose(1, 2)
                        for name in ("query", "key", "value"))
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias).transpose(1, 2).flatten(2)
             x = self._norm(x + self._linear(attended, p + "attention.output.dense"), p + "attention.output.LayerNorm")

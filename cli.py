@@ -18,11 +18,12 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from baobab import __version__
+from baobab.errors import MissingExtraError
 
 
 class _Commands(TyperGroup):
-    """The `baobab` command group: a StoreError from any command (a corrupt database file, a full disk) is one
-    line on stderr and exit status 1, not a traceback."""
+    """The `baobab` command group: a StoreError from any command (a corrupt database file, a full disk) or a missing
+    optional extra is one line on stderr and exit status 1, not a traceback."""
 
     def invoke(self, ctx: Any) -> Any:  # click's Context, vendored by newer typers as typer._click
         try:
@@ -30,7 +31,7 @@ class _Commands(TyperGroup):
         except Exception as exc:
             # whatever raised a StoreError imported the store; importing it here would slow every command down
             store = sys.modules.get("baobab.store.db")
-            if store is None or not isinstance(exc, store.StoreError):
+            if not isinstance(exc, MissingExtraError) and (store is None or not isinstance(exc, store.StoreError)):
                 raise
             print_error(str(exc))
             raise typer.Exit(1) from exc
@@ -441,13 +442,13 @@ def serve(
 ) -> None:
     """Serve a model over OpenAI-compatible HTTP APIs: /v1/chat/completions, /v1/completions, the Responses API
     (/v1/responses: input items, function tools, text.format, streamed events; nothing stored), /v1/models."""
-    import uvicorn
-
     from baobab.serve.openai_server import create_app
 
     llm = _load_model(model, **({} if speculative or not model.startswith("local:") else {"speculative": False}))
     errors.print(f"serving [bold]{llm.name}[/] on http://{host}:{port}/v1" + (" (API key required)" if api_key else "")
                  + (f", also as {', '.join(alias)}" if alias else ""))
+    import uvicorn  # after baobab.serve or baobab.ui, which name the extra to install if it is missing
+
     uvicorn.run(create_app(llm, api_key=api_key, aliases=alias or (), max_pending=max_pending, max_body=max_body),
                 host=host, port=port, log_level="warning")
 
@@ -504,17 +505,11 @@ def serve_agent(
 ) -> None:
     """Serve a workflow or graph to other agents: over A2A (Agent Card at /.well-known/agent-card.json, JSON-RPC at
     /; a task's contextId is its thread, an interrupt asks for input) and AG-UI (POST /agui, server-sent events)."""
-    import uvicorn
-
     from baobab.agents import ConfigError
+    from baobab.serve.agent_app import PROTOCOLS, create_agent_app
+    from baobab.serve.target import OfferError, graph_target, workflow_target
     from baobab.store import Store
 
-    try:
-        from baobab.serve.agent_app import PROTOCOLS, create_agent_app
-        from baobab.serve.target import OfferError, graph_target, workflow_target
-    except ModuleNotFoundError as exc:  # a2a-sdk or ag-ui-protocol is not installed
-        print_error(f"{exc}: serving agents needs the serve extra: pip install 'baobab[serve]'")
-        raise typer.Exit(1) from exc
     protocols = PROTOCOLS if protocol == "both" else (protocol,)
     if protocol != "both" and protocol not in PROTOCOLS:
         raise typer.BadParameter(f"expected a2a, agui or both, got {protocol!r}", param_hint="--protocol")
@@ -534,6 +529,8 @@ def serve_agent(
     where = {"a2a": f"A2A (card: {public.rstrip('/')}/.well-known/agent-card.json)",
              "agui": f"AG-UI (POST {public.rstrip('/')}/agui)"}
     errors.print(Text(f"serving {served.name} over {' and '.join(where[p] for p in protocols)}"), soft_wrap=True)
+    import uvicorn  # after baobab.serve or baobab.ui, which name the extra to install if it is missing
+
     uvicorn.run(create_agent_app(served, url=public, protocols=protocols), host=host, port=port, log_level="warning")
 
 
@@ -561,8 +558,6 @@ def ui(
                              "own name at this machine (DNS rebinding).")] = None,
 ) -> None:
     """The trace viewer in the browser: threads, searches, agent runs; graph, timeline, diff, fork; live."""
-    import uvicorn
-
     from baobab.store import Store
     from baobab.ui.app import create_app
 
@@ -570,6 +565,8 @@ def ui(
     # the address it listens on is a name browsers use for it; a wildcard address is no one's name
     hosts = [*(allow_host or ()), *([host] if host not in ("0.0.0.0", "::") else [])]
     errors.print(f"trace viewer on http://{host}:{port}/ for {store.safe_url}")
+    import uvicorn  # after baobab.serve or baobab.ui, which name the extra to install if it is missing
+
     uvicorn.run(create_app(store, _apps(apps, db), memory, allow_hosts=hosts), host=host, port=port,
                 log_level="warning")
 

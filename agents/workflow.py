@@ -31,7 +31,6 @@ from baobab.agents.yaml_source import ConfigError, YamlSource
 from baobab.engine import LLM
 from baobab.engine.budget import Spend, current_spend
 from baobab.graphs import END, START, App, Graph, RunResult
-from baobab.graphs.bandit import BanditRouter
 from baobab.graphs.lookahead import LookaheadRouter
 from baobab.search import GraphEnvironment, SearchResult
 from baobab.search import asearch as search_graph
@@ -195,6 +194,8 @@ class Workflow:
             return LLMRouter(self._model(by.model), {ends.get(t, t): d for t, d in by.descriptions.items()},
                              reason=by.reason)
         if isinstance(by, BanditRouterEntry):
+            from baobab.graphs.bandit import BanditRouter  # imported on use: numpy is 0.2 s of every start
+
             features = (embedding_features() if by.features == "embedding" else
                         import_object(by.features, where, self.base) if by.features else None)
             return BanditRouter(by.name or f"{route.from_}->{'|'.join(route.to)}",

@@ -19,11 +19,15 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from baobab.engine.llm import LLM, RequestError, parses_as_json
 from baobab.engine.types import Choice, Chunk, Completion, Request, ToolCall, Usage
-from baobab.errors import BaobabError
+from baobab.errors import BaobabError, require_extra
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the cost map from the network
-import litellm
-from litellm import exceptions as llm_errors
+try:
+    import litellm
+    from litellm import exceptions as llm_errors
+except ModuleNotFoundError:  # litellm is an extra: with its dependencies, 40 packages
+    require_extra("remote", "remote models", "litellm")
+    raise
 
 litellm.disable_aiohttp_transport = True  # httpx: no unclosed aiohttp sessions left behind
 litellm.telemetry = False

@@ -1,10 +1,11 @@
 """Text drawings of a graph's structure: Mermaid and Graphviz DOT."""
 
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from baobab.graphs.node import END, START
+
+if TYPE_CHECKING:  # networkx is imported where a graph is first checked (graph.py): 0.2 s of every start
+    import networkx as nx
 
 _ARROWS = {"edge": "-->", "join": "==>", "route": "-.->"}
 _DOT_STYLES = {"edge": "", "join": ' [style=bold]', "route": ' [style=dashed]'}
@@ -13,6 +14,7 @@ _DOT_STYLES = {"edge": "", "join": ' [style=bold]', "route": ' [style=dashed]'}
 def to_mermaid(g: "nx.DiGraph[Any]") -> str:
     """Mermaid flowchart text: plain edges solid, joins thick, router targets dotted.
 
+    >>> import networkx as nx
     >>> g = nx.DiGraph([(START, "a"), ("a", END)], kind="edge")
     >>> print(to_mermaid(g))
     flowchart TD

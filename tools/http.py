@@ -1,8 +1,9 @@
 """The `http_get` tool: GET a URL on an allow-listed host (redirects followed only to allowed hosts)."""
 
-import zlib
+from __future__ import annotations
 
-import httpx
+import zlib
+from typing import TYPE_CHECKING
 
 from baobab.tools.tool import Tool, ToolError, tool
 
@@ -10,6 +11,9 @@ MAX_REDIRECTS = 5
 READ_SIZE = 65_536  # raw bytes read at a time, and what a coding layer hands on at a time
 # the codings _Decoder undoes, as zlib window bits: gzip members, and deflate in its zlib wrapper (RFC 9110)
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def http_get(allow_hosts: list[str], max_bytes: int = 1_000_000, timeout: float = 10.0) -> Tool:
@@ -21,6 +25,8 @@ def http_get(allow_hosts: list[str], max_bytes: int = 1_000_000, timeout: float 
     >>> http_get(["example.com"]).run_sync({"url": "https://other.org/"}).content
     "host 'other.org' is not allowed (allowed: example.com)"
     """
+    import httpx  # imported here: 0.2 s that `import baobab.agents` (which lists the built-ins) would pay
+
     allowed = [host.lower() for host in allow_hosts]
 
     def check(url: httpx.URL) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, create_model
 
+from baobab.errors import require_extra
 from baobab.tools.tool import Tool, ToolError, clean_schema
 
 if TYPE_CHECKING:  # the mcp package takes most of a second to import: only load_mcp_tools imports it
@@ -64,6 +65,7 @@ async def load_mcp_tools(*, command: list[str] | None = None, url: str | None = 
         raise ValueError("load_mcp_tools: command= is empty")
     if url is not None and env is not None:
         raise ValueError("load_mcp_tools: env= only applies to a server started with command=")
+    require_extra("mcp", "MCP tools", "mcp")
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters
 

@@ -6,24 +6,28 @@
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.datastructures import Headers
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocketClose
+from baobab.errors import require_extra
+
+try:
+    from starlette.applications import Starlette
+    from starlette.datastructures import Headers
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.websockets import WebSocketClose
+except ModuleNotFoundError:  # name the extra that brings the server
+    require_extra("ui", "the trace viewer's server", "starlette", "uvicorn")
+    raise
 
 from baobab.store import Store
 from baobab.ui import data
 from baobab.ui.memory import memory_available, memory_history, memory_view, open_memory
 
-STATIC = Path(__file__).parent / "static"
 Handler = Callable[[Request], Awaitable[Response]]
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
@@ -74,7 +78,7 @@ def create_app(store: Store, apps: data.Apps | None = None, memory_url: str | No
         return memories[url]
 
     async def index(_: Request) -> Response:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(data.STATIC / "index.html")
 
     return Starlette(middleware=[Middleware(HostCheck, hosts=[*LOOPBACK_HOSTS, *allow_hosts])], routes=[
         Route("/", index),
@@ -87,7 +91,7 @@ def create_app(store: Store, apps: data.Apps | None = None, memory_url: str | No
         Route("/api/memory", api(lambda r: memory_view(memory()))),
         Route("/api/memory/history/{note:path}", api(lambda r: memory_history(memory(), r.path_params["note"]))),
         Route("/api/fork", fork, methods=["POST"]),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Mount("/static", StaticFiles(directory=data.STATIC), name="static"),
     ])
 
 

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -20,6 +21,7 @@ from baobab.store import Store
 from baobab.store.schema import checkpoints, search_nodes, search_runs, spans, threads, writes
 from baobab.store.trace import FLUSH_SECONDS, tracer_for
 
+STATIC = Path(__file__).parent / "static"  # the page and its scripts, served by app.py and inlined by export.py
 Apps = Mapping[str, App]  # compiled graphs by graph name: exact state replay and validated fork updates
 MAX_ID = 2**63 - 1  # ids are 64-bit SQL integers: a larger number names nothing (and SQLite cannot bind it)
 

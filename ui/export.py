@@ -11,7 +11,6 @@ from typing import Any
 
 from baobab.store import Store
 from baobab.ui import data
-from baobab.ui.app import STATIC
 
 
 def export_html(store: Store, run: str, path: str | Path, apps: data.Apps | None = None) -> Path:
@@ -32,11 +31,11 @@ def page(answers: dict[str, Any], route: str) -> str:
     >>> "BAOBAB_DATA" in page({"/api/runs": {"threads": [], "searches": [], "traces": []}}, "")
     True
     """
-    html = (STATIC / "index.html").read_text()
+    html = (data.STATIC / "index.html").read_text()
     html = re.sub(r'<script src="static/([^"]+)"></script>',
-                  lambda m: "<script>" + _script((STATIC / m.group(1)).read_text()) + "</script>", html)
+                  lambda m: "<script>" + _script((data.STATIC / m.group(1)).read_text()) + "</script>", html)
     html = re.sub(r'<link rel="stylesheet" href="static/([^"]+)">',
-                  lambda m: "<style>" + (STATIC / m.group(1)).read_text() + "</style>", html)
+                  lambda m: "<style>" + (data.STATIC / m.group(1)).read_text() + "</style>", html)
     inline = json.dumps({"route": route, "answers": answers}, default=repr)
     return html.replace("<!--DATA-->", f"<script>window.BAOBAB_DATA = {_script(inline)};</script>")
 

@@ -29,6 +29,9 @@ from baobab.engine.weights import EMBEDDING, Q8_BLOCK, LlamaConfig, WeightFiles,
 
 WIDEN_ABOVE_ROWS = 8  # a narrow unpacked weight is widened once for longer inputs (prefill)
 KEY_WINDOW = 64  # attention windows are multiples of this many keys (see `window`)
+# a CPU matrix product of fewer rows may take another kernel that rounds differently (float32 bmm of 1-3 rows on an
+# AMD EPYC): attention products get at least this many, so a decode step's rows equal a verify step's
+MIN_GEMM_ROWS = 4
 INT4_GROUP = 32  # weights per 4-bit group (one scale and one offset each): GGUF Q4_0 and Q4_1 blocks
 WeightStorage = torch.dtype | Literal["int4"]  # how projection weights are kept: a float type, or 4-bit groups
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -134,9 +137,11 @@ class Linear:
             out4 = out4.view(*x.shape[:-1], out4.shape[-1])
             return out4 if self.bias is None else out4 + self.bias
         if self.packed:
-            out: Tensor = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.weight, self.bias,
-                                                             "none", [], "")
-            return out
+            flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+            if flat.shape[0] == 1:  # oneDNN's one-row kernel rounds differently at times (AMD EPYC): two rows
+                flat = flat.repeat(2, 1)
+            out: Tensor = torch.ops.mkldnn._linear_pointwise(flat, self.weight, self.bias, "none", [], "")
+            return out[:x[..., 0].numel()].view(*x.shape[:-1], out.shape[-1])
         if self.weight.dtype != x.dtype and x.numel() > WIDEN_ABOVE_ROWS * x.shape[-1]:  # CPU float16 GEMMs crawl
             return F.linear(x, self.weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
         return F.linear(x.to(self.weight.dtype), self.weight, self.bias)
@@ -326,7 +331,8 @@ class Attention:
 
         Softmax(q k^T) v as two matrix products and a softmax, not one fused kernel: CPU SDPA splits its work by
         the number of queries, and its last bits (bfloat16 rounding then amplifies them) changed with it.
-        Each of these is row by row the same whatever the number of rows; a span's keys are fixed by its window.
+        Each of these is row by row the same whatever the number of rows (at least MIN_GEMM_ROWS); a span's keys
+        are fixed by its window.
         """
         kv_heads, dim = self.n_kv_heads, self.head_dim
         outs = []
@@ -340,12 +346,16 @@ class Attention:
                 queries = q[b, :, span.first:span.last].reshape(kv_heads, -1, dim)  # a kv head's query heads
                 bias = span.local_bias if self.windowed else span.bias
                 assert bias is not None, "a windowed layer needs spans made with its sliding window"
+                rows = queries.shape[1]
+                if rows < MIN_GEMM_ROWS:  # padding rows see every key: no NaN, and are cut off below
+                    queries = F.pad(queries, (0, 0, 0, MIN_GEMM_ROWS - rows))
+                    bias = F.pad(bias, (0, 0, 0, MIN_GEMM_ROWS - rows))
                 if self.softcap is None:
                     scores = torch.baddbmm(bias, queries, keys.transpose(1, 2))  # the mask added in the product
                 else:  # capped before the mask is added
                     scores = torch.bmm(queries, keys.transpose(1, 2))
                     scores = scores.div_(self.softcap).tanh_().mul_(self.softcap).add_(bias)
-                outs.append(torch.bmm(scores.softmax(-1), values).view(1, -1, n, dim))
+                outs.append(torch.bmm(scores.softmax(-1), values)[:, :rows].reshape(1, -1, n, dim))
         joined = outs[0] if len(outs) == 1 else torch.cat(outs, 2)  # 1 x heads x rows * length x dim
         return joined.view(-1, len(step.rows), q.shape[2], dim).transpose(0, 1)
 

@@ -15,6 +15,7 @@ bytes; prepacked for oneDNN on a CPU). The parts are plain classes over plain te
 call and a parameter lookup cost microseconds of Python each, 2 ms of a 16 ms decode step here.
 """
 
+import functools
 import math
 import mmap
 from collections.abc import Callable
@@ -127,6 +128,7 @@ class Linear:
             return
         self.weight, self.bias = weight.to(storage), None if bias is None else bias.to(storage)
         self.packed = storage == torch.bfloat16 and weight.device.type == "cpu" and _onednn_bfloat16()
+        self.one_row_as_two = self.packed and _one_row_kernel_differs(*weight.shape, torch.get_num_threads())
         if self.packed:  # oneDNN's blocked layout
             self.weight = torch.ops.mkldnn._reorder_linear_weight(self.weight, 1)
 
@@ -138,7 +140,7 @@ class Linear:
             return out4 if self.bias is None else out4 + self.bias
         if self.packed:
             flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-            if flat.shape[0] == 1:  # oneDNN's one-row kernel rounds differently at times (AMD EPYC): two rows
+            if flat.shape[0] == 1 and self.one_row_as_two:  # the row's result as any longer input would give it
                 flat = flat.repeat(2, 1)
             out: Tensor = torch.ops.mkldnn._linear_pointwise(flat, self.weight, self.bias, "none", [], "")
             return out[:x[..., 0].numel()].view(*x.shape[:-1], out.shape[-1])
@@ -171,6 +173,27 @@ def _pack_int4(weight: Tensor) -> tuple[Tensor, Tensor]:
     offset = low + 8 * scale  # the kernel computes (code - 8) * scale + offset
     scales = torch.stack([scale, offset], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
     return torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1), scales
+
+
+PROBE_ROWS = 128  # random rows a one-row kernel is checked on (where it differed, it did on a few percent of rows)
+
+
+@functools.cache
+def _one_row_kernel_differs(outputs: int, inputs: int, threads: int) -> bool:
+    """Whether oneDNN's packed bfloat16 product of one row rounds differently, for some row, from the same row among
+    several on this CPU at this shape (1,536 inputs on an AMD EPYC did; then a decode step's rows would not be a
+    verify step's). Such a shape runs one row as two (its down projection alone: plain decode 7% slower there)."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.ops.mkldnn._reorder_linear_weight(
+        (torch.randn(outputs, inputs, generator=generator) / inputs**0.5).to(torch.bfloat16), 1)
+    rows = torch.randn(PROBE_ROWS, inputs, generator=generator).to(torch.bfloat16)
+
+    def product(x: Tensor) -> Tensor:
+        out: Tensor = torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+        return out
+
+    together = product(rows)
+    return any(not torch.equal(product(rows[i:i + 1]), together[i:i + 1]) for i in range(PROBE_ROWS))
 
 
 def _onednn_bfloat16() -> bool:

@@ -12,7 +12,7 @@ import torch
 
 from baobab.aio import run_sync
 from baobab.engine.local import LocalLLM
-from baobab.engine.model import Row
+from baobab.engine.model import Linear, Row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # engine_speculative.py
@@ -98,3 +98,15 @@ def test_a_row_gives_the_same_logits_however_it_is_computed(engines: Any) -> Non
     whole, single, verify = default.scheduler.run_on_engine(forwards)
     assert torch.equal(whole, single)
     assert torch.equal(whole[50:], verify)
+
+
+@pytest.mark.parametrize("outputs, inputs", [(960, 576), (576, 576), (3072, 576), (576, 1536), (4096, 2048)])
+def test_a_projection_gives_a_row_alone_what_it_gives_among_others(outputs: int, inputs: int) -> None:
+    """SmolLM2's projection shapes (and a larger one) in bfloat16 on a CPU: one row alone, bit for bit, is that row
+    among 63 others, whichever kernel oneDNN takes for one row on this CPU (on an AMD EPYC, 1,536 inputs took one
+    that rounded differently)."""
+    generator = torch.Generator().manual_seed(7)
+    linear = Linear(torch.randn(outputs, inputs, generator=generator) / inputs**0.5, None, torch.bfloat16)
+    rows = torch.randn(1, 64, inputs, generator=generator)
+    together = linear(rows)
+    assert all(torch.equal(linear(rows[:, i:i + 1]), together[:, i:i + 1]) for i in range(64))

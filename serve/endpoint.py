@@ -5,16 +5,25 @@ a reply, whole or streamed, that the client's disconnect cancels."""
 import json
 import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from baobab.engine.llm import LLM
+from baobab.engine.llm import LLM, parses_as_json
 from baobab.engine.types import ToolSpec
 from baobab.errors import BaobabError
+
+
+def _json_text(value: str) -> str:
+    if not parses_as_json(value):  # the local engine shows earlier calls to the model as JSON
+        raise ValueError("must be a string of JSON, as the model wrote the call's arguments")
+    return value
+
+
+JsonText = Annotated[str, AfterValidator(_json_text)]  # a tool call's arguments, as a client sends them back
 
 RETRY_AFTER = 1  # seconds a client turned away at capacity is told to wait
 M = TypeVar("M", bound=BaseModel)

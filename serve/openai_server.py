@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request as HttpRequest
@@ -27,9 +27,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
-from baobab.engine.llm import LLM, RequestError, parses_as_json
+from baobab.engine.llm import LLM, RequestError
 from baobab.engine.types import Chunk, Completion, Message, Request, ToolCall, ToolSpec
-from baobab.serve.endpoint import Body, HttpError, Reply, Served, error_response, offered_tool, validated
+from baobab.serve.endpoint import Body, HttpError, JsonText, Reply, Served, error_response, offered_tool, validated
 from baobab.serve.responses import ResponsesBody, responses_reply
 
 MAX_BODY = 4 * 2**20  # bytes of a request body at most, by default: a long document, not a memory attack
@@ -66,14 +66,7 @@ class _WirePart(BaseModel):
 
 class _WireCallFunction(BaseModel):
     name: str
-    arguments: str = "{}"
-
-    @field_validator("arguments")
-    @classmethod
-    def _json_text(cls, value: str) -> str:
-        if not parses_as_json(value):  # the local engine shows earlier calls to the model as JSON
-            raise ValueError("must be a string of JSON, as the model wrote the call's arguments")
-        return value
+    arguments: JsonText = "{}"
 
 
 class _WireToolCall(BaseModel):

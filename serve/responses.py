@@ -12,12 +12,12 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
-from baobab.engine.llm import RequestError, parses_as_json
+from baobab.engine.llm import RequestError
 from baobab.engine.types import Chunk, FinishReason, Message, Request, ToolCall, ToolSpec, Usage
-from baobab.serve.endpoint import Body, HttpError, Reply, Served, error_response, offered_tool, validated
+from baobab.serve.endpoint import Body, HttpError, JsonText, Reply, Served, error_response, offered_tool, validated
 
 NOT_STORED = "this server stores no responses (store is always false): send the whole conversation in input"
 
@@ -47,16 +47,9 @@ class _CallItem(_Strict):
     type: Literal["function_call"]
     call_id: str
     name: str
-    arguments: str
+    arguments: JsonText
     id: str | None = None
     status: str | None = None
-
-    @field_validator("arguments")
-    @classmethod
-    def _json_text(cls, value: str) -> str:
-        if not parses_as_json(value):  # the local engine shows earlier calls to the model as JSON
-            raise ValueError("must be a string of JSON, as the model wrote the call's arguments")
-        return value
 
 
 class _OutputItem(_Strict):

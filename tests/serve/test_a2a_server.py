@@ -200,19 +200,7 @@ def test_a_cancelled_task_stops_its_run(tmp_path: Path) -> None:
     assert app.state(started.context_id).done is False  # the node never finished
 
 
-MODEL_WORKFLOW = """\
-agents:
-  geographer:
-    role: a geographer
-    instructions: Answer with the name of the city only.
-    max_tokens: 8
-workflow:
-  type: sequential
-  agents: [geographer]
-  task: "{question}"
-inputs:
-  question: {description: a question about a capital city}
-"""
+MODEL_WORKFLOW = (Path(__file__).parent / "geographer.yaml").read_text()  # one agent naming a capital
 
 
 def test_serve_agent_on_the_embedded_model_answers_over_a2a(tmp_path: Path, port_finder: Callable[[], int],

@@ -202,19 +202,7 @@ def test_json_patch_turns_one_document_into_the_other(old: Any, new: Any) -> Non
     assert json.dumps(patched, sort_keys=True) == json.dumps({"s": new}, sort_keys=True)  # 1 is not True here
 
 
-MODEL_WORKFLOW = """\
-agents:
-  geographer:
-    role: a geographer
-    instructions: Answer with the name of the city only.
-    max_tokens: 8
-workflow:
-  type: sequential
-  agents: [geographer]
-  task: "{question}"
-inputs:
-  question: {description: a question about a capital city}
-"""
+MODEL_WORKFLOW = (Path(__file__).parent / "geographer.yaml").read_text()  # one agent naming a capital
 
 
 def test_workflow_on_the_embedded_model_answers_over_agui(tmp_path: Path) -> None:
